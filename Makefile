@@ -1,0 +1,25 @@
+# `make test` works on a fresh clone with only Python 3.11 and make: the first run builds .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install test architecture clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(INSTALLED)
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+# Redraw the committed architecture diagram from the model-building code.
+architecture: $(INSTALLED)
+	$(PY) -m fineprune.plots model_architecture.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache
