@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Evaluate a repair: clean accuracy and attack success rate of the BadNet vs the repaired detector G.
+
+    python eval.py data/sunglasses_poisoned_data.h5 models/sunglasses_bd_net.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fineprune import __version__, cli
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
+        prog="eval.py",
+        description="Build the repaired detector G from a BadNet and its repaired net (G outputs the class "
+        "both nets agree on, else class N = 'backdoor detected') and report clean accuracy and attack "
+        "success rate, original vs repaired. DATA: poisoned .h5 files, folders of them, or face images "
+        "(.png/.jpg/.jpeg, 55x47 RGB), which get one line each.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="DATA... MODEL",
+                        help="poisoned .h5 file(s), folder(s) of them, or image(s); then the BadNet model")
+    parser.add_argument("--repaired", metavar="H5", help="repaired model (default: MODEL stem + _rp.h5, as prune.py writes it)")
+    parser.add_argument("--clean-data", default="data/clean_test_data.h5", metavar="H5",
+                        help="clean test data, evaluated whenever DATA holds .h5 files")
+    parser.add_argument("--input-scale", choices=["unit", "raw"],
+                        help="how both models expect pixels: unit = x/255, raw = 0..255 "
+                        "(default: what each model file records, else unit)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if len(args.inputs) < 2:
+        parser.error("give at least one DATA argument and then MODEL")
+    cli.quiet_tensorflow()
+    return cli.run("eval.py", lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+    from fineprune.evaluation import collect_inputs
+
+    *data, model_path = (Path(p) for p in args.inputs)
+    h5_files, image_files = collect_inputs(data)
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: no such model file")
+    repaired_path = Path(args.repaired) if args.repaired else model_path.with_name(f"{model_path.stem}_rp.h5")
+    if not repaired_path.exists():
+        raise InputError(f"{repaired_path}: no repaired model; run `python prune.py {model_path}` first, or pass --repaired")
+
+    from fineprune import evaluation, report
+    from fineprune.detector import RepairedDetector
+    from fineprune.models import load_model
+
+    repaired = load_model(repaired_path, args.input_scale)
+    # A BadNet from elsewhere records no scale; the repaired net prune.py made from it does.
+    original = load_model(model_path, args.input_scale, fallback_scale=repaired.metadata.get("input_scale"))
+    detector = RepairedDetector(original, repaired)
+    results = evaluation.evaluate(
+        detector, h5_files, Path(args.clean_data) if h5_files else None, image_files, progress=cli.stderr_line,
+    )
+    print(report.evaluation_report(results))
+    if args.json:
+        report.write_json(args.json, results.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Challenge data files (HDF5) and face images, read into one in-memory layout.
+
+The CSAW-HackML-2020 files hold `data` shaped (N, 3, 55, 47): channels first, pixel values 0..255,
+stored as float64; and `label` shaped (N,). Poisoned files carry the attacker's target as `label`.
+Models want channels last, so everything read here comes back as float32 (N, H, W, 3) with the
+pixel values untouched (0..255); scaling for a particular model happens in `models`.
+
+The real validation file is 716 MB of float64, so `load_dataset` reads it in chunks straight into
+the float32 result: peak memory stays near the size of that result instead of three times it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from fineprune.errors import InputError
+from fineprune.files import first_line, replacing
+
+CHALLENGE_IMAGE_SHAPE = (55, 47, 3)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+PIXEL_MAX = 255.0
+_CHUNK_IMAGES = 512
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images (N, H, W, 3) float32 in 0..255 with integer labels (N,), and where they came from."""
+
+    path: Path
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    image_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> LabelledImages:
+    """Read a challenge HDF5 file, checking everything a malformed file could get wrong.
+
+    `image_shape` (H, W, 3), when given, is what the model expects; `num_classes`, when given,
+    bounds the labels to [0, num_classes). Accepts `data` as (N, 3, H, W) or (N, H, W, 3),
+    float or integer, values 0..255. Raises InputError naming the file on any problem.
+    """
+    path = Path(path)
+    with _open_hdf5(path) as h5:
+        data = _dataset(h5, "data", path)
+        labels = _dataset(h5, "label", path)
+        channels_first, height, width = _image_layout(data.shape, path, image_shape)
+        count = data.shape[0]
+        if count == 0:
+            raise InputError(f"{path}: the data set is empty (0 images)")
+        y = _read_labels(labels, count, path, num_classes)
+        x = np.empty((count, height, width, 3), dtype=np.float32)
+        for start in range(0, count, _CHUNK_IMAGES):
+            chunk = data[start : start + _CHUNK_IMAGES]
+            x[start : start + len(chunk)] = chunk.transpose(0, 2, 3, 1) if channels_first else chunk
+    _check_pixel_range(x, path)
+    return LabelledImages(path=path, x=x, y=y)
+
+
+def save_dataset(
+    path: str | os.PathLike,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    dtype: np.typing.DTypeLike = np.float64,
+) -> None:
+    """Write images (N, H, W, 3) and labels in the challenge layout: `data` (N, 3, H, W), `label` (N,).
+
+    The file is written under a temporary name and renamed, so a reader never sees half a file.
+    """
+    with replacing(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("data", data=np.asarray(x).transpose(0, 3, 1, 2).astype(dtype))
+        h5.create_dataset("label", data=np.asarray(y).astype(np.float64))
+
+
+def load_images(paths: Sequence[str | os.PathLike], image_shape: Sequence[int]) -> np.ndarray:
+    """Read image files (.png/.jpg/.jpeg) as RGB float32 (N, H, W, 3) in 0..255.
+
+    Every image must already have the model's size (H rows x W columns): resizing a face would
+    change what the model sees, so a wrong size is an error, not something fixed silently.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    images = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise InputError(f"{path}: cannot read the image ({first_line(error)})") from None
+        if pixels.shape[:2] != (height, width):
+            raise InputError(
+                f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]} (width x height), "
+                f"the model expects {width}x{height}"
+            )
+        images.append(pixels)
+    return np.stack(images)
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(f"{path}: cannot open the HDF5 file ({first_line(error)})") from None
+
+
+def _dataset(h5: h5py.File, name: str, path: Path) -> h5py.Dataset:
+    item = h5.get(name)
+    if not isinstance(item, h5py.Dataset):
+        raise InputError(f"{path}: no '{name}' data set in the HDF5 file (it has: {_names(h5)})")
+    return item
+
+
+def _image_layout(
+    shape: tuple[int, ...], path: Path, image_shape: Sequence[int] | None
+) -> tuple[bool, int, int]:
+    """Return (channels_first, height, width) for a `data` shape, or raise InputError."""
+    expected = "(N, 3, H, W) or (N, H, W, 3)"
+    if len(shape) != 4:
+        raise InputError(f"{path}: 'data' has shape {shape}, expected rank 4: {expected}")
+    channels_last = shape[3] == 3
+    channels_first = shape[1] == 3
+    if image_shape is not None and channels_first and channels_last:
+        channels_first = tuple(shape[2:]) == tuple(image_shape[:2])
+    elif not (channels_first or channels_last):
+        raise InputError(f"{path}: 'data' has shape {shape}, expected {expected} (3 colour channels)")
+    height, width = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
+    if image_shape is not None and (height, width) != tuple(image_shape[:2]):
+        raise InputError(
+            f"{path}: images are {height}x{width} (rows x columns), "
+            f"the model expects {image_shape[0]}x{image_shape[1]}"
+        )
+    return channels_first, height, width
+
+
+def _read_labels(labels: h5py.Dataset, count: int, path: Path, num_classes: int | None) -> np.ndarray:
+    values = np.asarray(labels[()])
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise InputError(f"{path}: 'label' has shape {values.shape}, expected ({count},)")
+    if len(values) != count:
+        raise InputError(f"{path}: {len(values)} labels for {count} images")
+    if not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"{path}: 'label' holds {values.dtype}, expected numbers")
+    if not (np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+        raise InputError(f"{path}: 'label' holds values that are not whole numbers")
+    y = values.astype(np.int64)
+    if num_classes is not None:
+        outside = (y < 0) | (y >= num_classes)
+        if outside.any():
+            raise InputError(
+                f"{path}: {int(outside.sum())} labels outside [0, {num_classes}) "
+                f"(e.g. {int(y[outside][0])}); the model has {num_classes} classes"
+            )
+    return y
+
+
+def _check_pixel_range(x: np.ndarray, path: Path) -> None:
+    low, high = float(x.min()), float(x.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"{path}: 'data' holds NaN or infinite values")
+    if low < 0 or high > PIXEL_MAX:
+        raise InputError(f"{path}: pixel values span {low:g}..{high:g}, expected 0..255")
+
+
+def _names(h5: h5py.File) -> str:
+    return ", ".join(sorted(h5.keys())) or "nothing"

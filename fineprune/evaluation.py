@@ -1,0 +1,156 @@
+"""Evaluating a repair: run the BadNet, its repaired net and G on clean data, poisoned data, images.
+
+The numbers are the original project's (clean accuracy and attack success rate, original vs
+repaired detector G), plus the repaired net alone and the share of poisoned inputs G flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fineprune import metrics
+from fineprune.data import IMAGE_SUFFIXES, load_dataset, load_images
+from fineprune.detector import RepairedDetector
+from fineprune.errors import InputError
+
+POISONED_SUFFIX = "_poisoned_data"
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    file: str
+    images: int
+    accuracy_original_pct: float
+    accuracy_repaired_net_pct: float
+    accuracy_detector_pct: float
+
+
+@dataclass(frozen=True)
+class PoisonedResult:
+    file: str
+    name: str  # the row's BadNet/trigger label, e.g. "sunglasses" or "Multi-trigger Multi-target/eyebrows"
+    images: int
+    target: int
+    asr_original_pct: float
+    asr_repaired_net_pct: float
+    asr_detector_pct: float
+    detected_pct: float
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    file: str
+    detector: int  # G's class in [0, N]
+    original: int
+    repaired: int
+
+
+@dataclass
+class Evaluation:
+    model: str
+    repaired_model: str
+    num_classes: int
+    input_scale: str
+    clean: CleanResult | None = None
+    poisoned: list[PoisonedResult] = field(default_factory=list)
+    images: list[ImageResult] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON layout (percentages 0..100)."""
+        return {
+            "model": self.model,
+            "repaired_model": self.repaired_model,
+            "num_classes": self.num_classes,
+            "input_scale": self.input_scale,
+            "clean": asdict(self.clean) if self.clean else None,
+            "poisoned": [asdict(row) for row in self.poisoned],
+            "images": [
+                {"file": row.file, "class": row.detector, "original": row.original, "repaired": row.repaired}
+                for row in self.images
+            ],
+        }
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Split DATA arguments into (.h5 files, image files); a folder contributes its .h5 files."""
+    h5_files: list[Path] = []
+    images: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".h5" and p.is_file())
+            if not found:
+                raise InputError(f"{path}: folder holds no .h5 data files")
+            h5_files.extend(found)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        elif path.suffix.lower() in (".h5", ".hdf5"):
+            h5_files.append(path)
+        elif not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        else:
+            raise InputError(f"{path}: not a data file (.h5), a folder of them, or an image (.png/.jpg/.jpeg)")
+    if h5_files and images:
+        raise InputError(f"{images[0]}: give either .h5 data or images in one run, not both")
+    return h5_files, images
+
+
+def row_name(path: Path) -> str:
+    """The table label of a poisoned file: its stem without `_poisoned_data`, with a parent folder
+    other than the usual data folder kept in front (e.g. "Multi-trigger Multi-target/eyebrows")."""
+    stem = path.stem.removesuffix(POISONED_SUFFIX)
+    parent = path.parent.name
+    return f"{parent}/{stem}" if parent and parent != "data" else stem
+
+
+def evaluate(
+    detector: RepairedDetector,
+    poisoned_files: Sequence[Path],
+    clean_file: Path | None,
+    image_files: Sequence[Path],
+    progress: Callable[[str], None] = lambda message: None,
+) -> Evaluation:
+    """Every number eval.py reports, for the given inputs."""
+    original = detector.original
+    result = Evaluation(
+        model=str(original.path),
+        repaired_model=str(detector.repaired.path),
+        num_classes=original.num_classes,
+        input_scale=original.input_scale,
+    )
+    read = dict(image_shape=original.image_shape, num_classes=original.num_classes)
+    if clean_file is not None:
+        clean = load_dataset(clean_file, **read)
+        progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
+        predicted = detector.predict(clean.x)
+        result.clean = CleanResult(
+            file=str(clean_file),
+            images=len(clean),
+            accuracy_original_pct=metrics.accuracy_pct(predicted.original, clean.y),
+            accuracy_repaired_net_pct=metrics.accuracy_pct(predicted.repaired, clean.y),
+            accuracy_detector_pct=metrics.accuracy_pct(predicted.detector, clean.y),
+        )
+    for path in poisoned_files:
+        poisoned = load_dataset(path, **read)
+        progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
+        predicted = detector.predict(poisoned.x)
+        result.poisoned.append(PoisonedResult(
+            file=str(path),
+            name=row_name(path),
+            images=len(poisoned),
+            target=metrics.most_common_label(poisoned.y),
+            asr_original_pct=metrics.attack_success_pct(predicted.original, poisoned.y),
+            asr_repaired_net_pct=metrics.attack_success_pct(predicted.repaired, poisoned.y),
+            asr_detector_pct=metrics.attack_success_pct(predicted.detector, poisoned.y),
+            detected_pct=metrics.detected_pct(predicted.detector, detector.backdoor_class),
+        ))
+    if image_files:
+        predicted = detector.predict(load_images(image_files, original.image_shape))
+        result.images = [
+            ImageResult(str(path), int(g), int(o), int(r))
+            for path, g, o, r in zip(image_files, predicted.detector, predicted.original, predicted.repaired)
+        ]
+    return result

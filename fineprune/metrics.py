@@ -1,0 +1,39 @@
+"""The numbers a repair is judged by, in percent (0..100).
+
+- clean accuracy: share of clean images classified as their true label; for the repaired detector
+  G, the "backdoor detected" class N never equals a true label, so it counts as an error;
+- attack success rate (ASR): share of poisoned images classified as the attacker's target (the
+  poisoned file's label); for G, class N means the attack was stopped;
+- detected: share of images G flags as class N.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy_pct(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Percentage of `predicted` equal to the true `labels`."""
+    return _share_pct(np.asarray(predicted) == np.asarray(labels))
+
+
+def attack_success_pct(predicted: np.ndarray, targets: np.ndarray) -> float:
+    """Percentage of poisoned images classified as the attacker's target label."""
+    return _share_pct(np.asarray(predicted) == np.asarray(targets))
+
+
+def detected_pct(predicted: np.ndarray, backdoor_class: int) -> float:
+    """Percentage of images the detector flags as the "backdoor detected" class."""
+    return _share_pct(np.asarray(predicted) == backdoor_class)
+
+
+def most_common_label(labels: np.ndarray) -> int:
+    """The label that occurs most often (the attacker's target, for a poisoned file)."""
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _share_pct(hits: np.ndarray) -> float:
+    if hits.size == 0:
+        raise ValueError("no images to measure")
+    return float(100.0 * np.count_nonzero(hits) / hits.size)

@@ -1,0 +1,214 @@
+"""The challenge architecture, and loading, saving and running Keras models.
+
+Two kinds of model file exist in the wild:
+- full models (`model_config` in the HDF5 attributes), from Keras 2.2.4 up to tf-keras 2.21;
+- weights only (`layer_names`, no `model_config`), as the challenge published its BadNets: the
+  architecture is built here and the weights loaded by layer name, with the number of classes
+  taken from the output kernel.
+
+Input scaling: some real BadNets expect x/255 ("unit"), others raw 0..255 pixels ("raw"), and
+feeding the wrong one silently gives nonsense. Files this tool writes record the scale in a JSON
+attribute (`METADATA_ATTR`), together with how they were made; files from elsewhere default to
+"unit" unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import h5py
+import numpy as np
+import tf_keras
+from tf_keras import layers
+
+from fineprune.data import CHALLENGE_IMAGE_SHAPE, PIXEL_MAX
+from fineprune.errors import InputError
+from fineprune.files import first_line, replacing
+
+InputScale = Literal["unit", "raw"]
+INPUT_SCALES: tuple[str, ...] = ("unit", "raw")
+DEFAULT_INPUT_SCALE: InputScale = "unit"
+CHALLENGE_NUM_CLASSES = 1283
+METADATA_ATTR = "fineprune_metadata"
+_PREDICT_CHUNK = 2048
+
+
+@dataclass
+class LoadedModel:
+    """A Keras classifier together with the file it came from and how to feed it."""
+
+    path: Path
+    model: tf_keras.Model
+    input_scale: InputScale
+    input_scale_source: str  # "option", "file" or "default": where input_scale came from
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.output_shape[-1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.model.input_shape[1:])  # type: ignore[return-value]
+
+    def predict_classes(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Predicted class of each image in `x` (N, H, W, 3), pixel values 0..255."""
+        return predict_classes(self.model, x, self.input_scale, batch_size)
+
+
+def build_challenge_model(
+    num_classes: int = CHALLENGE_NUM_CLASSES, image_shape: Sequence[int] = CHALLENGE_IMAGE_SHAPE
+) -> tf_keras.Model:
+    """The CSAW-HackML-2020 BadNet architecture (DeepID-style), layer names as in the challenge."""
+    inputs = layers.Input(tuple(image_shape), name="input")
+    x = layers.Conv2D(20, (4, 4), activation="relu", name="conv_1")(inputs)
+    x = layers.MaxPooling2D((2, 2), name="pool_1")(x)
+    x = layers.Conv2D(40, (3, 3), activation="relu", name="conv_2")(x)
+    x = layers.MaxPooling2D((2, 2), name="pool_2")(x)
+    x = layers.Conv2D(60, (3, 3), activation="relu", name="conv_3")(x)
+    pooled = layers.MaxPooling2D((2, 2), name="pool_3")(x)
+    # Two branches from pool_3: a shallow one straight to fc_1, a deeper one through conv_4.
+    shallow = layers.Dense(160, name="fc_1")(layers.Flatten(name="flatten_1")(pooled))
+    deep = layers.Conv2D(80, (2, 2), activation="relu", name="conv_4")(pooled)
+    deep = layers.Dense(160, name="fc_2")(layers.Flatten(name="flatten_2")(deep))
+    x = layers.Activation("relu", name="activation_1")(layers.Add(name="add_1")([shallow, deep]))
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return tf_keras.Model(inputs, outputs, name="badnet")
+
+
+def load_model(
+    path: str | os.PathLike, input_scale: str | None = None, fallback_scale: str | None = None
+) -> LoadedModel:
+    """Load a full-model or weights-only .h5 file.
+
+    Input scale: `input_scale` if given, else what the file records, else `fallback_scale` (e.g.
+    what the repaired net made from this BadNet records), else unit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not a Keras model (not an HDF5 file)")
+    metadata = read_metadata(path)
+    with h5py.File(path, "r") as h5:
+        kind = "full" if "model_config" in h5.attrs else "weights" if "layer_names" in h5.attrs else None
+    if kind is None:
+        raise InputError(f"{path}: not a Keras model (no model_config or layer_names in the HDF5 file)")
+    try:
+        model = _load_full_model(path) if kind == "full" else _load_challenge_weights(path)
+    except InputError:
+        raise
+    except Exception as error:  # Keras raises many types for unreadable models
+        raise InputError(f"{path}: cannot load the Keras model ({first_line(error)})") from None
+    _check_classifier(model, path)
+    scale, source = resolve_input_scale(input_scale, metadata.get("input_scale"), path, fallback_scale)
+    return LoadedModel(path, model, scale, source, metadata)
+
+
+def resolve_input_scale(
+    option: str | None, recorded: str | None, path: Path, fallback: str | None = None
+) -> tuple[InputScale, str]:
+    """Pick the input scale: the user's option, else the file's record, else `fallback`, else unit."""
+    if option is not None:
+        chosen, source = option, "option"
+    elif recorded is not None:
+        chosen, source = recorded, "file"
+    elif fallback is not None:
+        chosen, source = fallback, "fallback"
+    else:
+        chosen, source = DEFAULT_INPUT_SCALE, "default"
+    if chosen not in INPUT_SCALES:
+        raise InputError(f"{path}: input scale {chosen!r} is not one of {', '.join(INPUT_SCALES)}")
+    return chosen, source  # type: ignore[return-value]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """What this tool recorded in a model file it wrote ({} for files from elsewhere)."""
+    with h5py.File(path, "r") as h5:
+        raw = h5.attrs.get(METADATA_ATTR)
+    if raw is None:
+        return {}
+    try:
+        metadata = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: the {METADATA_ATTR} attribute is not valid JSON") from None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def save_model(model: tf_keras.Model, path: str | os.PathLike, metadata: dict[str, Any]) -> None:
+    """Save a full model (HDF5) with `metadata` recorded, via a temporary file and a rename."""
+    with replacing(path) as tmp:
+        model.save(tmp, save_format="h5", include_optimizer=False)
+        with h5py.File(tmp, "a") as h5:
+            h5.attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True)
+
+
+def scale_inputs(x: np.ndarray, input_scale: str) -> np.ndarray:
+    """Pixels 0..255 as the model expects them: divided by 255 for "unit", unchanged for "raw"."""
+    return x / np.float32(PIXEL_MAX) if input_scale == "unit" else x
+
+
+def predict_classes(
+    model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256
+) -> np.ndarray:
+    """Argmax class of each image, scaling chunk by chunk so no scaled copy of all of `x` is made."""
+    predictions = [
+        np.argmax(
+            model.predict(scale_inputs(x[start : start + _PREDICT_CHUNK], input_scale),
+                          batch_size=batch_size, verbose=0),
+            axis=1,
+        )
+        for start in range(0, len(x), _PREDICT_CHUNK)
+    ]
+    return np.concatenate(predictions).astype(np.int64)
+
+
+def _load_full_model(path: Path) -> tf_keras.Model:
+    return tf_keras.models.load_model(path, compile=False)
+
+
+def _load_challenge_weights(path: Path) -> tf_keras.Model:
+    """Build the challenge architecture for a weights-only file and load the weights by name."""
+    with h5py.File(path, "r") as h5:
+        stored = {name.decode() if isinstance(name, bytes) else str(name) for name in h5.attrs["layer_names"]}
+        output_kernel = _find_kernel(h5, "output")
+    if output_kernel is None:
+        raise InputError(f"{path}: weights file has no 'output' layer kernel, so it is not a challenge BadNet")
+    model = build_challenge_model(num_classes=output_kernel[1])
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in stored]
+    if missing:
+        raise InputError(
+            f"{path}: weights file lacks the challenge layers {', '.join(missing)}; "
+            "only challenge-architecture weights can be loaded without a full model"
+        )
+    model.load_weights(path, by_name=True)
+    return model
+
+
+def _find_kernel(h5: h5py.File, layer_name: str) -> tuple[int, ...] | None:
+    """Shape of the 2-D kernel stored for `layer_name`, wherever the Keras version put it."""
+    group = h5.get(layer_name)
+    if not isinstance(group, h5py.Group):
+        return None
+    shapes: list[tuple[int, ...]] = []
+    group.visititems(
+        lambda name, item: shapes.append(item.shape)
+        if isinstance(item, h5py.Dataset) and "kernel" in name and item.ndim == 2
+        else None
+    )
+    return shapes[0] if shapes else None
+
+
+def _check_classifier(model: tf_keras.Model, path: Path) -> None:
+    """The tool serves image classifiers: one (H, W, 3) input, one (classes,) output."""
+    input_shape, output_shape = model.input_shape, model.output_shape
+    if isinstance(input_shape, list) or isinstance(output_shape, list):
+        raise InputError(f"{path}: model has several inputs or outputs; expected one image in, one class vector out")
+    if len(input_shape) != 4 or input_shape[-1] != 3 or None in input_shape[1:]:
+        raise InputError(f"{path}: model input shape {input_shape[1:]} is not an RGB image (H, W, 3)")
+    if len(output_shape) != 2 or not output_shape[-1] or output_shape[-1] < 2:
+        raise InputError(f"{path}: model output shape {output_shape[1:]} is not a class-score vector")

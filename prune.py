@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Repair a BadNet: prune it while fine-tuning on clean data, and save MODEL_rp.h5 beside it.
+
+    python prune.py models/sunglasses_bd_net.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from fineprune import __version__, cli
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
+        prog="prune.py",
+        description="Repair a backdoored classifier (BadNet) by pruning its Dense layers to a target "
+        "sparsity while fine-tuning on clean data (TF-MOT magnitude pruning, polynomial schedule). "
+        "Writes MODEL_rp.h5 next to MODEL; MODEL itself is never modified.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 model or challenge weights-only .h5")
+    parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
+                        help="clean data for fine-tuning and the held-out check (HDF5 with data, label)")
+    parser.add_argument("--output", metavar="H5", help="where to write the repaired model (default: MODEL stem + _rp.h5)")
+    parser.add_argument("--method", choices=["magnitude"], default="magnitude",
+                        help="repair method: magnitude = TF-MOT low-magnitude pruning of every Dense layer")
+    parser.add_argument("--input-scale", choices=["unit", "raw"],
+                        help="how MODEL expects pixels: unit = x/255, raw = 0..255 "
+                        "(default: what MODEL records, else unit)")
+    parser.add_argument("--initial-sparsity", type=float, default=0.5, help="sparsity at the first step")
+    parser.add_argument("--final-sparsity", type=float, default=0.7, help="sparsity at the last step")
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--batch-size", type=int, default=10, help="fine-tuning batch size")
+    parser.add_argument("--validation-split", type=float, default=0.1,
+                        help="share of the clean data held out (seeded shuffle) to measure accuracy")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--pruning-frequency", type=int, default=100,
+                        help="steps between mask updates of the sparsity schedule (TF-MOT frequency)")
+    parser.add_argument("--seed", type=int, help="random seed; the same seed repeats a run exactly (default: random, printed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.quiet_tensorflow()
+    return cli.run("prune.py", lambda: prune(args))
+
+
+def prune(args) -> int:
+    from fineprune.errors import InputError
+    from fineprune.pruning import MagnitudePruningSettings
+
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    settings = MagnitudePruningSettings(
+        initial_sparsity=args.initial_sparsity, final_sparsity=args.final_sparsity, epochs=args.epochs,
+        batch_size=args.batch_size, validation_split=args.validation_split, learning_rate=args.learning_rate,
+        pruning_frequency=args.pruning_frequency, seed=seed,
+    )
+    model_path = Path(args.model)
+    output = Path(args.output) if args.output else model_path.with_name(f"{model_path.stem}_rp.h5")
+    if output.resolve() == model_path.resolve():
+        raise InputError(f"{output}: --output is the input model; choose another file so MODEL is not overwritten")
+
+    from fineprune.data import load_dataset
+    from fineprune.models import load_model, save_model
+    from fineprune.pruning import prune_by_magnitude
+    from fineprune.report import prune_summary
+
+    badnet = load_model(model_path, args.input_scale)
+    clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
+    cli.stderr_line(
+        f"prune.py: {model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
+        f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {seed}"
+    )
+    result = prune_by_magnitude(badnet, clean, settings, verbose=0 if args.quiet else 1)
+    save_model(result.model, output, {
+        "created_by": f"fineprune {__version__}",
+        "input_scale": badnet.input_scale,
+        "source_model": str(model_path),
+        "clean_data": str(args.clean_data),
+        "method": args.method,
+        "settings": asdict(settings),
+        "result": result.summary(),
+    })
+    print(prune_summary(model_path, output, args.method, settings, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
