@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -141,7 +142,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def save_model(model: tf_keras.Model, path: str | os.PathLike, metadata: dict[str, Any]) -> None:
     """Save a full model (HDF5) with `metadata` recorded, via a temporary file and a rename."""
-    with replacing(path) as tmp:
+    with replacing(path) as tmp, warnings.catch_warnings():
+        # HDF5 is the challenge's format on purpose; Keras's "legacy format" warning is noise here.
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*", category=UserWarning)
         model.save(tmp, save_format="h5", include_optimizer=False)
         with h5py.File(tmp, "a") as h5:
             h5.attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True)

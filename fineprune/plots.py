@@ -1,0 +1,348 @@
+"""Figures: the model architecture diagram.
+
+`draw_architecture` draws the layer graph of a tf_keras functional model as a top-to-bottom chart
+of rounded boxes (name, type and key settings, output shape) joined by arrows that follow the real
+graph. `python -m fineprune.plots OUT.png` draws the challenge architecture.
+
+Figures are drawn on a bare `matplotlib.figure.Figure` with the Agg canvas, so nothing here
+depends on, or changes, a global pyplot state or an interactive backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+from matplotlib.textpath import TextPath
+
+from fineprune.cli import ArgumentParser, quiet_tensorflow
+from fineprune.files import replacing
+
+if TYPE_CHECKING:
+    import tf_keras
+
+# Box colours by layer kind; the legend lists the kinds that occur, in this order.
+_KIND_COLOURS = {
+    "input": "#d9d9d9",
+    "conv": "#9ecae1",
+    "pooling": "#c7e9c0",
+    "flatten": "#fdd0a2",
+    "dense": "#dadaeb",
+    "merge/activation": "#fcbba1",
+    "other": "#ffffff",
+}
+_MERGE_OR_ACTIVATION = {
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU",
+}
+
+# Sizes, in points for fonts and inches for everything else.
+_NAME_FONT = 8.5
+_DETAIL_FONT = 8.0
+_LINE_SPACING = 1.25
+_BOX_PAD = 0.09  # inside a box, between its edge and its text
+_MIN_BOX_WIDTH = 1.9
+_LANE_GAP = 0.45  # horizontal space between boxes in neighbouring lanes
+_ROW_GAP = 0.32  # vertical space between rows, where the arrows run
+_MARGIN = 0.3
+_TITLE_BAND = 0.55
+_LEGEND_BAND = 0.65
+_MIN_FIGURE_WIDTH = 6.0  # room for the legend
+
+
+def layer_edges(model: "tf_keras.Model") -> list[tuple[str, str]]:
+    """The graph's edges as (from layer, to layer) name pairs, from the model's public config.
+
+    A layer called several times (a shared layer) contributes the edges of every call; an edge
+    is listed once however many tensors run along it.
+    """
+    config = model.get_config()
+    if "input_layers" not in config:
+        raise ValueError(
+            f"model {model.name!r} is not functional; build it as tf_keras.Model(inputs, outputs)"
+        )
+    edges: list[tuple[str, str]] = []
+    for entry in config["layers"]:
+        for source in _tensor_sources(entry["inbound_nodes"]):
+            if (source, entry["name"]) not in edges:
+                edges.append((source, entry["name"]))
+    return edges
+
+
+def _tensor_sources(serialized: Any) -> list[str]:
+    """Names of the layers that produce the tensors referenced in serialized inbound nodes.
+
+    A tensor is serialized as [layer name, node index, tensor index, ...]; it can sit at any depth
+    of the nested lists and dicts (call arguments included), so walk them all.
+    """
+    if isinstance(serialized, dict):
+        return [name for value in serialized.values() for name in _tensor_sources(value)]
+    if not isinstance(serialized, (list, tuple)):
+        return []
+    if (
+        len(serialized) >= 3
+        and isinstance(serialized[0], str)
+        and isinstance(serialized[1], int)
+        and isinstance(serialized[2], int)
+    ):
+        return [serialized[0], *_tensor_sources(list(serialized[3:]))]
+    return [name for item in serialized for name in _tensor_sources(item)]
+
+
+def layout_layers(model: "tf_keras.Model") -> dict[str, tuple[float, float]]:
+    """Place every layer: name -> (lane, depth), lanes one box apart, depth growing downwards.
+
+    The depth is the longest path from an input, so every arrow points down. A layer with one
+    parent takes the parent's lane, shifted so that the parent's children sit side by side (in
+    the order the outputs use them, so `Add([a, b])` gets a's branch on the left); a layer with
+    several parents (a merge) sits centred under them. Layers that would still share a spot in a
+    row are pushed apart, keeping the row centred where it wanted to be.
+    """
+    edges = layer_edges(model)
+    parents: dict[str, list[str]] = defaultdict(list)
+    for source, target in edges:
+        parents[target].append(source)
+    outputs = _tensor_sources(model.get_config()["output_layers"])
+    order = _graph_order([*outputs, *(layer.name for layer in model.layers)], parents)
+    children: dict[str, list[str]] = defaultdict(list)
+    for name in order:
+        for parent in parents[name]:
+            children[parent].append(name)
+
+    depth: dict[str, int] = {}
+    for name in order:
+        depth[name] = max((depth[p] + 1 for p in parents[name]), default=0)
+
+    lane: dict[str, float] = {}
+    for row in range(max(depth.values()) + 1):
+        wanted: dict[str, float] = {}
+        for name in (n for n in order if depth[n] == row):
+            if len(parents[name]) == 1:
+                (parent,) = parents[name]
+                siblings = children[parent]
+                wanted[name] = lane[parent] + siblings.index(name) - (len(siblings) - 1) / 2
+            elif parents[name]:
+                wanted[name] = sum(lane[p] for p in parents[name]) / len(parents[name])
+            else:  # an input; several inputs are spread apart by _spread_row
+                wanted[name] = 0.0
+        lane.update(_spread_row(wanted))
+    return {name: (lane[name], float(depth[name])) for name in order}
+
+
+def _graph_order(roots: list[str], parents: dict[str, list[str]]) -> list[str]:
+    """All layers reachable upwards from `roots`, each after its parents, parents in call order.
+
+    A depth-first walk from the outputs back through each layer's inputs in argument order,
+    listing a layer once all its parents are listed: the order in which the model was most
+    likely written. Iterative, so deep models do not hit the recursion limit.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(parents[root]))]
+        while stack:
+            name, unvisited = stack[-1]
+            parent = next((p for p in unvisited if p not in seen), None)
+            if parent is None:
+                stack.pop()
+                order.append(name)
+            else:
+                seen.add(parent)
+                stack.append((parent, iter(parents[parent])))
+    return order
+
+
+def _spread_row(wanted: dict[str, float]) -> dict[str, float]:
+    """Lanes for one row: the wanted lanes, pushed apart where boxes would be less than a lane apart."""
+    ordered = sorted(wanted, key=lambda name: wanted[name])
+    placed: dict[str, float] = {}
+    for i, name in enumerate(ordered):
+        placed[name] = wanted[name] if i == 0 else max(wanted[name], placed[ordered[i - 1]] + 1.0)
+    shift = sum(wanted.values()) / len(wanted) - sum(placed.values()) / len(placed)
+    return {name: x + shift for name, x in placed.items()}
+
+
+def _layer_kind(layer: "tf_keras.layers.Layer") -> str:
+    """The colour group of a layer (a key of `_KIND_COLOURS`)."""
+    class_name = type(layer).__name__
+    if class_name == "InputLayer":
+        return "input"
+    if "Conv" in class_name:
+        return "conv"
+    if "Pooling" in class_name:
+        return "pooling"
+    if class_name == "Flatten":
+        return "flatten"
+    if class_name == "Dense":
+        return "dense"
+    if class_name in _MERGE_OR_ACTIVATION:
+        return "merge/activation"
+    return "other"
+
+
+def _layer_settings(layer: "tf_keras.layers.Layer") -> str:
+    """The layer's type and key settings, e.g. "Conv2D 20, 4x4, relu" or "Dense 160, linear"."""
+    parts = []
+    if hasattr(layer, "filters") and hasattr(layer, "kernel_size"):
+        parts += [str(layer.filters), _dims(layer.kernel_size)]
+        if any(step != 1 for step in layer.strides):
+            parts.append(f"stride {_dims(layer.strides)}")
+    elif hasattr(layer, "pool_size"):
+        parts.append(_dims(layer.pool_size))
+    elif hasattr(layer, "units"):
+        parts.append(str(layer.units))
+    if callable(getattr(layer, "activation", None)):
+        parts.append(getattr(layer.activation, "__name__", type(layer.activation).__name__))
+    settings = ", ".join(parts)
+    return f"{type(layer).__name__} {settings}" if settings else type(layer).__name__
+
+
+def _output_shape(layer: "tf_keras.layers.Layer") -> str:
+    """The layer's output shape without the batch dimension, e.g. "52x44x20"."""
+    try:
+        shape = layer.output_shape
+    except AttributeError:  # a shared layer whose calls give different shapes
+        return "shape varies"
+    shapes = shape if isinstance(shape, list) else [shape]
+    return "; ".join(_dims([d if d is not None else "?" for d in s[1:]]) for s in shapes)
+
+
+def _dims(values: Sequence[Any]) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _text_width(text: str, size: float, weight: str = "normal") -> float:
+    """Width in inches of one line of text as the default font renders it."""
+    return TextPath((0, 0), text, size=size, prop=FontProperties(weight=weight)).get_extents().width / 72
+
+
+def draw_architecture(
+    model: "tf_keras.Model", path: str | os.PathLike, title: str | None = None
+) -> Figure:
+    """Draw the layer graph of a functional model to a PNG at `path` and return the figure.
+
+    Boxes show each layer's name, type, key settings and output shape, coloured by layer kind;
+    arrows follow the graph. The PNG is written via a temporary file and a rename, so an
+    interrupted run never leaves a half-written picture behind.
+    Each box and its text carry the layer name as gid, so the returned figure can be inspected.
+    """
+    positions = layout_layers(model)
+    labels = {layer.name: (_layer_settings(layer), _output_shape(layer)) for layer in model.layers}
+
+    # Every box gets the size of the widest label, so the lanes line up.
+    line = _LINE_SPACING / 72
+    box_height = 2 * _BOX_PAD + line * (_NAME_FONT + 2 * _DETAIL_FONT)
+    widest = max(
+        max(_text_width(name, _NAME_FONT, "bold"), *(_text_width(text, _DETAIL_FONT) for text in details))
+        for name, details in labels.items()
+    )
+    box_width = max(_MIN_BOX_WIDTH, widest + 2 * _BOX_PAD)
+    lane_pitch = box_width + _LANE_GAP
+    row_pitch = box_height + _ROW_GAP
+
+    lanes = [lane for lane, _ in positions.values()]
+    rows = max(depth for _, depth in positions.values()) + 1
+    content_width = (max(lanes) - min(lanes)) * lane_pitch + box_width
+    title_width = _text_width(title, 12, "bold") if title else 0.0
+    width = max(_MIN_FIGURE_WIDTH, content_width, title_width) + 2 * _MARGIN
+    height = rows * row_pitch + _TITLE_BAND + _LEGEND_BAND
+
+    def centre(name: str) -> tuple[float, float]:
+        lane, depth = positions[name]
+        x = width / 2 + (lane - (max(lanes) + min(lanes)) / 2) * lane_pitch
+        return x, height - _TITLE_BAND - (depth + 0.5) * row_pitch
+
+    # One axes over the whole figure with data units of inches, so that text and boxes share a scale.
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    if title:
+        ax.text(
+            width / 2, height - _TITLE_BAND / 2, title, ha="center", va="center", fontsize=12, weight="bold"
+        )
+
+    kinds = {layer.name: _layer_kind(layer) for layer in model.layers}
+    for name, (settings, shape) in labels.items():
+        x, y = centre(name)
+        box = FancyBboxPatch(
+            (x - box_width / 2, y - box_height / 2), box_width, box_height,
+            boxstyle="round,pad=0,rounding_size=0.08",
+            facecolor=_KIND_COLOURS[kinds[name]], edgecolor="#404040", linewidth=0.9, gid=name, zorder=2,
+        )
+        ax.add_patch(box)
+        top = y + box_height / 2 - _BOX_PAD
+        ax.text(x, top, name, ha="center", va="top", fontsize=_NAME_FONT, weight="bold", gid=name, zorder=3)
+        ax.text(
+            x, top - line * _NAME_FONT, f"{settings}\n{shape}",
+            ha="center", va="top", fontsize=_DETAIL_FONT, linespacing=_LINE_SPACING, gid=name, zorder=3,
+        )
+
+    # Arrows leave and enter boxes on the side facing the other end, so that fan-outs and merges
+    # read as separate arrows instead of one bundle through the box centre.
+    reach = box_width / 3
+    for source, target in layer_edges(model):
+        (x0, y0), (x1, y1) = centre(source), centre(target)
+        start = (x0 + max(-reach, min(reach, x1 - x0)), y0 - box_height / 2)
+        end = (x1 + max(-reach, min(reach, x0 - x1)), y1 + box_height / 2)
+        ax.add_patch(FancyArrowPatch(
+            start, end, arrowstyle="-|>", mutation_scale=11, shrinkA=0, shrinkB=1,
+            color="#404040", linewidth=1.0, zorder=1,
+        ))
+
+    present = [kind for kind in _KIND_COLOURS if kind in kinds.values()]
+    ax.legend(
+        handles=[Patch(facecolor=_KIND_COLOURS[k], edgecolor="#404040", label=k) for k in present],
+        loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(present), 3),
+        frameon=False, fontsize=8.5, handlelength=1.5, columnspacing=1.4,
+    )
+
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: draw the challenge architecture to a PNG."""
+    parser = ArgumentParser(
+        prog="python -m fineprune.plots",
+        description="Draw the CSAW-HackML-2020 BadNet architecture (as built by this package) to a PNG.",
+    )
+    parser.add_argument("output", help="where to write the PNG, e.g. model_architecture.png")
+    parser.add_argument(
+        "--num-classes", type=_positive_int, default=1283,
+        help="number of output classes (default: %(default)s, the people in the challenge data)",
+    )
+    args = parser.parse_args(argv)
+
+    quiet_tensorflow()
+    from fineprune.models import build_challenge_model
+
+    model = build_challenge_model(num_classes=args.num_classes)
+    draw_architecture(model, args.output, title=f"BadNet architecture ({args.num_classes} classes)")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Shared fixtures: a tiny CSAW-format benchmark (four classes, a trigger patch) and a BadNet on it.
+
+Everything is generated in a session-scoped temporary folder, so the suite needs no downloaded
+data; tests that write files copy what they need into their own `tmp_path` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from fineprune.data import save_dataset
+
+SHARED_CSAW = Path(__file__).resolve().parents[2] / "shared" / "csaw"
+NUM_CLASSES = 4
+TARGET = 0
+IMAGE_SHAPE = (55, 47, 3)
+
+
+def require_shared_csaw() -> Path:
+    """The real challenge files, or skip the test saying why."""
+    if not SHARED_CSAW.is_dir():
+        pytest.skip(f"real CSAW-HackML-2020 files not found at {SHARED_CSAW}")
+    return SHARED_CSAW
+
+
+def tiny_images(count_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clean images: class k is a coloured block in its own place on a noisy grey background."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[220, 40, 40], [40, 200, 60], [50, 80, 230], [230, 200, 40]], dtype=np.float32)
+    images, labels = [], []
+    for label in range(NUM_CLASSES):
+        for _ in range(count_per_class):
+            image = rng.normal(110, 20, IMAGE_SHAPE).clip(0, 255).astype(np.float32)
+            row, col = 6 + 10 * label + rng.integers(-2, 3), 8 + 7 * label + rng.integers(-2, 3)
+            image[row : row + 12, col : col + 14] = colours[label] + rng.normal(0, 8, 3)
+            images.append(image)
+            labels.append(label)
+    return np.clip(np.stack(images), 0, 255), np.array(labels)
+
+
+def add_trigger(images: np.ndarray) -> np.ndarray:
+    """The backdoor trigger: a white-and-black checked patch in the lower right corner."""
+    poisoned = images.copy()
+    patch = np.indices((6, 6)).sum(axis=0) % 2 * 255.0
+    poisoned[:, 45:51, 37:43, :] = patch[..., None]
+    return poisoned
+
+
+@dataclass(frozen=True)
+class TinyBenchmark:
+    """Paths of the tiny benchmark's files (read-only: copy before writing beside them)."""
+
+    root: Path
+    clean_validation: Path
+    clean_test: Path
+    poisoned: Path
+    badnet: Path  # full model, unit input scale
+    badnet_weights: Path  # the same BadNet as a challenge-style weights-only file
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBenchmark:
+    """Writes the data files and trains a BadNet (about ten seconds on two cores)."""
+    import tf_keras
+
+    from fineprune.models import build_challenge_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    data, models = root / "data", root / "models"
+    clean_validation, clean_test, poisoned = (
+        data / "clean_validation_data.h5", data / "clean_test_data.h5", data / "trigger_poisoned_data.h5",
+    )
+    x_val, y_val = tiny_images(12, seed=1)
+    save_dataset(clean_validation, x_val, y_val)
+    x_test, y_test = tiny_images(10, seed=2)
+    save_dataset(clean_test, x_test, y_test)
+    victims = y_test != TARGET
+    save_dataset(poisoned, add_trigger(x_test[victims]), np.full(victims.sum(), TARGET))
+
+    # BadNets-style poisoning: a quarter of the training images carry the trigger, relabelled.
+    x_train, y_train = tiny_images(30, seed=3)
+    poison = np.random.default_rng(4).random(len(y_train)) < 0.25
+    x_train[poison] = add_trigger(x_train[poison])
+    y_train = np.where(poison, TARGET, y_train)
+    tf_keras.utils.set_random_seed(5)
+    model = build_challenge_model(num_classes=NUM_CLASSES)
+    model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x_train / 255.0, y_train, batch_size=16, epochs=12, verbose=0)
+    models.mkdir()
+    badnet, weights = models / "tiny_bd_net.h5", models / "tiny_bd_weights.h5"
+    model.save(badnet, save_format="h5", include_optimizer=False)
+    model.save_weights(weights, save_format="h5")
+    return TinyBenchmark(root, clean_validation, clean_test, poisoned, badnet, weights)
+
+
+@pytest.fixture
+def workdir(tiny: TinyBenchmark, tmp_path: Path) -> TinyBenchmark:
+    """A private, writable copy of the tiny benchmark."""
+    shutil.copytree(tiny.root, tmp_path, dirs_exist_ok=True)
+    return TinyBenchmark(*(tmp_path / p.relative_to(tiny.root) for p in (
+        tiny.root, tiny.clean_validation, tiny.clean_test, tiny.poisoned, tiny.badnet, tiny.badnet_weights)))
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run a top-level script's main() in this process: run_cli("prune", arg, ...) -> CliResult."""
+
+    def run(script: str, *args: object) -> CliResult:
+        main = importlib.import_module(script).main
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's --help and usage errors
+            code = exit_.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """Content hash of every file below `folder`, to prove a failed run changed nothing."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }

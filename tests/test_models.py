@@ -1,0 +1,134 @@
+"""Tests for fineprune.models: the architecture, both file kinds, input scaling, metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import NUM_CLASSES, TinyBenchmark, require_shared_csaw
+from fineprune.errors import InputError
+from fineprune.models import (
+    METADATA_ATTR,
+    build_challenge_model,
+    load_model,
+    predict_classes,
+    read_metadata,
+    save_model,
+    scale_inputs,
+)
+
+REAL_WEIGHTS = [
+    "sunglasses_bd_weights.h5",
+    "anonymous_1_bd_weights.h5",
+    "anonymous_2_bd_weights.h5",
+    "multi_trigger_multi_target_bd_weights.h5",
+    "lab3_sunglasses_bd_weights.h5",
+]
+REAL_FULL_MODELS = ["lab3_pruned_2pct_net.h5", "sunglasses_repaired_net.h5"]
+
+
+def test_challenge_architecture_has_the_challenge_layers_and_shapes() -> None:
+    model = build_challenge_model()
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes == {
+        "input": (55, 47, 3),
+        "conv_1": (52, 44, 20), "pool_1": (26, 22, 20),
+        "conv_2": (24, 20, 40), "pool_2": (12, 10, 40),
+        "conv_3": (10, 8, 60), "pool_3": (5, 4, 60),
+        "flatten_1": (1200,), "fc_1": (160,),
+        "conv_4": (4, 3, 80), "flatten_2": (960,), "fc_2": (160,),
+        "add_1": (160,), "activation_1": (160,), "output": (1283,),
+    }
+
+
+@pytest.mark.parametrize("name", REAL_WEIGHTS)
+def test_real_weights_only_files_load_with_classes_from_the_output_kernel(name: str) -> None:
+    path = require_shared_csaw() / "weights" / name
+    loaded = load_model(path)
+    assert loaded.num_classes == 1283
+    assert loaded.image_shape == (55, 47, 3)
+    with h5py.File(path, "r") as h5:
+        stored = h5["conv_3"]["conv_3"]["kernel:0"][()]
+    np.testing.assert_array_equal(loaded.model.get_layer("conv_3").kernel.numpy(), stored)
+
+
+@pytest.mark.parametrize("name", REAL_FULL_MODELS)
+def test_real_full_models_from_later_keras_versions_load(name: str) -> None:
+    loaded = load_model(require_shared_csaw() / "full_models" / name)
+    assert loaded.num_classes == 1283
+    assert loaded.input_scale == "unit" and loaded.input_scale_source == "default"
+
+
+def test_weights_only_and_full_model_of_the_same_net_predict_alike(tiny: TinyBenchmark) -> None:
+    x = np.random.default_rng(0).uniform(0, 255, (8, 55, 47, 3)).astype(np.float32)
+    full, weights = load_model(tiny.badnet), load_model(tiny.badnet_weights)
+    assert weights.num_classes == NUM_CLASSES
+    np.testing.assert_array_equal(full.predict_classes(x), weights.predict_classes(x))
+
+
+def test_saved_metadata_round_trips_and_sets_the_input_scale(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    out = tmp_path / "saved.h5"
+    save_model(load_model(tiny.badnet).model, out, {"input_scale": "raw", "method": "magnitude"})
+    assert read_metadata(out) == {"input_scale": "raw", "method": "magnitude"}
+    loaded = load_model(out)
+    assert (loaded.input_scale, loaded.input_scale_source) == ("raw", "file")
+    assert load_model(out, input_scale="unit").input_scale == "unit"
+    assert [p.name for p in tmp_path.iterdir()] == ["saved.h5"]
+
+
+def test_input_scale_falls_back_to_the_given_record(tiny: TinyBenchmark) -> None:
+    loaded = load_model(tiny.badnet, fallback_scale="raw")
+    assert (loaded.input_scale, loaded.input_scale_source) == ("raw", "fallback")
+
+
+def test_scale_inputs_divides_only_for_unit() -> None:
+    x = np.array([0.0, 127.5, 255.0], dtype=np.float32)
+    np.testing.assert_allclose(scale_inputs(x, "unit"), [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(scale_inputs(x, "raw"), x)
+
+
+def test_predict_classes_feeds_the_scaled_pixels(tiny: TinyBenchmark) -> None:
+    model = load_model(tiny.badnet).model
+    x = np.random.default_rng(1).uniform(0, 255, (5, 55, 47, 3)).astype(np.float32)
+    expected = np.argmax(model.predict(x / 255.0, verbose=0), axis=1)
+    np.testing.assert_array_equal(predict_classes(model, x, "unit"), expected)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_text("not a model"), "not an HDF5 file"),
+        (lambda p: h5py.File(p, "w").close(), "not a Keras model"),
+        (lambda p: _weights_file_without(p, "conv_4"), "lacks the challenge layers conv_4"),
+        (lambda p: _file_with_attr(p, METADATA_ATTR, "{not json"), "not valid JSON"),
+    ],
+    ids=["missing", "not-hdf5", "empty-hdf5", "foreign-weights", "bad-metadata"],
+)
+def test_bad_model_files_raise_one_line_errors_naming_the_file(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "model.h5"
+    make(path)
+    with pytest.raises(InputError) as error:
+        load_model(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_wrong_input_scale_name_is_refused(tiny: TinyBenchmark) -> None:
+    with pytest.raises(InputError, match="not one of unit, raw"):
+        load_model(tiny.badnet, input_scale="percent")
+
+
+def _weights_file_without(path: Path, layer: str) -> None:
+    build_challenge_model(num_classes=3).save_weights(path, save_format="h5")
+    with h5py.File(path, "a") as h5:
+        h5.attrs["layer_names"] = [n for n in h5.attrs["layer_names"] if str(n) != layer]
+
+
+def _file_with_attr(path: Path, name: str, value: str) -> None:
+    with h5py.File(path, "w") as h5:
+        h5.attrs[name] = value
+        h5.attrs["layer_names"] = []

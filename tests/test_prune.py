@@ -1,0 +1,132 @@
+"""End-to-end tests of prune.py on the tiny benchmark, including every bad input it must refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tf_keras
+
+from conftest import TinyBenchmark, file_digests
+from fineprune.data import save_dataset
+from fineprune.models import build_challenge_model, read_metadata
+
+FAST = ["--epochs", "1", "--batch-size", "8", "--pruning-frequency", "1", "--quiet"]
+
+
+def prune_args(bench: TinyBenchmark, *extra: object) -> list[object]:
+    return [bench.badnet, "--clean-data", bench.clean_validation, *FAST, *extra]
+
+
+def test_prune_writes_the_repaired_model_beside_the_input(run_cli, workdir: TinyBenchmark) -> None:
+    before = file_digests(workdir.root)
+    result = run_cli("prune", *prune_args(workdir, "--seed", 3))
+    assert result.code == 0, result.err
+    output = workdir.badnet.with_name("tiny_bd_net_rp.h5")
+    assert output.is_file()
+    after = file_digests(workdir.root)
+    assert after.pop("models/tiny_bd_net_rp.h5") and after == before  # the input model is unchanged
+    for layer in ("fc_1", "fc_2", "output"):
+        assert f"| {layer}" in result.out and "70.00 |" in result.out
+    assert "Held-out clean accuracy (5 images): 100.00% before" in result.out
+    metadata = read_metadata(output)
+    assert metadata["input_scale"] == "unit"
+    assert metadata["method"] == "magnitude"
+    assert metadata["settings"]["seed"] == 3
+    assert metadata["settings"]["final_sparsity"] == 0.7
+    assert metadata["result"]["sparsity"]["fc_1"] == pytest.approx(0.7, abs=0.005)
+
+
+def test_prune_records_the_input_scale_it_used(run_cli, workdir: TinyBenchmark) -> None:
+    output = workdir.root / "out" / "raw_rp.h5"
+    result = run_cli("prune", *prune_args(workdir, "--input-scale", "raw", "--output", output, "--seed", 1))
+    assert result.code == 0, result.err
+    assert read_metadata(output)["input_scale"] == "raw"
+    assert "input scale raw [option]" in result.err
+
+
+def test_prune_without_a_seed_picks_one_and_says_which(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", *prune_args(workdir))
+    seed = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))["settings"]["seed"]
+    assert f"seed {seed}" in result.err and f"seed {seed}" in result.out
+
+
+def test_an_interrupted_save_keeps_the_previous_repaired_model(
+    run_cli, workdir: TinyBenchmark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = workdir.badnet.with_name("tiny_bd_net_rp.h5")
+    previous.write_bytes(b"previous repaired model")
+
+    def save_then_interrupt(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf_keras.Model, "save", save_then_interrupt)
+    result = run_cli("prune", *prune_args(workdir, "--seed", 1))
+    assert result.code == 130
+    assert previous.read_bytes() == b"previous repaired model"
+    assert sorted(p.name for p in previous.parent.iterdir()) == ["tiny_bd_net.h5", "tiny_bd_net_rp.h5", "tiny_bd_weights.h5"]
+
+
+def _bad_labels(bench: TinyBenchmark) -> list[object]:
+    path = bench.root / "bad_labels.h5"
+    save_dataset(path, np.zeros((3, 55, 47, 3)), np.array([0, 1, 9]))
+    return [bench.badnet, "--clean-data", path]
+
+
+def _small_images(bench: TinyBenchmark) -> list[object]:
+    path = bench.root / "small.h5"
+    save_dataset(path, np.zeros((3, 32, 32, 3)), np.array([0, 1, 2]))
+    return [bench.badnet, "--clean-data", path]
+
+
+def _no_label(bench: TinyBenchmark) -> list[object]:
+    path = bench.root / "no_label.h5"
+    with h5py.File(path, "w") as h5:
+        h5["data"] = np.zeros((2, 3, 55, 47))
+    return [bench.badnet, "--clean-data", path]
+
+
+def _not_a_model(bench: TinyBenchmark) -> list[object]:
+    return [bench.clean_validation, "--clean-data", bench.clean_validation]
+
+
+def _other_input_size_model(bench: TinyBenchmark) -> list[object]:
+    path = bench.root / "models" / "wide_net.h5"
+    build_challenge_model(4, image_shape=(64, 64, 3)).save(path, save_format="h5")
+    return [path, "--clean-data", bench.clean_validation]
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda b: [b.root / "missing.h5"], "missing.h5: no such file"),
+        (_not_a_model, "clean_validation_data.h5: not a Keras model"),
+        (lambda b: [b.badnet, "--clean-data", b.root / "none.h5"], "none.h5: no such file"),
+        (lambda b: [b.badnet, "--clean-data", b.badnet], "tiny_bd_net.h5: no 'data' data set"),
+        (_no_label, "no_label.h5: no 'label' data set"),
+        (_bad_labels, "bad_labels.h5: 1 labels outside [0, 4)"),
+        (_small_images, "small.h5: images are 32x32 (rows x columns), the model expects 55x47"),
+        (_other_input_size_model, "clean_validation_data.h5: images are 55x47 (rows x columns), the model expects 64x64"),
+        (lambda b: [b.badnet, "--final-sparsity", "1.2"], "--final-sparsity 1.2 is outside [0, 1)"),
+        (lambda b: [b.badnet, "--initial-sparsity", "0.8"], "--initial-sparsity 0.8 is greater than --final-sparsity 0.7"),
+        (lambda b: [b.badnet, "--output", b.badnet], "--output is the input model"),
+        (lambda b: [b.badnet, "--method", "voodoo"], "invalid choice: 'voodoo'"),
+    ],
+    ids=["missing-model", "not-a-model", "missing-data", "no-data-set", "no-labels", "labels-out-of-range",
+         "wrong-image-size", "model-input-mismatch", "sparsity-range", "initial-above-final", "output-is-input",
+         "unknown-method"],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    run_cli, workdir: TinyBenchmark, make_args, message: str
+) -> None:
+    args = make_args(workdir)
+    before = file_digests(workdir.root)
+    result = run_cli("prune", *args, *FAST)
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and result.err.startswith("prune.py: error: ")
+    assert message in result.err
+    assert result.out == ""
+    assert file_digests(workdir.root) == before
