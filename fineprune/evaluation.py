@@ -80,6 +80,8 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     images: list[Path] = []
     for raw in paths:
         path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".h5" and p.is_file())
             if not found:
@@ -89,8 +91,6 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
             images.append(path)
         elif path.suffix.lower() in (".h5", ".hdf5"):
             h5_files.append(path)
-        elif not path.exists():
-            raise InputError(f"{path}: no such file or folder")
         else:
             raise InputError(f"{path}: not a data file (.h5), a folder of them, or an image (.png/.jpg/.jpeg)")
     if h5_files and images:
@@ -124,7 +124,7 @@ def evaluate(
     read = dict(image_shape=original.image_shape, num_classes=original.num_classes)
     if clean_file is not None:
         clean = load_dataset(clean_file, **read)
-        progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
+        progress(f"eval.py: evaluating clean data {clean_file} ({len(clean)} images)")
         predicted = detector.predict(clean.x)
         result.clean = CleanResult(
             file=str(clean_file),
@@ -135,7 +135,7 @@ def evaluate(
         )
     for path in poisoned_files:
         poisoned = load_dataset(path, **read)
-        progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
+        progress(f"eval.py: evaluating poisoned data {path} ({len(poisoned)} images)")
         predicted = detector.predict(poisoned.x)
         result.poisoned.append(PoisonedResult(
             file=str(path),

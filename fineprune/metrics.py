@@ -14,12 +14,12 @@ import numpy as np
 
 def accuracy_pct(predicted: np.ndarray, labels: np.ndarray) -> float:
     """Percentage of `predicted` equal to the true `labels`."""
-    return _share_pct(np.asarray(predicted) == np.asarray(labels))
+    return _share_pct(_same_shape(predicted, labels))
 
 
 def attack_success_pct(predicted: np.ndarray, targets: np.ndarray) -> float:
     """Percentage of poisoned images classified as the attacker's target label."""
-    return _share_pct(np.asarray(predicted) == np.asarray(targets))
+    return _share_pct(_same_shape(predicted, targets))
 
 
 def detected_pct(predicted: np.ndarray, backdoor_class: int) -> float:
@@ -30,7 +30,17 @@ def detected_pct(predicted: np.ndarray, backdoor_class: int) -> float:
 def most_common_label(labels: np.ndarray) -> int:
     """The label that occurs most often (the attacker's target, for a poisoned file)."""
     values, counts = np.unique(np.asarray(labels), return_counts=True)
+    if values.size == 0:
+        raise ValueError("no labels")
     return int(values[np.argmax(counts)])
+
+
+def _same_shape(predicted: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Element-wise equality, refusing arrays numpy would silently broadcast against each other."""
+    predicted, expected = np.asarray(predicted), np.asarray(expected)
+    if predicted.shape != expected.shape:
+        raise ValueError(f"predictions of shape {predicted.shape} for labels of shape {expected.shape}")
+    return predicted == expected
 
 
 def _share_pct(hits: np.ndarray) -> float:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from fineprune.evaluation import Evaluation
 from fineprune.files import replacing
 from fineprune.pruning import MagnitudePruningSettings, RepairResult
@@ -15,10 +17,10 @@ from fineprune.pruning import MagnitudePruningSettings, RepairResult
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured Markdown table; numbers right-aligned."""
     def cell(value: object) -> str:
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
+        return f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value)
 
     text_rows = [[cell(value) for value in row] for row in rows]
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) if rows else False for i in range(len(header))]
+    numeric = [bool(rows) and all(isinstance(row[i], (int, float, np.number)) for row in rows) for i in range(len(header))]
     widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:

@@ -20,7 +20,8 @@ import pytest
 
 from fineprune.data import save_dataset
 
-SHARED_CSAW = Path(__file__).resolve().parents[2] / "shared" / "csaw"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CSAW = REPO_ROOT.parent / "shared" / "csaw"
 NUM_CLASSES = 4
 TARGET = 0
 IMAGE_SHAPE = (55, 47, 3)
@@ -140,3 +141,13 @@ def file_digests(folder: Path) -> dict[str, str]:
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*")) if path.is_file()
     }
+
+
+def assert_bad_input(result: CliResult, script: str, message: str) -> None:
+    """Exit status 2, and the error is one line, the last on stderr, naming the problem; progress
+    lines may come before it, a traceback may not."""
+    assert result.code == 2, result.err
+    *progress, error = result.err.splitlines()
+    assert error.startswith(f"{script}: error: ") and message in error, result.err
+    assert all(line.startswith(f"{script}: ") and "error" not in line for line in progress), result.err
+    assert "Traceback" not in result.err

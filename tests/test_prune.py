@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from conftest import TinyBenchmark, file_digests
+from conftest import assert_bad_input, TinyBenchmark, file_digests
 from fineprune.data import save_dataset
 from fineprune.models import build_challenge_model, read_metadata
 
@@ -125,8 +125,6 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     args = make_args(workdir)
     before = file_digests(workdir.root)
     result = run_cli("prune", *args, *FAST)
-    assert result.code == 2
-    assert result.err.count("\n") == 1 and result.err.startswith("prune.py: error: ")
-    assert message in result.err
+    assert_bad_input(result, "prune.py", message)
     assert result.out == ""
     assert file_digests(workdir.root) == before

@@ -1,0 +1,178 @@
+"""Tests for fineprune.report: Markdown tables, the results table, the eval report, JSON files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import pytest
+
+from fineprune.evaluation import CleanResult, Evaluation, ImageResult, PoisonedResult
+from fineprune.report import evaluation_report, markdown_table, results_table, write_json
+
+ORIGINAL_COLUMNS = [
+    "BadNet/trigger", "Accuracy(original)", "Accuracy(repaired)", "Success Rate(original)", "Success Rate(repaired)",
+]
+ALL_COLUMNS = ORIGINAL_COLUMNS + ["Accuracy(repaired net)", "Success Rate(repaired net)", "Flagged as N"]
+
+
+def cells(line: str) -> list[str]:
+    """The stripped cells of one Markdown table line."""
+    assert line.startswith("|") and line.endswith("|")
+    return [cell.strip() for cell in line[1:-1].split("|")]
+
+
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+# --- markdown_table ------------------------------------------------------------------------------
+
+
+def test_markdown_table_layout():
+    table = markdown_table(["name", "score", "count"], [["sunglasses", 97.123, 3], ["eyebrows", 5.0, 12]])
+    lines = table.split("\n")
+    assert len(lines) == 4
+    assert cells(lines[0]) == ["name", "score", "count"]
+    assert cells(lines[2]) == ["sunglasses", "97.12", "3"]
+    assert cells(lines[3]) == ["eyebrows", "5.00", "12"]
+    assert len({len(line) for line in lines}) == 1
+    assert lines == [
+        "| name       | score | count |",
+        "|------------|------:|------:|",
+        "| sunglasses | 97.12 |     3 |",
+        "| eyebrows   |  5.00 |    12 |",
+    ]
+
+
+def test_markdown_table_rule_marks_only_numeric_columns_right_aligned():
+    table = markdown_table(["file", "n", "note"], [["a.png", 1, "x"], ["b.png", 2.5, 3]])
+    rule = cells(table.split("\n")[1])
+    assert rule[0] == "-" * len(rule[0]) and not rule[0].endswith(":")
+    assert rule[1].endswith(":") and set(rule[1][:-1]) == {"-"}
+    assert not rule[2].endswith(":")  # one cell is text, so the column is text
+
+
+def test_markdown_table_rounds_floats_to_two_decimals():
+    table = markdown_table(["value"], [[0.005], [99.999], [1 / 3], [100.0]])
+    assert [cells(line)[0] for line in table.split("\n")[2:]] == ["0.01", "100.00", "0.33", "100.00"]
+
+
+def test_markdown_table_treats_numpy_numbers_as_numbers():
+    table = markdown_table(["name", "value"], [["a", np.float32(12.345)], ["b", np.int64(7)]])
+    rows = table.splitlines()
+    assert rows[1].endswith(":|")
+    assert rows[2] == "| a    | 12.35 |" and rows[3] == "| b    |     7 |"
+
+
+def test_markdown_table_with_no_rows_is_header_and_rule():
+    lines = markdown_table(["a", "bb"], []).split("\n")
+    assert lines == ["| a | bb |", "|---|----|"]
+
+
+# --- results_table and evaluation_report -------------------------------------------------------------
+
+
+@pytest.fixture
+def evaluation() -> Evaluation:
+    return Evaluation(
+        model="models/sunglasses_bd_net.h5",
+        repaired_model="models/sunglasses_repaired_net.h5",
+        num_classes=1283,
+        input_scale="unit",
+        clean=CleanResult(
+            file="data/clean_test_data.h5", images=12830,
+            accuracy_original_pct=97.778, accuracy_repaired_net_pct=91.5, accuracy_detector_pct=90.004,
+        ),
+        poisoned=[
+            PoisonedResult(
+                file="data/sunglasses_poisoned_data.h5", name="sunglasses", images=12830, target=0,
+                asr_original_pct=99.99, asr_repaired_net_pct=3.25, asr_detector_pct=1.125, detected_pct=96.5,
+            ),
+            PoisonedResult(
+                file="data/Multi-trigger Multi-target/eyebrows_poisoned_data.h5",
+                name="Multi-trigger Multi-target/eyebrows", images=10264, target=8,
+                asr_original_pct=91.346, asr_repaired_net_pct=12.0, asr_detector_pct=0.0, detected_pct=77.777,
+            ),
+        ],
+    )
+
+
+def test_results_table_columns_and_cells(evaluation):
+    lines = table_lines(results_table(evaluation))
+    assert len(lines) == 4
+    header = cells(lines[0])
+    assert header[:5] == ORIGINAL_COLUMNS
+    assert header == ALL_COLUMNS
+    rows = [dict(zip(header, cells(line))) for line in lines[2:]]
+    assert rows[0] == {
+        "BadNet/trigger": "sunglasses",
+        "Accuracy(original)": "97.78", "Accuracy(repaired)": "90.00",
+        "Success Rate(original)": "99.99", "Success Rate(repaired)": "1.12",
+        "Accuracy(repaired net)": "91.50", "Success Rate(repaired net)": "3.25", "Flagged as N": "96.50",
+    }
+    assert rows[1] == {
+        "BadNet/trigger": "Multi-trigger Multi-target/eyebrows",
+        "Accuracy(original)": "97.78", "Accuracy(repaired)": "90.00",
+        "Success Rate(original)": "91.35", "Success Rate(repaired)": "0.00",
+        "Accuracy(repaired net)": "91.50", "Success Rate(repaired net)": "12.00", "Flagged as N": "77.78",
+    }
+    assert len({len(line) for line in lines}) == 1
+    assert cells(lines[1])[0].endswith("-") and all(rule.endswith(":") for rule in cells(lines[1])[1:])
+
+
+def test_results_table_with_clean_data_only(evaluation):
+    evaluation.poisoned = []
+    lines = table_lines(results_table(evaluation))
+    assert cells(lines[0]) == ALL_COLUMNS
+    assert len(lines) == 3
+    assert cells(lines[2]) == ["(clean data only)", "97.78", "90.00", "-", "-", "91.50", "-", "-"]
+
+
+def test_evaluation_report_lists_models_clean_file_and_table(evaluation):
+    report = evaluation_report(evaluation)
+    lines = report.split("\n")
+    assert lines[0] == "BadNet:   models/sunglasses_bd_net.h5"
+    assert lines[1] == "Repaired: models/sunglasses_repaired_net.h5"
+    assert lines[2].startswith('Classes:  1283 (G outputs 1283 for "backdoor detected")')
+    assert lines[2].endswith("input scale unit")
+    assert lines[3] == "Clean:    data/clean_test_data.h5 (12830 images)"
+    assert results_table(evaluation) in report
+    assert "| image" not in report
+
+
+def test_evaluation_report_for_images_lists_one_row_per_image():
+    evaluation = Evaluation(
+        model="bd.h5", repaired_model="rep.h5", num_classes=5, input_scale="raw",
+        images=[ImageResult("faces/a.png", 5, 2, 4), ImageResult("faces/b.png", 3, 3, 3)],
+    )
+    report = evaluation_report(evaluation)
+    assert "Clean:" not in report and "Accuracy(original)" not in report
+    lines = table_lines(report)
+    assert [cells(line) for line in lines[:1] + lines[2:]] == [
+        ["image", "G", "original", "repaired"],
+        ["faces/a.png", "5", "2", "4"],
+        ["faces/b.png", "3", "3", "3"],
+    ]
+    assert 'Classes:  5 (G outputs 5 for "backdoor detected"); input scale raw' in report.split("\n")
+
+
+# --- write_json --------------------------------------------------------------------------------------
+
+
+def test_write_json_writes_valid_json_and_no_temporary_file(tmp_path, evaluation):
+    path = tmp_path / "results" / "eval.json"
+    write_json(path, evaluation.to_json())
+    assert json.loads(path.read_text()) == evaluation.to_json()
+    assert json.loads(path.read_text())["poisoned"][1]["name"] == "Multi-trigger Multi-target/eyebrows"
+    assert [p.name for p in path.parent.iterdir()] == ["eval.json"]
+
+
+def test_write_json_that_fails_keeps_the_old_file(tmp_path):
+    path = tmp_path / "eval.json"
+    write_json(path, {"old": True})
+    with pytest.raises(TypeError):
+        write_json(path, {"value": object()})
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
