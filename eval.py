@@ -20,13 +20,13 @@ def build_parser() -> cli.ArgumentParser:
         "both nets agree on, else class N = 'backdoor detected') and report clean accuracy and attack "
         "success rate, original vs repaired. DATA: poisoned .h5 files, folders of them, or face images "
         "(.png/.jpg/.jpeg, 55x47 RGB), which get one line each.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage="%(prog)s [options] DATA [DATA ...] MODEL",
     )
     parser.add_argument("inputs", nargs="+", metavar="DATA... MODEL",
                         help="poisoned .h5 file(s), folder(s) of them, or image(s); then the BadNet model")
     parser.add_argument("--repaired", metavar="H5", help="repaired model (default: MODEL stem + _rp.h5, as prune.py writes it)")
     parser.add_argument("--clean-data", default="data/clean_test_data.h5", metavar="H5",
-                        help="clean test data, evaluated whenever DATA holds .h5 files")
+                        help="clean test data, evaluated whenever DATA holds .h5 files (default: %(default)s)")
     parser.add_argument("--input-scale", choices=["unit", "raw"],
                         help="how both models expect pixels: unit = x/255, raw = 0..255 "
                         "(default: what each model file records, else unit)")

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from dataclasses import asdict
@@ -20,27 +19,32 @@ def build_parser() -> cli.ArgumentParser:
         description="Repair a backdoored classifier (BadNet) by pruning its Dense layers to a target "
         "sparsity while fine-tuning on clean data (TF-MOT magnitude pruning, polynomial schedule). "
         "Writes MODEL_rp.h5 next to MODEL; MODEL itself is never modified.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 model or challenge weights-only .h5")
     parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
-                        help="clean data for fine-tuning and the held-out check (HDF5 with data, label)")
+                        help="clean data for fine-tuning and the held-out check (HDF5 with data, label; default: %(default)s)")
     parser.add_argument("--output", metavar="H5", help="where to write the repaired model (default: MODEL stem + _rp.h5)")
     parser.add_argument("--method", choices=["magnitude"], default="magnitude",
-                        help="repair method: magnitude = TF-MOT low-magnitude pruning of every Dense layer")
+                        help="repair method; magnitude = TF-MOT low-magnitude pruning of every Dense layer (default: %(default)s)")
     parser.add_argument("--input-scale", choices=["unit", "raw"],
                         help="how MODEL expects pixels: unit = x/255, raw = 0..255 "
                         "(default: what MODEL records, else unit)")
-    parser.add_argument("--initial-sparsity", type=float, default=0.5, help="sparsity at the first step")
-    parser.add_argument("--final-sparsity", type=float, default=0.7, help="sparsity at the last step")
-    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
-    parser.add_argument("--batch-size", type=int, default=10, help="fine-tuning batch size")
-    parser.add_argument("--validation-split", type=float, default=0.1,
-                        help="share of the clean data held out (seeded shuffle) to measure accuracy")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--pruning-frequency", type=int, default=100,
-                        help="steps between mask updates of the sparsity schedule (TF-MOT frequency)")
-    parser.add_argument("--seed", type=int, help="random seed; the same seed repeats a run exactly (default: random, printed)")
+    parser.add_argument("--initial-sparsity", type=float, default=0.5, metavar="S",
+                        help="share of Dense weights zeroed at the first step, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--final-sparsity", type=float, default=0.7, metavar="S",
+                        help="share zeroed at the last step, in [0, 1), at least the initial (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=2, metavar="N", help="fine-tuning epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=10, metavar="N", help="fine-tuning batch size (default: %(default)s)")
+    parser.add_argument("--validation-split", type=float, default=0.1, metavar="F",
+                        help="share of the clean data held out (seeded shuffle) to measure accuracy "
+                        "before and after (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
+                        help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--pruning-frequency", type=int, default=100, metavar="N",
+                        help="steps between mask updates of the sparsity schedule (TF-MOT frequency; "
+                        "default: %(default)s)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="random seed; the same seed repeats a run exactly (default: a random one, printed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -132,3 +133,32 @@ def _file_with_attr(path: Path, name: str, value: str) -> None:
     with h5py.File(path, "w") as h5:
         h5.attrs[name] = value
         h5.attrs["layer_names"] = []
+
+
+def _as_keras_2_2_4(source: Path, target: Path) -> None:
+    """Rewrite a tf-keras full-model file the way Keras 2.2.4 wrote it: class "Model", no layer
+    dtypes, no `groups`/`ragged` settings, uniform-distribution initialisers, version 2.2.4."""
+    target.write_bytes(source.read_bytes())
+    with h5py.File(target, "a") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["class_name"] = "Model"
+        for layer in config["config"]["layers"]:
+            settings = layer["config"]
+            for newer in ("groups", "ragged"):
+                settings.pop(newer, None)
+            if layer["class_name"] != "InputLayer":
+                settings.pop("dtype", None)
+        h5.attrs["model_config"] = json.dumps(config)
+        h5.attrs["keras_version"] = "2.2.4"
+        for newer in ("training_config", METADATA_ATTR):
+            if newer in h5.attrs:
+                del h5.attrs[newer]
+
+
+def test_full_models_written_by_keras_2_2_4_load(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    old = tmp_path / "keras224_net.h5"
+    _as_keras_2_2_4(tiny.badnet, old)
+    with h5py.File(old, "r") as h5:
+        assert '"class_name": "Model"' in h5.attrs["model_config"] and h5.attrs["keras_version"] == "2.2.4"
+    x = np.random.default_rng(2).uniform(0, 255, (6, 55, 47, 3)).astype(np.float32)
+    np.testing.assert_array_equal(load_model(old).predict_classes(x), load_model(tiny.badnet).predict_classes(x))
