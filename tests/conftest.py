@@ -10,7 +10,7 @@ import hashlib
 import importlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -68,6 +68,11 @@ class TinyBenchmark:
     badnet: Path  # full model, unit input scale
     badnet_weights: Path  # the same BadNet as a challenge-style weights-only file
 
+    def copy_to(self, root: Path) -> "TinyBenchmark":
+        """A writable copy of every file under `root`, with the paths to match."""
+        shutil.copytree(self.root, root, dirs_exist_ok=True)
+        return TinyBenchmark(*(root / Path(p).relative_to(self.root) for p in astuple(self)))
+
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBenchmark:
@@ -107,9 +112,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBenchmark:
 @pytest.fixture
 def workdir(tiny: TinyBenchmark, tmp_path: Path) -> TinyBenchmark:
     """A private, writable copy of the tiny benchmark."""
-    shutil.copytree(tiny.root, tmp_path, dirs_exist_ok=True)
-    return TinyBenchmark(*(tmp_path / p.relative_to(tiny.root) for p in (
-        tiny.root, tiny.clean_validation, tiny.clean_test, tiny.poisoned, tiny.badnet, tiny.badnet_weights)))
+    return tiny.copy_to(tmp_path)
 
 
 @dataclass(frozen=True)

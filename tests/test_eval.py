@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +33,7 @@ def repaired(tiny: TinyBenchmark, tmp_path_factory: pytest.TempPathFactory) -> T
     """The tiny benchmark with a repaired net beside the BadNet (made by prune.py once per module)."""
     import prune
 
-    root = tmp_path_factory.mktemp("repaired")
-    shutil.copytree(tiny.root, root, dirs_exist_ok=True)
-    bench = TinyBenchmark(*(root / p.relative_to(tiny.root) for p in (
-        tiny.root, tiny.clean_validation, tiny.clean_test, tiny.poisoned, tiny.badnet, tiny.badnet_weights)))
+    bench = tiny.copy_to(tmp_path_factory.mktemp("repaired"))
     code = prune.main([str(bench.badnet), "--clean-data", str(bench.clean_validation), "--epochs", "2",
                        "--batch-size", "8", "--pruning-frequency", "1", "--seed", "0", "--quiet"])
     assert code == 0
