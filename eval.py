@@ -40,32 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.inputs) < 2:
         parser.error("give at least one DATA argument and then MODEL")
-    cli.quiet_tensorflow()
     return cli.run("eval.py", lambda: evaluate(args))
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from fineprune.errors import InputError
-    from fineprune.evaluation import collect_inputs
-
-    *data, model_path = (Path(p) for p in args.inputs)
-    h5_files, image_files = collect_inputs(data)
-    if not model_path.is_file():
-        raise InputError(f"{model_path}: no such model file")
-    repaired_path = Path(args.repaired) if args.repaired else model_path.with_name(f"{model_path.stem}_rp.h5")
-    if not repaired_path.exists():
-        raise InputError(f"{repaired_path}: no repaired model; run `python prune.py {model_path}` first, or pass --repaired")
-
+    cli.quiet_tensorflow()
     from fineprune import evaluation, report
     from fineprune.detector import RepairedDetector
-    from fineprune.models import load_model
+    from fineprune.errors import InputError
+    from fineprune.models import load_model, repaired_model_path
+
+    *data, model_path = (Path(p) for p in args.inputs)
+    h5_files, image_files = evaluation.collect_inputs(data)
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: no such model file")
+    repaired_path = Path(args.repaired) if args.repaired else repaired_model_path(model_path)
+    if not repaired_path.exists():
+        raise InputError(f"{repaired_path}: no repaired model; run `python prune.py {model_path}` first, or pass --repaired")
 
     repaired = load_model(repaired_path, args.input_scale)
     # A BadNet from elsewhere records no scale; the repaired net prune.py made from it does.
     original = load_model(model_path, args.input_scale, fallback_scale=repaired.metadata.get("input_scale"))
     detector = RepairedDetector(original, repaired)
     results = evaluation.evaluate(
-        detector, h5_files, Path(args.clean_data) if h5_files else None, image_files, progress=cli.stderr_line,
+        detector, h5_files, Path(args.clean_data) if h5_files else None, image_files, progress=lambda message: cli.stderr_line(f"eval.py: {message}"),
     )
     print(report.evaluation_report(results))
     if args.json:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 from dataclasses import asdict
@@ -52,13 +53,16 @@ def build_parser() -> cli.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.quiet_tensorflow()
     return cli.run("prune.py", lambda: prune(args))
 
 
-def prune(args) -> int:
+def prune(args: argparse.Namespace) -> int:
+    cli.quiet_tensorflow()
+    from fineprune.data import load_dataset
     from fineprune.errors import InputError
-    from fineprune.pruning import MagnitudePruningSettings
+    from fineprune.models import load_model, repaired_model_path, save_model
+    from fineprune.pruning import MagnitudePruningSettings, prune_by_magnitude
+    from fineprune.report import prune_summary
 
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     settings = MagnitudePruningSettings(
@@ -67,7 +71,7 @@ def prune(args) -> int:
         pruning_frequency=args.pruning_frequency, seed=seed,
     )
     model_path = Path(args.model)
-    output = Path(args.output) if args.output else model_path.with_name(f"{model_path.stem}_rp.h5")
+    output = Path(args.output) if args.output else repaired_model_path(model_path)
     if output.resolve() == model_path.resolve():
         raise InputError(f"{output}: --output is the input model; choose another file so MODEL is not overwritten")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from fineprune import metrics
 from fineprune.data import IMAGE_SUFFIXES, load_dataset, load_images
@@ -74,9 +74,20 @@ class Evaluation:
         }
 
 
-def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
-    """Split DATA arguments into (.h5 files, image files); a folder contributes its .h5 files."""
-    h5_files: list[Path] = []
+class PoisonedFile(NamedTuple):
+    """A poisoned data file and its row label in the results table."""
+
+    path: Path
+    name: str
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[PoisonedFile], list[Path]]:
+    """Split DATA arguments into (poisoned .h5 files, image files); a folder gives its .h5 files.
+
+    A file's row label is its stem without `_poisoned_data`; files found in a folder keep the
+    folder's name in front, e.g. "Multi-trigger Multi-target/eyebrows".
+    """
+    h5_files: list[PoisonedFile] = []
     images: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -86,11 +97,11 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
             found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".h5" and p.is_file())
             if not found:
                 raise InputError(f"{path}: folder holds no .h5 data files")
-            h5_files.extend(found)
+            h5_files.extend(PoisonedFile(p, f"{path.name}/{_stem(p)}") for p in found)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
         elif path.suffix.lower() in (".h5", ".hdf5"):
-            h5_files.append(path)
+            h5_files.append(PoisonedFile(path, _stem(path)))
         else:
             raise InputError(f"{path}: not a data file (.h5), a folder of them, or an image (.png/.jpg/.jpeg)")
     if h5_files and images:
@@ -98,17 +109,13 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     return h5_files, images
 
 
-def row_name(path: Path) -> str:
-    """The table label of a poisoned file: its stem without `_poisoned_data`, with a parent folder
-    other than the usual data folder kept in front (e.g. "Multi-trigger Multi-target/eyebrows")."""
-    stem = path.stem.removesuffix(POISONED_SUFFIX)
-    parent = path.parent.name
-    return f"{parent}/{stem}" if parent and parent != "data" else stem
+def _stem(path: Path) -> str:
+    return path.stem.removesuffix(POISONED_SUFFIX)
 
 
 def evaluate(
     detector: RepairedDetector,
-    poisoned_files: Sequence[Path],
+    poisoned_files: Sequence[PoisonedFile],
     clean_file: Path | None,
     image_files: Sequence[Path],
     progress: Callable[[str], None] = lambda message: None,
@@ -124,7 +131,7 @@ def evaluate(
     read = dict(image_shape=original.image_shape, num_classes=original.num_classes)
     if clean_file is not None:
         clean = load_dataset(clean_file, **read)
-        progress(f"eval.py: evaluating clean data {clean_file} ({len(clean)} images)")
+        progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
         predicted = detector.predict(clean.x)
         result.clean = CleanResult(
             file=str(clean_file),
@@ -133,13 +140,13 @@ def evaluate(
             accuracy_repaired_net_pct=metrics.accuracy_pct(predicted.repaired, clean.y),
             accuracy_detector_pct=metrics.accuracy_pct(predicted.detector, clean.y),
         )
-    for path in poisoned_files:
+    for path, name in poisoned_files:
         poisoned = load_dataset(path, **read)
-        progress(f"eval.py: evaluating poisoned data {path} ({len(poisoned)} images)")
+        progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
         predicted = detector.predict(poisoned.x)
         result.poisoned.append(PoisonedResult(
             file=str(path),
-            name=row_name(path),
+            name=name,
             images=len(poisoned),
             target=metrics.most_common_label(poisoned.y),
             asr_original_pct=metrics.attack_success_pct(predicted.original, poisoned.y),

@@ -110,6 +110,12 @@ def load_model(
     return LoadedModel(path, model, scale, source, metadata)
 
 
+def repaired_model_path(model_path: str | os.PathLike) -> Path:
+    """Where prune.py puts the repaired net of `model_path` by default: beside it, stem + `_rp.h5`."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}_rp.h5")
+
+
 def resolve_input_scale(
     option: str | None, recorded: str | None, path: Path, fallback: str | None = None
 ) -> tuple[InputScale, str]:

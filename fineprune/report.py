@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from fineprune.evaluation import Evaluation
 from fineprune.files import replacing
-from fineprune.pruning import MagnitudePruningSettings, RepairResult
+
+if TYPE_CHECKING:  # only for annotations: importing pruning would load TF-MOT
+    from fineprune.pruning import MagnitudePruningSettings, RepairResult
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
