@@ -58,12 +58,21 @@ def evaluate(args: argparse.Namespace) -> int:
     if not repaired_path.exists():
         raise InputError(f"{repaired_path}: no repaired model; run `python prune.py {model_path}` first, or pass --repaired")
 
+    if args.json:
+        clean = [Path(args.clean_data)] if h5_files else []
+        inputs = [model_path, repaired_path, *clean, *image_files, *(f.path for f in h5_files)]
+        cli.refuse_overwriting(Path(args.json), inputs, "--json")
+
     repaired = load_model(repaired_path, args.input_scale)
     # A BadNet from elsewhere records no scale; the repaired net prune.py made from it does.
     original = load_model(model_path, args.input_scale, fallback_scale=repaired.metadata.get("input_scale"))
     detector = RepairedDetector(original, repaired)
     results = evaluation.evaluate(
-        detector, h5_files, Path(args.clean_data) if h5_files else None, image_files, progress=lambda message: cli.stderr_line(f"eval.py: {message}"),
+        detector,
+        h5_files,
+        clean_file=Path(args.clean_data) if h5_files else None,
+        image_files=image_files,
+        progress=lambda message: cli.stderr_line(f"eval.py: {message}"),
     )
     print(report.evaluation_report(results))
     if args.json:

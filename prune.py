@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
 def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune.data import load_dataset
-    from fineprune.errors import InputError
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.pruning import MagnitudePruningSettings, prune_by_magnitude
     from fineprune.report import prune_summary
@@ -72,8 +71,7 @@ def prune(args: argparse.Namespace) -> int:
     )
     model_path = Path(args.model)
     output = Path(args.output) if args.output else repaired_model_path(model_path)
-    if output.resolve() == model_path.resolve():
-        raise InputError(f"{output}: --output is the input model; choose another file so MODEL is not overwritten")
+    cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
 
     from fineprune.data import load_dataset
     from fineprune.models import load_model, save_model

@@ -2,6 +2,7 @@
 
 - `ArgumentParser`: argparse whose usage errors are one line, like every other error here;
 - `run`: runs a command body, turning InputError into a one-line message and exit status 2;
+- `refuse_overwriting`: an output option may never name one of the user's input files;
 - `quiet_tensorflow`: imports TensorFlow without its start-up chatter on stderr, so that what the
   user sees is the tool's own output. Scripts call it before importing the heavy modules, which
   also keeps `--help` fast.
@@ -12,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, NoReturn
+from pathlib import Path
+from typing import Callable, Iterable, NoReturn
 
 from fineprune.errors import InputError
 
@@ -34,6 +36,13 @@ def run(program: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{program}: interrupted; no output file was changed", file=sys.stderr)
         return 130
+
+
+def refuse_overwriting(output: Path, inputs: Iterable[Path], option: str) -> None:
+    """Raise InputError if `output` (set by `option`) is one of the user's input files."""
+    for source in inputs:
+        if output.resolve() == source.resolve():
+            raise InputError(f"{output}: {option} would overwrite the input {source}; choose another file")
 
 
 def quiet_tensorflow() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from fineprune import cli
 from fineprune.cli import ArgumentParser, run
 from fineprune.errors import InputError
 
@@ -81,3 +84,14 @@ def test_run_lets_other_errors_through():
 
     with pytest.raises(ZeroDivisionError):
         run("prune.py", body)
+
+
+def test_refuse_overwriting_names_the_option_and_the_input(tmp_path, monkeypatch):
+    model = tmp_path / "models" / "net.h5"
+    model.parent.mkdir()
+    model.write_bytes(b"model")
+    monkeypatch.chdir(tmp_path)
+    cli.refuse_overwriting(tmp_path / "models" / "net_rp.h5", [model], "--output")  # a new file is fine
+    with pytest.raises(InputError) as error:
+        cli.refuse_overwriting(Path("models/../models/net.h5"), [model], "--output")
+    assert str(error.value) == f"models/../models/net.h5: --output would overwrite the input {model}; choose another file"

@@ -180,17 +180,21 @@ def _other_input_size(bench: TinyBenchmark) -> list[object]:
          "give either .h5 data or images in one run, not both"),
         (lambda b: [b.badnet.with_suffix(".txt").write_text("x") and b.badnet.with_suffix(".txt"), b.badnet], "tiny_bd_net.txt: not a data file"),
         (lambda b: [b.badnet], "give at least one DATA argument and then MODEL"),
+        (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--json", b.badnet], "--json would overwrite the input"),
+        (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--clean-data", b.clean_test, "--json", b.poisoned],
+         "trigger_poisoned_data.h5: --json would overwrite the input"),
     ],
     ids=["missing-model", "missing-data", "missing-repaired", "repaired-not-a-model", "repaired-classes",
          "labels-out-of-range", "model-input-mismatch", "missing-clean-data", "image-size", "missing-image",
-         "unreadable-image", "mixed-inputs", "unknown-input", "no-data"],
+         "unreadable-image", "mixed-inputs", "unknown-input", "no-data",
+         "json-is-model", "json-is-data"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     run_cli, workdir: TinyBenchmark, make_args, message: str
 ) -> None:
     args = make_args(workdir)
     before = file_digests(workdir.root)
-    result = run_cli("eval", *args, "--json", workdir.root / "results.json")
+    result = run_cli("eval", *args, *([] if "--json" in args else ["--json", workdir.root / "results.json"]))
     assert_bad_input(result, "eval.py", message)
     assert file_digests(workdir.root) == before
 

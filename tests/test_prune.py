@@ -112,11 +112,14 @@ def _other_input_size_model(bench: TinyBenchmark) -> list[object]:
         (_other_input_size_model, "clean_validation_data.h5: images are 55x47 (rows x columns), the model expects 64x64"),
         (lambda b: [b.badnet, "--final-sparsity", "1.2"], "--final-sparsity 1.2 is outside [0, 1)"),
         (lambda b: [b.badnet, "--initial-sparsity", "0.8"], "--initial-sparsity 0.8 is greater than --final-sparsity 0.7"),
-        (lambda b: [b.badnet, "--output", b.badnet], "--output is the input model"),
+        (lambda b: [b.badnet, "--output", b.badnet], "--output would overwrite the input"),
+        (lambda b: [b.badnet, "--clean-data", b.clean_validation, "--output", b.clean_validation],
+         "clean_validation_data.h5: --output would overwrite the input"),
         (lambda b: [b.badnet, "--method", "voodoo"], "invalid choice: 'voodoo'"),
     ],
     ids=["missing-model", "not-a-model", "missing-data", "no-data-set", "no-labels", "labels-out-of-range",
          "wrong-image-size", "model-input-mismatch", "sparsity-range", "initial-above-final", "output-is-input",
+         "output-is-clean-data",
          "unknown-method"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
