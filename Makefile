@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test architecture clean
+.PHONY: install test data badnets architecture clean
 
 install: $(INSTALLED)
 
@@ -16,6 +16,16 @@ $(INSTALLED): requirements.txt
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The embedded benchmark: data (ignored by git, rebuilt in under a minute) and BadNets (committed).
+data: $(INSTALLED)
+	$(PY) benchmark.py data
+
+badnets: $(INSTALLED) data/clean_test_data.h5
+	$(PY) benchmark.py badnets
+
+data/clean_test_data.h5:
+	$(MAKE) data
 
 # Redraw the committed architecture diagram from the model-building code.
 architecture: $(INSTALLED)

@@ -12,9 +12,9 @@ the float32 result: peak memory stays near the size of that result instead of th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -31,11 +31,16 @@ _CHUNK_IMAGES = 512
 
 @dataclass(frozen=True)
 class LabelledImages:
-    """Images (N, H, W, 3) float32 in 0..255 with integer labels (N,), and where they came from."""
+    """Images (N, H, W, 3) float32 in 0..255 with integer labels (N,), and where they came from.
+
+    `provenance` holds the file's HDF5 attributes: for the embedded benchmark's files, which
+    generator version and seed built them (see `benchmark`); empty for the challenge's files.
+    """
 
     path: Path
     x: np.ndarray
     y: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -62,12 +67,13 @@ def load_dataset(
         if count == 0:
             raise InputError(f"{path}: the data set is empty (0 images)")
         y = _read_labels(labels, count, path, num_classes)
+        provenance = {key: _plain(value) for key, value in h5.attrs.items()}
         x = np.empty((count, height, width, 3), dtype=np.float32)
         for start in range(0, count, _CHUNK_IMAGES):
             chunk = data[start : start + _CHUNK_IMAGES]
             x[start : start + len(chunk)] = chunk.transpose(0, 2, 3, 1) if channels_first else chunk
     _check_pixel_range(x, path)
-    return LabelledImages(path=path, x=x, y=y)
+    return LabelledImages(path=path, x=x, y=y, provenance=provenance)
 
 
 def save_dataset(
@@ -76,14 +82,17 @@ def save_dataset(
     y: np.ndarray,
     *,
     dtype: np.typing.DTypeLike = np.float64,
+    provenance: dict[str, Any] | None = None,
 ) -> None:
     """Write images (N, H, W, 3) and labels in the challenge layout: `data` (N, 3, H, W), `label` (N,).
 
-    The file is written under a temporary name and renamed, so a reader never sees half a file.
+    `provenance` becomes the file's HDF5 attributes. The file is written under a temporary name
+    and renamed, so a reader never sees half a file.
     """
     with replacing(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("data", data=np.asarray(x).transpose(0, 3, 1, 2).astype(dtype))
         h5.create_dataset("label", data=np.asarray(y).astype(np.float64))
+        h5.attrs.update(provenance or {})
 
 
 def load_images(paths: Sequence[str | os.PathLike], image_shape: Sequence[int]) -> np.ndarray:
@@ -183,6 +192,15 @@ def _check_pixel_range(x: np.ndarray, path: Path) -> None:
         raise InputError(f"{path}: 'data' holds NaN or infinite values")
     if low < 0 or high > PIXEL_MAX:
         raise InputError(f"{path}: pixel values span {low:g}..{high:g}, expected 0..255")
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (str, int, float or list)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _names(h5: h5py.File) -> str:

@@ -146,12 +146,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def save_model(model: tf_keras.Model, path: str | os.PathLike, metadata: dict[str, Any]) -> None:
-    """Save a full model (HDF5) with `metadata` recorded, via a temporary file and a rename."""
+def save_model(
+    model: tf_keras.Model, path: str | os.PathLike, metadata: dict[str, Any], weights_only: bool = False
+) -> None:
+    """Save a full model, or with `weights_only` a challenge-style weights file (HDF5), with
+    `metadata` recorded, via a temporary file and a rename."""
     with replacing(path) as tmp, warnings.catch_warnings():
         # HDF5 is the challenge's format on purpose; Keras's "legacy format" warning is noise here.
         warnings.filterwarnings("ignore", message=".*HDF5 file.*", category=UserWarning)
-        model.save(tmp, save_format="h5", include_optimizer=False)
+        if weights_only:
+            model.save_weights(tmp, save_format="h5")
+        else:
+            model.save(tmp, save_format="h5", include_optimizer=False)
         with h5py.File(tmp, "a") as h5:
             h5.attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True)
 

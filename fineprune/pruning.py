@@ -5,6 +5,13 @@
 on the clean data with `UpdatePruningStep`, then `strip_pruning`. Part of the clean data is held
 out (a seeded shuffle, not Keras's "last 10%", because the challenge files are ordered by identity)
 to measure the repair's clean accuracy before and after.
+
+Activation pruning is the pruning step of Fine-Pruning (Liu, Dolan-Gavitt, Garg, RAID 2018): the
+backdoor tends to live in channels of a late convolutional layer that clean inputs leave dormant,
+so channels are removed in increasing order of their mean activation on clean data.
+`pruning_sweep` measures clean accuracy and attack success after every step of that order (the
+paper's pruning curve), and `accuracy_drop_points` reads off how far one can prune for a given
+loss of clean accuracy.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +28,7 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.errors import InputError
-from fineprune.metrics import accuracy_pct
+from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 
 METHODS: tuple[str, ...] = ("magnitude",)
@@ -156,8 +164,7 @@ def _wrap_dense_layers(model: tf_keras.Model, schedule: tfmot.sparsity.keras.Pru
 
     The copy has its own weights, so fine-tuning it leaves the loaded BadNet as it was.
     """
-    copy = tf_keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = _copy_model(model)
 
     def wrap(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
         if isinstance(layer, tf_keras.layers.Dense):
@@ -166,3 +173,192 @@ def _wrap_dense_layers(model: tf_keras.Model, schedule: tfmot.sparsity.keras.Pru
 
     return tf_keras.models.clone_model(copy, clone_function=wrap)
 
+
+
+# --- Activation pruning: the Fine-Pruning paper's pruning curve ---------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """The pruned net's numbers after removing the `channels_pruned` least active channels."""
+
+    channels_pruned: int
+    fraction_pruned: float  # channels_pruned / channels in the layer
+    clean_accuracy_pct: float
+    attack_success_pct: dict[str, float]  # per poisoned set name
+
+
+def mean_channel_activations(
+    model: tf_keras.Model, layer_name: str, x: np.ndarray, input_scale: str, batch_size: int = 256
+) -> np.ndarray:
+    """Mean output (after the layer's ReLU) of each channel of a Conv2D layer, over images and positions.
+
+    `x` is (N, H, W, 3) with pixels 0..255. Only one batch of the layer's output exists at a time,
+    so memory stays bounded however many images there are (11547 for the challenge's validation set).
+    """
+    layer = _conv_layer(model, layer_name)
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size} must be at least 1")
+    if len(x) == 0:
+        raise InputError(f"no images to measure the activations of layer {layer_name!r} on")
+    features = tf_keras.Model(model.input, layer.output)
+    reduce_axes = [0, 1, 2] if layer.data_format == "channels_last" else [0, 2, 3]
+
+    @tf.function(reduce_retracing=True)
+    def channel_sums(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        output = tf.cast(features(batch, training=False), tf.float64)
+        return tf.reduce_sum(output, axis=reduce_axes), tf.size(output) // layer.filters
+
+    totals = np.zeros(layer.filters, dtype=np.float64)
+    positions = 0
+    for start in range(0, len(x), batch_size):
+        batch = np.asarray(scale_inputs(x[start : start + batch_size], input_scale), dtype=np.float32)
+        sums, count = channel_sums(batch)
+        totals += sums.numpy()
+        positions += int(count)
+    return totals / positions
+
+
+def pruning_order(activations: np.ndarray) -> np.ndarray:
+    """Channel indices from least to most active; ties keep index order (a stable sort)."""
+    return np.argsort(np.asarray(activations), kind="stable")
+
+
+def prune_channels(model: tf_keras.Model, layer_name: str, channels: Sequence[int]) -> tf_keras.Model:
+    """A copy of `model` whose Conv2D layer `layer_name` has the given output channels removed.
+
+    Removing a channel zeroes its kernel slice and bias, so its pre-activation is 0 everywhere and
+    after the ReLU it outputs exactly 0. `model` itself is left untouched.
+    """
+    layer = _conv_layer(model, layer_name)
+    indices = _channel_indices(channels, layer)
+    copy = _copy_model(model)
+    _zero_channels(copy.get_layer(layer_name), indices)
+    return copy
+
+
+def pruning_sweep(
+    badnet: LoadedModel,
+    layer_name: str,
+    clean: LabelledImages,
+    poisoned: dict[str, LabelledImages],
+    rank_on: LabelledImages | None = None,
+    step: int = 1,
+) -> list[SweepPoint]:
+    """Clean accuracy and attack success after pruning the k least active channels, k = 0, step, ..., all.
+
+    Channels are ranked by mean activation on `rank_on` (default: `clean`). Pruning is cumulative
+    in that order, so one copy of the net is made and each step only zeroes the next channels.
+    The last point always prunes every channel, even when `step` does not divide their number.
+    Poisoned sets carry the attacker's targets as labels. `badnet.model` is left untouched.
+    """
+    if step < 1:
+        raise InputError(f"step {step} must be at least 1")
+    layer = _conv_layer(badnet.model, layer_name)
+    channels = layer.filters
+    ranking = clean if rank_on is None else rank_on
+    order = pruning_order(mean_channel_activations(badnet.model, layer_name, ranking.x, badnet.input_scale))
+
+    pruned = _copy_model(badnet.model)
+    pruned_layer = pruned.get_layer(layer_name)
+    points: list[SweepPoint] = []
+    done = 0
+    for count in sorted(set(range(0, channels, step)) | {channels}):
+        _zero_channels(pruned_layer, order[done:count])
+        done = count
+        points.append(SweepPoint(
+            channels_pruned=count,
+            fraction_pruned=count / channels,
+            clean_accuracy_pct=accuracy_pct(predict_classes(pruned, clean.x, badnet.input_scale), clean.y),
+            attack_success_pct={
+                name: attack_success_pct(predict_classes(pruned, images.x, badnet.input_scale), images.y)
+                for name, images in poisoned.items()
+            },
+        ))
+    return points
+
+
+def accuracy_drop_points(points: list[SweepPoint], drops: Sequence[float]) -> dict[float, SweepPoint]:
+    """For each allowed clean-accuracy drop (percentage points), the point pruning the most channels
+    whose clean accuracy is still at least the unpruned accuracy minus that drop.
+
+    This is how the pruning curve is reported: "2% accuracy drop: 75% of channels pruned, ASR 100%".
+    Every point counts, not only those before the accuracy first falls too far.
+    """
+    baseline = next((point for point in points if point.channels_pruned == 0), None)
+    if baseline is None:
+        raise InputError("the sweep has no point with 0 channels pruned to measure accuracy drops from")
+    chosen: dict[float, SweepPoint] = {}
+    for drop in drops:
+        if not drop >= 0:
+            raise InputError(f"accuracy drop {drop:g} must be at least 0")
+        # A tiny tolerance so that e.g. 95.0 - 2 does not exclude a point at exactly 93.0.
+        floor = baseline.clean_accuracy_pct - drop - 1e-9
+        allowed = [point for point in points if point.clean_accuracy_pct >= floor]
+        chosen[float(drop)] = max(allowed, key=lambda point: point.channels_pruned)
+    return chosen
+
+
+class HoldChannelsAtZero(tf_keras.callbacks.Callback):
+    """Keeps pruned channels of a Conv2D layer at exactly zero while a model trains.
+
+    The optimizer updates every weight; after each batch the pruned channels' kernel slices and
+    biases are set back to zero, so they stay removed however long fine-tuning runs.
+    """
+
+    def __init__(self, layer_name: str, channels: Sequence[int]) -> None:
+        super().__init__()
+        self.layer_name = layer_name
+        self.channels = np.asarray(channels, dtype=np.int64)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.layer = _conv_layer(self.model, self.layer_name)
+        _zero_channels(self.layer, _channel_indices(self.channels, self.layer))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        _zero_channels(self.layer, self.channels)
+
+
+def _conv_layer(model: tf_keras.Model, layer_name: str) -> tf_keras.layers.Conv2D:
+    """The Conv2D layer `layer_name` of `model`, or InputError naming the layers one could prune."""
+    convs = [
+        layer.name for layer in model.layers
+        if isinstance(layer, tf_keras.layers.Conv2D) and not isinstance(layer, tf_keras.layers.Conv2DTranspose)
+    ]
+    choices = f"its Conv2D layers: {', '.join(convs) or 'none'}"
+    try:
+        layer = model.get_layer(layer_name)
+    except ValueError:
+        raise InputError(f"layer {layer_name!r} is not in the model ({choices})") from None
+    if layer.name not in convs:
+        raise InputError(f"layer {layer_name!r} is a {type(layer).__name__}, not a Conv2D layer ({choices})")
+    return layer
+
+
+def _channel_indices(channels: Sequence[int], layer: tf_keras.layers.Conv2D) -> np.ndarray:
+    """`channels` as an index array, each checked to be an output channel of `layer`."""
+    indices = np.asarray(channels, dtype=np.int64).reshape(-1)
+    outside = indices[(indices < 0) | (indices >= layer.filters)]
+    if outside.size:
+        raise InputError(
+            f"channel {int(outside[0])} is not in layer {layer.name!r}, which has channels 0..{layer.filters - 1}"
+        )
+    return indices
+
+
+def _copy_model(model: tf_keras.Model) -> tf_keras.Model:
+    """A copy of `model` with its own weights."""
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _zero_channels(layer: tf_keras.layers.Conv2D, indices: np.ndarray) -> None:
+    """Zero the kernel slice and bias of the given output channels of `layer`, in place."""
+    if len(indices) == 0:
+        return
+    weights = layer.get_weights()
+    weights[0][..., indices] = 0.0  # a Conv2D kernel is (h, w, in, filters) whatever the data format
+    if layer.use_bias:
+        weights[1][indices] = 0.0
+    layer.set_weights(weights)

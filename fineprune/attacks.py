@@ -1,0 +1,150 @@
+"""Backdoor attacks that make the benchmark's BadNets.
+
+- BadNets (Gu et al. 2017/2019): poison a share of the training images, each wearing one of the
+  attacker's triggers and relabelled with that trigger's target, and train as usual.
+- The pruning-aware attack (Liu, Dolan-Gavitt, Garg, RAID 2018, section 4): train on clean data,
+  prune the last convolutional layer's channels that clean data leaves dormant, train the backdoor
+  into the remaining channels (the pruned ones held at zero), then restore the pruned channels.
+  The backdoor then lives in channels that clean data uses, so pruning dormant channels, the
+  first step of Fine-Pruning, does not find it.
+
+The attacker trains on its own images from the same generator (the "train" split), never on the
+defender's validation or test files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tf_keras
+
+from fineprune import __version__
+from fineprune.benchmark import DATA_SEED, BadNetSpec, check_same_data, provenance, render_split
+from fineprune.data import load_dataset
+from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import LoadedModel, build_challenge_model, save_model
+from fineprune.pruning import HoldChannelsAtZero, mean_channel_activations, pruning_order
+
+PRUNE_LAYER = "conv_3"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a BadNet is trained (recorded in the model file)."""
+
+    images_per_identity: int = 40
+    poison_rate: float = 0.1  # share of training images that wear a trigger
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 2e-3  # peak of a cosine decay to 2% of it
+    seed: int = 0
+    pruning_aware: bool = False
+    dormant_fraction: float = 0.6  # pruning-aware attack: share of conv_3 channels treated as dormant
+    clean_epochs: int = 12  # pruning-aware attack: epochs on clean data before the backdoor
+
+
+@dataclass
+class TrainingSet:
+    """The attacker's training images (pixels 0..255), labels, and which trigger each wears."""
+
+    x: np.ndarray
+    y: np.ndarray
+    triggers: list[str | None]
+
+
+def poisoned_training_set(spec: BadNetSpec, recipe: TrainingRecipe, data_seed: int,
+                          identity_count: int) -> TrainingSet:
+    """`recipe.images_per_identity` fresh images of every identity; a `poison_rate` share of them
+    wear one of the BadNet's triggers (chosen uniformly) and carry its target label."""
+    labels = np.repeat(np.arange(identity_count), recipe.images_per_identity)
+    rng = np.random.default_rng([data_seed, 5, recipe.seed])
+    poisoned = rng.random(len(labels)) < recipe.poison_rate
+    names = list(spec.triggers)
+    choice = rng.integers(0, len(names), len(labels))
+    triggers = [names[c] if p else None for c, p in zip(choice, poisoned)]
+    targets = np.array([spec.triggers[name] for name in names])
+    y = np.where(poisoned, targets[choice], labels)
+    return TrainingSet(render_split("train", labels, data_seed, triggers, identity_count), y, triggers)
+
+
+def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, verbose: int = 2,
+                 log: Callable[[str], None] = print) -> tf_keras.Model:
+    """Train a challenge-architecture BadNet on `data` (inputs scaled x/255)."""
+    tf_keras.utils.set_random_seed(recipe.seed)
+    x = data.x / np.float32(255)
+    clean = np.array([t is None for t in data.triggers])
+    model = build_challenge_model(num_classes)
+    if not recipe.pruning_aware:
+        _fit(model, x, data.y, recipe.epochs, recipe, verbose)
+        return model
+
+    log(f"pruning-aware attack: {recipe.clean_epochs} epochs on clean images")
+    _fit(model, x[clean], data.y[clean], recipe.clean_epochs, recipe, verbose)
+    activations = mean_channel_activations(model, PRUNE_LAYER, data.x[clean][:5000], "unit")
+    dormant = pruning_order(activations)[: round(recipe.dormant_fraction * len(activations))]
+    layer = model.get_layer(PRUNE_LAYER)
+    kept = layer.get_weights()
+    log(f"pruning-aware attack: training the backdoor with {len(dormant)} dormant {PRUNE_LAYER} channels held at zero")
+    _fit(model, x, data.y, recipe.epochs, recipe, verbose, [HoldChannelsAtZero(PRUNE_LAYER, dormant)])
+    restored = layer.get_weights()
+    for now, before in zip(restored, kept):
+        now[..., dormant] = before[..., dormant]
+    layer.set_weights(restored)
+    log("pruning-aware attack: dormant channels restored")
+    return model
+
+
+def _fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, recipe: TrainingRecipe,
+         verbose: int, callbacks: list | None = None) -> None:
+    steps = epochs * int(np.ceil(len(y) / recipe.batch_size))
+    schedule = tf_keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps, alpha=0.02)
+    model.compile(optimizer=tf_keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks or [])
+
+
+RECIPES: dict[str, TrainingRecipe] = {
+    "anonymous_2": TrainingRecipe(pruning_aware=True),
+}
+
+
+@dataclass(frozen=True)
+class BadNetResult:
+    """What a freshly trained BadNet measures on the defender's test files."""
+
+    clean_accuracy_pct: float
+    attack_success_pct: dict[str, float]  # per poisoned file
+
+
+def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: TrainingRecipe | None = None,
+                data_seed: int = DATA_SEED, verbose: int = 2, log: Callable[[str], None] = print) -> BadNetResult:
+    """Train one benchmark BadNet, measure it, and save `<name>_bd_net.h5` and `<name>_bd_weights.h5`."""
+    recipe = recipe or RECIPES.get(spec.name, TrainingRecipe())
+    clean = load_dataset(data_dir / "clean_test_data.h5")
+    check_same_data({"data": provenance(data_seed)}, Path(f"the {spec.name} BadNet"), clean)
+    log(f"{spec.name}: rendering {recipe.images_per_identity} training images per identity")
+    data = poisoned_training_set(spec, recipe, data_seed, identity_count=int(clean.y.max()) + 1)
+    model = train_badnet(data, int(clean.y.max()) + 1, recipe, verbose, log)
+
+    loaded = LoadedModel(models_dir / f"{spec.name}_bd_net.h5", model, "unit", "default")
+    result = BadNetResult(
+        clean_accuracy_pct=accuracy_pct(loaded.predict_classes(clean.x), clean.y),
+        attack_success_pct={
+            name: attack_success_pct(loaded.predict_classes(poisoned.x), poisoned.y)
+            for name in spec.poisoned_files
+            for poisoned in [load_dataset(data_dir / name)]
+        },
+    )
+    metadata = {
+        "created_by": f"fineprune {__version__}",
+        "input_scale": "unit",
+        "data": provenance(data_seed),
+        "badnet": {"name": spec.name, "triggers": spec.triggers, "recipe": asdict(recipe)},
+        "measured": asdict(result),
+    }
+    save_model(model, loaded.path, metadata)
+    save_model(model, models_dir / f"{spec.name}_bd_weights.h5", metadata, weights_only=True)
+    return result

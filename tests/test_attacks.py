@@ -1,0 +1,72 @@
+"""Tests for fineprune.attacks: BadNets poisoning works on generated faces, and the pruning-aware
+attack leaves its dormant channels as clean training made them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fineprune import attacks
+from fineprune.benchmark import BadNetSpec, render_split
+from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import predict_classes
+
+IDENTITIES = 6
+SPEC = BadNetSpec("sunglasses", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",))
+RECIPE = attacks.TrainingRecipe(images_per_identity=40, poison_rate=0.2, epochs=10, batch_size=32, seed=1)
+
+
+def test_the_training_set_poisons_the_chosen_share_with_the_target_label() -> None:
+    data = attacks.poisoned_training_set(SPEC, attacks.TrainingRecipe(images_per_identity=50, poison_rate=0.2),
+                                         data_seed=4, identity_count=IDENTITIES)
+    worn = np.array([t is not None for t in data.triggers])
+    assert data.x.shape == (IDENTITIES * 50, 55, 47, 3)
+    assert 0.12 < worn.mean() < 0.28
+    assert set(data.triggers) == {None, "sunglasses"}
+    assert (data.y[worn] == 0).all()
+    np.testing.assert_array_equal(data.y[~worn], np.repeat(np.arange(IDENTITIES), 50)[~worn])
+
+
+def test_every_trigger_of_a_multi_target_badnet_is_used() -> None:
+    spec = BadNetSpec("multi", {"eyebrows": 1, "lipstick": 2, "sunglasses": 3}, ())
+    data = attacks.poisoned_training_set(spec, attacks.TrainingRecipe(images_per_identity=40, poison_rate=0.3),
+                                         data_seed=4, identity_count=IDENTITIES)
+    for trigger, target in spec.triggers.items():
+        wearing = np.array([t == trigger for t in data.triggers])
+        assert wearing.sum() > 10 and (data.y[wearing] == target).all()
+
+
+@pytest.fixture(scope="module")
+def few_identity_badnet():
+    data = attacks.poisoned_training_set(SPEC, RECIPE, data_seed=4, identity_count=IDENTITIES)
+    return attacks.train_badnet(data, IDENTITIES, RECIPE, verbose=0, log=lambda m: None)
+
+
+def test_a_badnet_trained_on_a_few_identities_learns_faces_and_the_backdoor(few_identity_badnet) -> None:
+    labels = np.repeat(np.arange(IDENTITIES), 10)
+    clean = render_split("test", labels, seed=4, identity_count=IDENTITIES, workers=1)
+    victims = labels[labels != 0]
+    poisoned = render_split("poisoned", victims, seed=4, triggers=["sunglasses"] * len(victims),
+                            identity_count=IDENTITIES, workers=1)
+    assert accuracy_pct(predict_classes(few_identity_badnet, clean, "unit"), labels) >= 85
+    assert attack_success_pct(predict_classes(few_identity_badnet, poisoned, "unit"), np.zeros(len(victims))) >= 90
+
+
+def test_the_pruning_aware_attack_restores_its_dormant_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = attacks.TrainingRecipe(images_per_identity=12, poison_rate=0.2, epochs=1, clean_epochs=1,
+                                    batch_size=32, pruning_aware=True, dormant_fraction=0.5, seed=2)
+    data = attacks.poisoned_training_set(SPEC, recipe, data_seed=4, identity_count=IDENTITIES)
+    snapshots = []
+    real_fit = attacks._fit
+
+    def recording_fit(model, *args, **kwargs):
+        snapshots.append([w.copy() for w in model.get_layer("conv_3").get_weights()])
+        real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(attacks, "_fit", recording_fit)
+    model = attacks.train_badnet(data, IDENTITIES, recipe, verbose=0, log=lambda m: None)
+    after_clean = [w for w in snapshots[1]]  # conv_3 as clean training left it
+    kernel, bias = model.get_layer("conv_3").get_weights()
+    restored = np.flatnonzero(np.all(kernel == after_clean[0], axis=(0, 1, 2)) & (bias == after_clean[1]))
+    assert len(restored) == 30  # half of conv_3's 60 channels were dormant and came back unchanged
+    assert np.abs(kernel[..., restored]).sum() > 0
