@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
+    from fineprune.benchmark import check_same_data
     from fineprune.data import load_dataset
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.pruning import MagnitudePruningSettings, prune_by_magnitude
@@ -80,6 +81,7 @@ def prune(args: argparse.Namespace) -> int:
 
     badnet = load_model(model_path, args.input_scale)
     clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
+    check_same_data(badnet.metadata, badnet.path, clean)
     cli.stderr_line(
         f"prune.py: {model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
         f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {seed}"
@@ -88,6 +90,7 @@ def prune(args: argparse.Namespace) -> int:
     save_model(result.model, output, {
         "created_by": f"fineprune {__version__}",
         "input_scale": badnet.input_scale,
+        **({"data": badnet.metadata["data"]} if "data" in badnet.metadata else {}),
         "source_model": str(model_path),
         "clean_data": str(args.clean_data),
         "method": args.method,

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from fineprune import metrics
-from fineprune.data import IMAGE_SUFFIXES, load_dataset, load_images
+from fineprune.benchmark import check_same_data
+from fineprune.data import IMAGE_SUFFIXES, LabelledImages, load_dataset, load_images
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 
@@ -128,9 +129,13 @@ def evaluate(
         num_classes=original.num_classes,
         input_scale=original.input_scale,
     )
-    read = dict(image_shape=original.image_shape, num_classes=original.num_classes)
+    def read(path: Path) -> LabelledImages:
+        data = load_dataset(path, image_shape=original.image_shape, num_classes=original.num_classes)
+        check_same_data(original.metadata, original.path, data)
+        return data
+
     if clean_file is not None:
-        clean = load_dataset(clean_file, **read)
+        clean = read(clean_file)
         progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
         predicted = detector.predict(clean.x)
         result.clean = CleanResult(
@@ -141,7 +146,7 @@ def evaluate(
             accuracy_detector_pct=metrics.accuracy_pct(predicted.detector, clean.y),
         )
     for path, name in poisoned_files:
-        poisoned = load_dataset(path, **read)
+        poisoned = read(path)
         progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
         predicted = detector.predict(poisoned.x)
         result.poisoned.append(PoisonedResult(

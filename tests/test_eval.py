@@ -160,10 +160,19 @@ def _other_input_size(bench: TinyBenchmark) -> list[object]:
     return [bench.poisoned, path, "--clean-data", bench.clean_test]
 
 
+def _benchmark_badnet_on_other_data(bench: TinyBenchmark) -> list[object]:
+    from fineprune.benchmark import provenance
+
+    path = bench.root / "models" / "bench_bd_net.h5"
+    save_model(load_model(bench.badnet).model, path, {"input_scale": "unit", "data": provenance(5)})
+    return [bench.poisoned, path, "--repaired", path, "--clean-data", bench.clean_test]
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [
         (lambda b: [b.poisoned, b.root / "models" / "none.h5"], "none.h5: no such model file"),
+        (_benchmark_badnet_on_other_data, "clean_test_data.h5: not built by the project's generator, but"),
         (lambda b: [b.root / "none_poisoned_data.h5", b.badnet], "none_poisoned_data.h5: no such file"),
         (lambda b: [b.poisoned, b.badnet], "tiny_bd_net_rp.h5: no repaired model; run `python prune.py"),
         (lambda b: [b.poisoned, b.badnet, "--repaired", b.clean_test], "clean_test_data.h5: not a Keras model"),
@@ -184,7 +193,7 @@ def _other_input_size(bench: TinyBenchmark) -> list[object]:
         (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--clean-data", b.clean_test, "--json", b.poisoned],
          "trigger_poisoned_data.h5: --json would overwrite the input"),
     ],
-    ids=["missing-model", "missing-data", "missing-repaired", "repaired-not-a-model", "repaired-classes",
+    ids=["missing-model", "data-mismatch", "missing-data", "missing-repaired", "repaired-not-a-model", "repaired-classes",
          "labels-out-of-range", "model-input-mismatch", "missing-clean-data", "image-size", "missing-image",
          "unreadable-image", "mixed-inputs", "unknown-input", "no-data",
          "json-is-model", "json-is-data"],

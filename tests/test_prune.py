@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from conftest import assert_bad_input, TinyBenchmark, file_digests
+from conftest import TinyBenchmark, assert_bad_input, file_digests
 from fineprune.data import save_dataset
 from fineprune.models import build_challenge_model, read_metadata
 
@@ -131,3 +131,31 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert_bad_input(result, "prune.py", message)
     assert result.out == ""
     assert file_digests(workdir.root) == before
+
+
+def test_a_benchmark_badnet_refuses_data_from_another_seed(run_cli, workdir: TinyBenchmark) -> None:
+    from fineprune.benchmark import provenance
+    from fineprune.models import load_model, save_model
+
+    badnet = workdir.root / "models" / "bench_bd_net.h5"
+    save_model(load_model(workdir.badnet).model, badnet, {"input_scale": "unit", "data": provenance(5)})
+    before = file_digests(workdir.root)
+    result = run_cli("prune", badnet, "--clean-data", workdir.clean_validation, *FAST)
+    assert_bad_input(result, "prune.py", "not built by the project's generator, but")
+    assert "rebuild the data with `make data`" in result.err
+    assert file_digests(workdir.root) == before
+
+
+def test_the_repaired_net_keeps_the_badnets_data_record(run_cli, workdir: TinyBenchmark) -> None:
+    from fineprune.benchmark import provenance
+    from fineprune.data import load_dataset
+    from fineprune.models import load_model, save_model
+
+    data = load_dataset(workdir.clean_validation)
+    stamped = workdir.root / "data" / "stamped.h5"
+    save_dataset(stamped, data.x, data.y, provenance=provenance(5))
+    badnet = workdir.root / "models" / "bench_bd_net.h5"
+    save_model(load_model(workdir.badnet).model, badnet, {"input_scale": "unit", "data": provenance(5)})
+    result = run_cli("prune", badnet, "--clean-data", stamped, "--seed", 1, *FAST)
+    assert result.code == 0, result.err
+    assert read_metadata(badnet.with_name("bench_bd_net_rp.h5"))["data"] == provenance(5)
