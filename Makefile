@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test data badnets architecture clean
+.PHONY: install test demo data badnets sweep architecture clean
 
 install: $(INSTALLED)
 
@@ -17,6 +17,10 @@ $(INSTALLED): requirements.txt
 test: $(INSTALLED)
 	$(PY) -m pytest
 
+# The main job: build the data if missing, repair and evaluate every BadNet, write results/.
+demo: $(INSTALLED)
+	$(PY) benchmark.py demo
+
 # The embedded benchmark: data (ignored by git, rebuilt in under a minute) and BadNets (committed).
 data: $(INSTALLED)
 	$(PY) benchmark.py data
@@ -26,6 +30,10 @@ badnets: $(INSTALLED) data/clean_test_data.h5
 
 data/clean_test_data.h5:
 	$(MAKE) data
+
+# The sunglasses BadNet's pruning curve beside the real lab3 BadNet's (results/sweep_sunglasses.md).
+sweep: $(INSTALLED) data/clean_test_data.h5
+	$(PY) benchmark.py sweep
 
 # Redraw the committed architecture diagram from the model-building code.
 architecture: $(INSTALLED)

@@ -3,11 +3,14 @@
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
     python benchmark.py badnets     # make badnets: train the four BadNets into models/ (committed)
+    python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
+    python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -22,15 +25,28 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data = commands.add_parser("data", help="build the data files (deterministic from the seed)")
-    data.add_argument("--data-dir", default="data", metavar="DIR", help="where to write them (default: %(default)s)")
+    add_folders(data, "data")
     data.add_argument("--seed", type=int, default=None, metavar="N", help="data seed (default: the benchmark's)")
+    data.add_argument("--identities", type=int, default=None, metavar="N",
+                      help="build a miniature with fewer identities, for trying things out (default: 1283)")
     badnets = commands.add_parser("badnets", help="train the benchmark's BadNets on the attacker's own images")
-    badnets.add_argument("--data-dir", default="data", metavar="DIR", help="benchmark data, for measuring (default: %(default)s)")
-    badnets.add_argument("--models-dir", default="models", metavar="DIR", help="where to save them (default: %(default)s)")
+    add_folders(badnets, "data", "models")
     badnets.add_argument("--only", action="append", metavar="NAME",
                          help="train only this BadNet (repeatable): sunglasses, multi_trigger_multi_target, "
                          "anonymous_1, anonymous_2")
+    sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
+    sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
+    add_folders(sweep, "data", "models", "results")
+    demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet")
+    add_folders(demo, "data", "models", "results")
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="prune.py's seed (default: %(default)s)")
     return parser
+
+
+def add_folders(parser: argparse.ArgumentParser, *folders: str) -> None:
+    """--data-dir, --models-dir, --results-dir options, each defaulting to the folder of that name."""
+    for folder in folders:
+        parser.add_argument(f"--{folder}-dir", default=folder, metavar="DIR", help=f"{folder} folder (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_data(args: argparse.Namespace) -> int:
     from fineprune import benchmark
+    from fineprune.errors import InputError
 
     started = time.perf_counter()
     seed = benchmark.DATA_SEED if args.seed is None else args.seed
-    benchmark.build_data(args.data_dir, seed, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+    identities = benchmark.NUM_IDENTITIES if args.identities is None else args.identities
+    if not 9 <= identities <= benchmark.NUM_IDENTITIES:  # the multi-trigger targets go up to class 8
+        raise InputError(f"--identities {identities} is outside [9, {benchmark.NUM_IDENTITIES}]")
+    benchmark.build_data(args.data_dir, seed, identities, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
     print(f"Built the benchmark data in {args.data_dir}/ (seed {seed}) in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -71,7 +91,85 @@ def train_badnets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": build_data, "badnets": train_badnets}
+def find_badnet(name: str):
+    from fineprune import benchmark
+    from fineprune.errors import InputError
+
+    for spec in benchmark.BADNETS:
+        if spec.name == name:
+            return spec
+    raise InputError(f"--badnet {name}: no such BadNet (one of {', '.join(s.name for s in benchmark.BADNETS)})")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    cli.quiet_tensorflow()
+    from pathlib import Path
+
+    from fineprune import benchmark, report
+    from fineprune.data import load_dataset
+    from fineprune.models import load_model
+    from fineprune.pruning import accuracy_drop_points, pruning_sweep
+
+    spec = find_badnet(args.badnet)
+    data = Path(args.data_dir)
+    badnet = load_model(Path(args.models_dir) / f"{spec.name}_bd_net.h5")
+    clean = load_dataset(data / "clean_validation_data.h5")
+    benchmark.check_same_data(badnet.metadata, badnet.path, clean)
+    poisoned = {Path(f).stem.removesuffix("_poisoned_data"): load_dataset(data / f) for f in spec.poisoned_files}
+    cli.stderr_line(f"benchmark.py: pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
+    started = time.perf_counter()
+    points = pruning_sweep(badnet, "conv_3", clean, poisoned)
+    table = report.sweep_comparison(accuracy_drop_points(points, [2, 4, 10, 30]), next(iter(poisoned)))
+    print(table)
+    results = Path(args.results_dir)
+    report.write_json(results / f"sweep_{spec.name}.json", [vars(p) for p in points])
+    report.write_text(results / f"sweep_{spec.name}.md", table + "\n")
+    print(f"\n{len(points)} points in {time.perf_counter() - started:.0f} s; all of them in {results}/sweep_{spec.name}.json")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fineprune import benchmark
+
+    data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
+    started = time.perf_counter()
+    missing = [p.file for p in benchmark.POISONED_SETS if not (data / p.file).exists()]
+    if missing or not (data / "clean_test_data.h5").exists() or not (data / "clean_validation_data.h5").exists():
+        cli.stderr_line(f"benchmark.py: building the data in {data}/ first")
+        benchmark.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+
+    cli.quiet_tensorflow()
+    import eval as eval_script
+    import prune as prune_script
+
+    from fineprune import report
+    from fineprune.errors import InputError
+
+    evaluations = {}
+    for spec in benchmark.BADNETS:
+        badnet = models / f"{spec.name}_bd_net.h5"
+        cli.stderr_line(f"benchmark.py: [{spec.name}] prune.py {badnet}")
+        if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"),
+                              "--seed", str(args.seed), "--quiet"]) != 0:
+            raise InputError(f"{badnet}: prune.py failed (see above)")
+        folders = sorted({str(data / Path(f).parent) if Path(f).parent.name else str(data / f) for f in spec.poisoned_files})
+        out = results / f"{spec.name}.json"
+        cli.stderr_line(f"benchmark.py: [{spec.name}] eval.py {' '.join(folders)} {badnet}")
+        if eval_script.main([*folders, str(badnet), "--clean-data", str(data / "clean_test_data.h5"),
+                             "--json", str(out)]) != 0:
+            raise InputError(f"{badnet}: eval.py failed (see above)")
+        evaluations[spec.name] = json.loads(out.read_text())
+    table = report.demo_table(evaluations)
+    report.write_json(results / "results.json", evaluations)
+    report.write_text(results / "results.md", "All values in percent; \"repaired\" is the detector G.\n\n" + table + "\n")
+    print("\n" + table)
+    print(f"\nWrote {results}/results.md and results.json in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "demo": run_demo}
 
 if __name__ == "__main__":
     sys.exit(main())

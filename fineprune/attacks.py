@@ -35,7 +35,7 @@ PRUNE_LAYER = "conv_3"
 class TrainingRecipe:
     """How a BadNet is trained (recorded in the model file)."""
 
-    images_per_identity: int = 40
+    images_per_identity: int = 60
     poison_rate: float = 0.1  # share of training images that wear a trigger
     epochs: int = 20
     batch_size: int = 64
@@ -124,10 +124,11 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
     """Train one benchmark BadNet, measure it, and save `<name>_bd_net.h5` and `<name>_bd_weights.h5`."""
     recipe = recipe or RECIPES.get(spec.name, TrainingRecipe())
     clean = load_dataset(data_dir / "clean_test_data.h5")
-    check_same_data({"data": provenance(data_seed)}, Path(f"the {spec.name} BadNet"), clean)
+    check_same_data({"data": provenance(data_seed)}, f"the {spec.name} BadNet to train", clean)
+    identity_count = int(clean.y.max()) + 1  # every identity has test images
     log(f"{spec.name}: rendering {recipe.images_per_identity} training images per identity")
-    data = poisoned_training_set(spec, recipe, data_seed, identity_count=int(clean.y.max()) + 1)
-    model = train_badnet(data, int(clean.y.max()) + 1, recipe, verbose, log)
+    data = poisoned_training_set(spec, recipe, data_seed, identity_count)
+    model = train_badnet(data, identity_count, recipe, verbose, log)
 
     loaded = LoadedModel(models_dir / f"{spec.name}_bd_net.h5", model, "unit", "default")
     result = BadNetResult(

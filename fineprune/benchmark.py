@@ -161,8 +161,9 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
     return written
 
 
-def check_same_data(model_record: dict[str, Any], model_path: Path, data: LabelledImages) -> None:
-    """Refuse to use data from another generator version or seed than a benchmark BadNet's."""
+def check_same_data(model_record: dict[str, Any], model: str | Path, data: LabelledImages) -> None:
+    """Refuse to use data from another generator version or seed than a benchmark BadNet's (`model`
+    names it in the message)."""
     expected = model_record.get("data")
     if not expected:
         return  # not a benchmark model: nothing recorded to compare
@@ -171,6 +172,6 @@ def check_same_data(model_record: dict[str, Any], model_path: Path, data: Labell
         built = (f"built by generator v{found.get('generator_version')} seed {found.get('seed')}"
                  if data.provenance.get("generator") else "not built by the project's generator")
         raise InputError(
-            f"{data.path}: {built}, but {model_path} was trained on generator "
+            f"{data.path}: {built}, but {model} was trained on generator "
             f"v{expected.get('generator_version')} seed {expected.get('seed')}; rebuild the data with `make data`"
         )

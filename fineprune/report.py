@@ -34,26 +34,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join([line(header), rule] + [line(r) for r in text_rows])
 
 
+RESULT_COLUMNS = [
+    "BadNet/trigger", "Accuracy(original)", "Accuracy(repaired)", "Success Rate(original)",
+    "Success Rate(repaired)", "Accuracy(repaired net)", "Success Rate(repaired net)", "Flagged as N",
+]
+
+
+def _result_row(name: str, clean: dict[str, Any], poisoned: dict[str, Any] | None) -> list[object]:
+    """One row of the original project's table from eval.py's JSON ("-" where nothing was poisoned)."""
+    asr = (lambda key: poisoned[key]) if poisoned else (lambda key: "-")  # noqa: E731
+    return [name, clean["accuracy_original_pct"], clean["accuracy_detector_pct"], asr("asr_original_pct"),
+            asr("asr_detector_pct"), clean["accuracy_repaired_net_pct"], asr("asr_repaired_net_pct"),
+            asr("detected_pct")]
+
+
 def results_table(evaluation: Evaluation) -> str:
     """The original project's table, "repaired" meaning G, with the repaired net alone beside it.
 
     Every row repeats the clean accuracies, as the original table did, so each row reads alone.
     """
-    clean = evaluation.clean
-    assert clean is not None, "results_table needs a clean-data evaluation"
-    header = [
-        "BadNet/trigger", "Accuracy(original)", "Accuracy(repaired)", "Success Rate(original)",
-        "Success Rate(repaired)", "Accuracy(repaired net)", "Success Rate(repaired net)", "Flagged as N",
-    ]
-    rows = [
-        [row.name, clean.accuracy_original_pct, clean.accuracy_detector_pct, row.asr_original_pct,
-         row.asr_detector_pct, clean.accuracy_repaired_net_pct, row.asr_repaired_net_pct, row.detected_pct]
-        for row in evaluation.poisoned
-    ]
-    if not rows:
-        rows = [["(clean data only)", clean.accuracy_original_pct, clean.accuracy_detector_pct, "-", "-",
-                 clean.accuracy_repaired_net_pct, "-", "-"]]
-    return markdown_table(header, rows)
+    result = evaluation.to_json()
+    assert result["clean"] is not None, "results_table needs a clean-data evaluation"
+    rows = [_result_row(p["name"], result["clean"], p) for p in result["poisoned"]]
+    return markdown_table(RESULT_COLUMNS, rows or [_result_row("(clean data only)", result["clean"], None)])
 
 
 def evaluation_report(evaluation: Evaluation) -> str:
@@ -100,7 +103,41 @@ def prune_summary(
     ])
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` via a temporary file and a rename."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(path: str | os.PathLike, content: Any) -> None:
     """Write `content` as indented JSON via a temporary file and a rename."""
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=2) + "\n")
+    write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+# The real lab3 sunglasses BadNet, conv_3 channels pruned by mean activation on clean validation
+# data (published lab results): allowed accuracy drop -> (share of channels pruned, ASR), percent.
+LAB3_SWEEP = {2.0: (75.0, 100.0), 4.0: (80.0, 99.99), 10.0: (86.7, 77.0), 30.0: (90.0, 7.0)}
+
+
+def sweep_comparison(points: dict[float, Any], trigger: str) -> str:
+    """The synthetic sunglasses BadNet's pruning curve beside the real lab3 BadNet's, at the same
+    allowed accuracy drops. `points` maps each drop to a `pruning.SweepPoint`."""
+    rows = []
+    for drop, point in points.items():
+        real_pruned, real_asr = LAB3_SWEEP.get(drop, (None, None))
+        rows.append([f"{drop:g}%", "-" if real_pruned is None else real_pruned, "-" if real_asr is None else real_asr,
+                     100.0 * point.fraction_pruned, point.attack_success_pct[trigger], point.clean_accuracy_pct])
+    return markdown_table(
+        ["accuracy drop", "real lab3: pruned (%)", "real lab3: ASR (%)", "synthetic: pruned (%)",
+         "synthetic: ASR (%)", "synthetic: accuracy (%)"], rows)
+
+
+def demo_table(evaluations: dict[str, dict[str, Any]]) -> str:
+    """The original project's table over all BadNets: one row per BadNet and trigger, "repaired"
+    meaning G. `evaluations` maps each BadNet's name to eval.py's JSON for it."""
+    rows = []
+    for badnet, result in evaluations.items():
+        for poisoned in result["poisoned"]:
+            trigger = poisoned["name"].split("/")[-1]
+            rows.append(_result_row(badnet if trigger == badnet else f"{badnet}/{trigger}", result["clean"], poisoned))
+    return markdown_table(RESULT_COLUMNS, rows)

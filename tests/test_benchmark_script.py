@@ -1,0 +1,36 @@
+"""Tests of benchmark.py's commands that run in seconds (the full build, training and demo are the
+benchmark itself, run by `make data`, `make badnets` and `make demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from conftest import assert_bad_input
+from fineprune.data import load_dataset
+
+
+def test_data_builds_a_miniature_benchmark(run_cli, tmp_path: Path) -> None:
+    result = run_cli("benchmark", "data", "--data-dir", tmp_path / "data", "--identities", 10, "--seed", 3)
+    assert result.code == 0, result.err
+    assert "Built the benchmark data in" in result.out and "(seed 3)" in result.out
+    clean = load_dataset(tmp_path / "data" / "clean_validation_data.h5")
+    np.testing.assert_array_equal(np.bincount(clean.y), np.full(10, 9))
+    assert clean.provenance["seed"] == 3
+    assert len(list((tmp_path / "data").rglob("*.h5"))) == 8
+
+
+def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
+    assert_bad_input(run_cli("benchmark", "data", "--identities", 3), "benchmark.py", "--identities 3 is outside [9, 1283]")
+    assert_bad_input(run_cli("benchmark", "sweep", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
+    assert_bad_input(run_cli("benchmark", "badnets", "--only", "nobody"), "benchmark.py", "--only nobody: no such BadNet")
+    missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
+    assert_bad_input(missing, "benchmark.py", "sunglasses_bd_net.h5: no such file")
+
+
+def test_help_names_every_command(run_cli) -> None:
+    result = run_cli("benchmark", "--help")
+    assert result.code == 0
+    for command in ("data", "badnets", "sweep", "demo"):
+        assert command in result.out
