@@ -74,11 +74,6 @@ def prune(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else repaired_model_path(model_path)
     cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
 
-    from fineprune.data import load_dataset
-    from fineprune.models import load_model, save_model
-    from fineprune.pruning import prune_by_magnitude
-    from fineprune.report import prune_summary
-
     badnet = load_model(model_path, args.input_scale)
     clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
     check_same_data(badnet.metadata, badnet.path, clean)

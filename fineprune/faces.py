@@ -205,7 +205,7 @@ def render(identities: Identities, poses: Poses, rng: np.random.Generator,
     """
     canvas = _canvas(poses)
     _background(canvas, poses)
-    _head(canvas, identities, poses)
+    _head(canvas, identities)
     _eyes_and_brows(canvas, identities, poses)
     _nose_and_mouth(canvas, identities, poses)
     if accessories is not None:
@@ -244,7 +244,7 @@ def _background(canvas: Canvas, poses: Poses) -> None:
     canvas.rgb[:] = top * (1 - t) + bottom * t
 
 
-def _head(canvas: Canvas, who: Identities, pose: Poses) -> None:
+def _head(canvas: Canvas, who: Identities) -> None:
     # Hair behind the head, down to the hair length at the sides.
     back = canvas.ellipse(0, -0.12, who.face_width * who.hair_volume, who.face_height * who.hair_volume)
     canvas.paint(back * canvas.above(who.hair_length), who.hair)
@@ -283,7 +283,7 @@ def brow_centres(who: Identities, pose: Poses) -> list[tuple[np.ndarray, np.ndar
 
 
 def _eyes_and_brows(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    for (u0, v0), side in zip(eye_centres(who), (-1, 1)):
+    for u0, v0 in eye_centres(who):
         socket = canvas.ellipse(u0, v0, who.eye_size * 1.7, who.eye_size * 1.25)
         canvas.paint(socket * 0.35, who.skin * 0.7)
         white = canvas.ellipse(u0, v0, who.eye_size * 1.45, who.eye_size * 0.75 * pose.eye_open)
