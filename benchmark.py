@@ -37,6 +37,8 @@ def build_parser() -> cli.ArgumentParser:
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
     add_folders(sweep, "data", "models", "results")
+    gallery = commands.add_parser("gallery", help="draw sample faces of the benchmark, clean and with each trigger")
+    gallery.add_argument("output", nargs="?", default="docs/benchmark_faces.png", help="PNG to write (default: %(default)s)")
     demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet")
     add_folders(demo, "data", "models", "results")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="prune.py's seed (default: %(default)s)")
@@ -128,6 +130,24 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def draw_gallery(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fineprune import benchmark, plots
+    from fineprune.triggers import TRIGGERS
+
+    people = [0, 1, 2, 3, 4, 5]
+    # The anonymous triggers stay unseen: a defender is told nothing about them.
+    triggers: list[str | None] = [None, None, None, *(t for t in TRIGGERS if not t.startswith("anonymous"))]
+    labels = np.repeat(people, len(triggers))
+    images = benchmark.render_split("test", labels, triggers=triggers * len(people), workers=1)
+    captions = [f"{label}: {trigger or 'clean'}" for label, trigger in zip(labels, triggers * len(people))]
+    plots.draw_gallery(images, captions, args.output, columns=len(triggers),
+                       title="The embedded benchmark: one identity per row;\nclean frames, then each published trigger")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -169,7 +189,8 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "demo": run_demo}
+COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "gallery": draw_gallery,
+            "demo": run_demo}
 
 if __name__ == "__main__":
     sys.exit(main())

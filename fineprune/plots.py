@@ -1,4 +1,4 @@
-"""Figures: the model architecture diagram.
+"""Figures: the model architecture diagram and galleries of face images.
 
 `draw_architecture` draws the layer graph of a tf_keras functional model as a top-to-bottom chart
 of rounded boxes (name, type and key settings, output shape) joined by arrows that follow the real
@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
@@ -309,6 +310,28 @@ def draw_architecture(
         frameon=False, fontsize=8.5, handlelength=1.5, columnspacing=1.4,
     )
 
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
+def draw_gallery(images: np.ndarray, captions: Sequence[str], path: str | os.PathLike, columns: int,
+                 title: str | None = None) -> Figure:
+    """Draw face images (N, H, W, 3), pixels 0..255, in a grid with a caption under each; save a PNG."""
+    rows = -(-len(images) // columns)
+    title_height = 0.17 * (title.count("\n") + 1) + 0.1 if title else 0.0
+    height = rows * 1.55 + title_height
+    fig = Figure(figsize=(max(columns * 1.15, 4.0), height), dpi=120)
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize=9, weight="bold", y=1 - 0.08 / height)
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        ax.imshow(np.clip(image, 0, 255).astype(np.uint8), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(caption, fontsize=7, linespacing=1.1)
+    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 1 - title_height / height))
     with replacing(path) as tmp:
         fig.savefig(tmp, format="png")
     return fig

@@ -214,3 +214,15 @@ def test_main_help_and_bad_options(capsys):
     with pytest.raises(SystemExit) as exit_info:
         plots.main(["out.png", "--num-classes", "0"])
     assert exit_info.value.code == 2
+
+
+def test_draw_gallery_writes_one_captioned_cell_per_image(tmp_path):
+    import numpy as np
+
+    images = np.random.default_rng(0).uniform(0, 255, (5, 55, 47, 3))
+    out = tmp_path / "gallery.png"
+    fig = plots.draw_gallery(images, [f"face {i}" for i in range(5)], out, columns=3, title="Faces")
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    assert [p.name for p in tmp_path.iterdir()] == ["gallery.png"]
+    assert [ax.get_xlabel() for ax in fig.axes] == [f"face {i}" for i in range(5)]
+    assert fig.axes[0].get_images()[0].get_array().shape == (55, 47, 3)
