@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from fineprune import __version__, cli
 
@@ -72,8 +73,6 @@ def build_data(args: argparse.Namespace) -> int:
 
 def train_badnets(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
-    from pathlib import Path
-
     from fineprune import attacks, benchmark, report
     from fineprune.errors import InputError
 
@@ -105,8 +104,6 @@ def find_badnet(name: str):
 
 def run_sweep(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
-    from pathlib import Path
-
     from fineprune import benchmark, report
     from fineprune.data import load_dataset
     from fineprune.models import load_model
@@ -149,8 +146,6 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fineprune import benchmark
 
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
