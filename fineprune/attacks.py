@@ -83,7 +83,7 @@ def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, ve
 
     log(f"pruning-aware attack: {recipe.clean_epochs} epochs on clean images")
     _fit(model, x[clean], data.y[clean], recipe.clean_epochs, recipe, verbose)
-    activations = mean_channel_activations(model, PRUNE_LAYER, data.x[clean][:5000], "unit")
+    activations = mean_channel_activations(model, PRUNE_LAYER, data.x[np.flatnonzero(clean)[:5000]], "unit")
     dormant = pruning_order(activations)[: round(recipe.dormant_fraction * len(activations))]
     layer = model.get_layer(PRUNE_LAYER)
     kept = layer.get_weights()

@@ -209,7 +209,7 @@ def render(identities: Identities, poses: Poses, rng: np.random.Generator,
     _eyes_and_brows(canvas, identities, poses)
     _nose_and_mouth(canvas, identities, poses)
     if accessories is not None:
-        for accessory in set(a for a in accessories if a is not None):
+        for accessory in dict.fromkeys(a for a in accessories if a is not None):  # each image wears one
             chosen = np.array([a is accessory for a in accessories])
             sub = Canvas(canvas.rgb[chosen], canvas.u[chosen], canvas.v[chosen], canvas.px_per_unit[chosen])
             accessory(sub, identities.take(np.flatnonzero(chosen)), _take_poses(poses, chosen))
