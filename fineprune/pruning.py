@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -31,24 +31,39 @@ from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 
-METHODS: tuple[str, ...] = ("magnitude",)
+METHODS: tuple[str, ...] = ("magnitude", "activation", "finetune", "prune")
 
 
 @dataclass(frozen=True)
-class MagnitudePruningSettings:
-    """The `magnitude` recipe; defaults are the original project's."""
+class FineTuningSettings:
+    """What every repair shares: the held-out split, fine-tuning on the rest, the seed."""
 
-    initial_sparsity: float = 0.5
-    final_sparsity: float = 0.7
     epochs: int = 2
     batch_size: int = 10
     validation_split: float = 0.1
     learning_rate: float = 1e-3
-    pruning_frequency: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Check every setting up front, naming the command-line option that sets it."""
+        if not 0.0 < self.validation_split < 1.0:
+            raise InputError(f"--validation-split {self.validation_split:g} is outside (0, 1)")
+        for option, count in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if count < 1:
+                raise InputError(f"{option} {count} must be at least 1")
+        if not self.learning_rate > 0:
+            raise InputError(f"--learning-rate {self.learning_rate:g} must be positive")
+
+
+@dataclass(frozen=True)
+class MagnitudePruningSettings(FineTuningSettings):
+    """The `magnitude` recipe; defaults are the original project's."""
+
+    initial_sparsity: float = 0.5
+    final_sparsity: float = 0.7
+    pruning_frequency: int = 100
+
+    def __post_init__(self) -> None:
         for option, value in (("--initial-sparsity", self.initial_sparsity), ("--final-sparsity", self.final_sparsity)):
             if not 0.0 <= value < 1.0:
                 raise InputError(f"{option} {value:g} is outside [0, 1)")
@@ -56,14 +71,39 @@ class MagnitudePruningSettings:
             raise InputError(
                 f"--initial-sparsity {self.initial_sparsity:g} is greater than --final-sparsity {self.final_sparsity:g}"
             )
-        if not 0.0 < self.validation_split < 1.0:
-            raise InputError(f"--validation-split {self.validation_split:g} is outside (0, 1)")
-        for option, count in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                              ("--pruning-frequency", self.pruning_frequency)):
-            if count < 1:
-                raise InputError(f"{option} {count} must be at least 1")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate {self.learning_rate:g} must be positive")
+        if self.pruning_frequency < 1:
+            raise InputError(f"--pruning-frequency {self.pruning_frequency} must be at least 1")
+        super().__post_init__()
+
+    @property
+    def method(self) -> str:
+        return "magnitude"
+
+
+@dataclass(frozen=True)
+class ActivationPruningSettings(FineTuningSettings):
+    """Fine-Pruning (Liu et al.) and its two baselines.
+
+    - `activation`: prune `layer`'s channels in increasing order of mean activation on the clean
+      training part until held-out accuracy has fallen by `max_accuracy_drop` points (or exactly
+      `prune_fraction` of them), then fine-tune with the pruned channels held at zero;
+    - `prune`: the pruning step alone;
+    - `finetune`: the fine-tuning step alone.
+    """
+
+    method: str = "activation"
+    layer: str = "conv_3"
+    max_accuracy_drop: float = 4.0
+    prune_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("activation", "prune", "finetune"):
+            raise InputError(f"--method {self.method} is not one of {', '.join(METHODS)}")
+        if not self.max_accuracy_drop >= 0:
+            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop:g} must be at least 0")
+        if self.prune_fraction is not None and not 0.0 < self.prune_fraction < 1.0:
+            raise InputError(f"--prune-fraction {self.prune_fraction:g} is outside (0, 1)")
+        super().__post_init__()
 
 
 @dataclass
@@ -78,6 +118,7 @@ class RepairResult:
     heldout_images: int
     fine_tuning_steps: int
     seconds: float
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # per layer, in pruning order
 
     def summary(self) -> dict[str, object]:
         """Everything but the model, for recording in the repaired file and in reports."""
@@ -148,6 +189,88 @@ def prune_by_magnitude(
         fine_tuning_steps=steps,
         seconds=time.perf_counter() - started,
     )
+
+
+def fine_prune(
+    badnet: LoadedModel,
+    clean: LabelledImages,
+    settings: ActivationPruningSettings,
+    verbose: int = 1,
+) -> RepairResult:
+    """Fine-Pruning or one of its halves (see ActivationPruningSettings); the BadNet is untouched.
+
+    Every decision uses the clean data alone: channels are ranked on the training part, and the
+    accuracy budget is checked on the held-out part.
+    """
+    started = time.perf_counter()
+    tf_keras.utils.set_random_seed(settings.seed)
+    tf.config.experimental.enable_op_determinism()
+    train_idx, heldout_idx = split_heldout(len(clean), settings.validation_split, settings.seed)
+    x_heldout, y_heldout = clean.x[heldout_idx], clean.y[heldout_idx]
+    before = accuracy_pct(badnet.predict_classes(x_heldout), y_heldout)
+    model = _copy_model(badnet.model)
+
+    pruned: list[int] = []
+    if settings.method in ("activation", "prune"):
+        pruned = _prune_within_budget(model, clean.x[train_idx], x_heldout, y_heldout, before, badnet.input_scale,
+                                      settings)
+    steps = 0
+    if settings.method in ("activation", "finetune"):
+        steps = math.ceil(len(train_idx) / settings.batch_size) * settings.epochs
+        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(
+            scale_inputs(clean.x[train_idx], badnet.input_scale), clean.y[train_idx],
+            batch_size=settings.batch_size, epochs=settings.epochs,
+            validation_data=(scale_inputs(x_heldout, badnet.input_scale), y_heldout),
+            callbacks=[HoldChannelsAtZero(settings.layer, pruned)] if pruned else [],
+            verbose=verbose,
+        )
+    return RepairResult(
+        model=model,
+        sparsity={},
+        heldout_accuracy_before_pct=before,
+        heldout_accuracy_after_pct=accuracy_pct(predict_classes(model, x_heldout, badnet.input_scale), y_heldout),
+        train_images=len(train_idx),
+        heldout_images=len(heldout_idx),
+        fine_tuning_steps=steps,
+        seconds=time.perf_counter() - started,
+        pruned_channels={settings.layer: pruned} if settings.method != "finetune" else {},
+    )
+
+
+def _prune_within_budget(model: tf_keras.Model, x_rank: np.ndarray, x_heldout: np.ndarray, y_heldout: np.ndarray,
+                         accuracy_before: float, input_scale: str, settings: ActivationPruningSettings) -> list[int]:
+    """Zero `settings.layer`'s channels of `model` in increasing order of mean activation on
+    `x_rank`, as far as the budget allows; returns the pruned channels in pruning order."""
+    layer = _conv_layer(model, settings.layer)
+    order = pruning_order(mean_channel_activations(model, settings.layer, x_rank, input_scale))
+    if settings.prune_fraction is not None:
+        pruned = [int(c) for c in order[: round(settings.prune_fraction * len(order))]]
+        _zero_channels(layer, np.array(pruned, dtype=np.int64))
+        return pruned
+    pruned = []
+    for channel in order[:-1]:  # never the last channel: the layer would output nothing at all
+        kept = layer.get_weights()
+        _zero_channels(layer, np.array([channel]))
+        accuracy = accuracy_pct(predict_classes(model, x_heldout, input_scale), y_heldout)
+        if accuracy < accuracy_before - settings.max_accuracy_drop:
+            layer.set_weights(kept)
+            break
+        pruned.append(int(channel))
+    return pruned
+
+
+def repair(
+    badnet: LoadedModel,
+    clean: LabelledImages,
+    settings: MagnitudePruningSettings | ActivationPruningSettings,
+    verbose: int = 1,
+) -> RepairResult:
+    """Run the repair method the settings describe."""
+    if isinstance(settings, MagnitudePruningSettings):
+        return prune_by_magnitude(badnet, clean, settings, verbose)
+    return fine_prune(badnet, clean, settings, verbose)
 
 
 def dense_sparsity(model: tf_keras.Model) -> dict[str, float]:

@@ -13,7 +13,7 @@ from fineprune.evaluation import Evaluation
 from fineprune.files import replacing
 
 if TYPE_CHECKING:  # only for annotations: importing pruning would load TF-MOT
-    from fineprune.pruning import MagnitudePruningSettings, RepairResult
+    from fineprune.pruning import FineTuningSettings, RepairResult
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -83,24 +83,29 @@ def evaluation_report(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def prune_summary(
-    model: Path, output: Path, method: str, settings: MagnitudePruningSettings, result: RepairResult
-) -> str:
+def prune_summary(model: Path, output: Path, settings: FineTuningSettings, result: RepairResult) -> str:
     """What prune.py prints once the repaired model is saved."""
-    sparsity = markdown_table(
-        ["pruned layer", "zero weights (%)"], [[name, 100.0 * value] for name, value in result.sparsity.items()]
-    )
-    return "\n".join([
-        f"Repaired model: {output} (from {model}, method {method}, seed {settings.seed})",
-        f"Sparsity schedule: {settings.initial_sparsity:g} -> {settings.final_sparsity:g} over "
-        f"{result.fine_tuning_steps} steps ({settings.epochs} epochs, {result.train_images} images)",
-        "",
-        sparsity,
-        "",
+    lines = [f"Repaired model: {output} (from {model}, method {settings.method}, seed {settings.seed})"]
+    if result.sparsity:
+        lines += [
+            f"Sparsity schedule: {settings.initial_sparsity:g} -> {settings.final_sparsity:g} over "
+            f"{result.fine_tuning_steps} steps ({settings.epochs} epochs, {result.train_images} images)",
+            "",
+            markdown_table(["pruned layer", "zero weights (%)"],
+                           [[name, 100.0 * value] for name, value in result.sparsity.items()]),
+            "",
+        ]
+    for layer, channels in result.pruned_channels.items():
+        lines.append(f"Pruned {len(channels)} channels of {layer} (least active first): {channels}")
+    if result.fine_tuning_steps and not result.sparsity:
+        lines.append(f"Fine-tuned for {result.fine_tuning_steps} steps ({settings.epochs} epochs, "
+                     f"{result.train_images} images)")
+    lines += [
         f"Held-out clean accuracy ({result.heldout_images} images): "
         f"{result.heldout_accuracy_before_pct:.2f}% before, {result.heldout_accuracy_after_pct:.2f}% after",
         f"Time: {result.seconds:.1f} s",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -159,3 +159,20 @@ def test_the_repaired_net_keeps_the_badnets_data_record(run_cli, workdir: TinyBe
     result = run_cli("prune", badnet, "--clean-data", stamped, "--seed", 1, *FAST)
     assert result.code == 0, result.err
     assert read_metadata(badnet.with_name("bench_bd_net_rp.h5"))["data"] == provenance(5)
+
+
+@pytest.mark.parametrize("method", ["activation", "prune", "finetune"])
+def test_fine_pruning_methods_record_settings_that_round_trip(run_cli, workdir: TinyBenchmark, method: str) -> None:
+    from fineprune.pruning import ActivationPruningSettings
+
+    result = run_cli("prune", *prune_args(workdir, "--method", method, "--prune-fraction", 0.25, "--seed", 2))
+    assert result.code == 0, result.err
+    metadata = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))
+    settings = ActivationPruningSettings(**metadata["settings"])
+    assert settings == ActivationPruningSettings(method=method, prune_fraction=0.25, epochs=1, batch_size=8, seed=2)
+    assert metadata["method"] == method
+    pruned = metadata["result"]["pruned_channels"]
+    if method == "finetune":
+        assert pruned == {} and "Fine-tuned for" in result.out
+    else:
+        assert len(pruned["conv_3"]) == 15 and "Pruned 15 channels of conv_3" in result.out
