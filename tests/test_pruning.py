@@ -31,20 +31,28 @@ FAST = dict(epochs=1, batch_size=8, pruning_frequency=1)
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "kind, settings, message",
     [
-        (dict(initial_sparsity=-0.1), "--initial-sparsity -0.1 is outside [0, 1)"),
-        (dict(final_sparsity=1.0), "--final-sparsity 1 is outside [0, 1)"),
-        (dict(initial_sparsity=0.8, final_sparsity=0.7), "--initial-sparsity 0.8 is greater than --final-sparsity 0.7"),
-        (dict(validation_split=0.0), "--validation-split 0 is outside (0, 1)"),
-        (dict(epochs=0), "--epochs 0 must be at least 1"),
-        (dict(batch_size=0), "--batch-size 0 must be at least 1"),
-        (dict(learning_rate=0.0), "--learning-rate 0 must be positive"),
+        *((MagnitudePruningSettings, settings, message) for settings, message in [
+            (dict(initial_sparsity=-0.1), "--initial-sparsity -0.1 is outside [0, 1)"),
+            (dict(final_sparsity=1.0), "--final-sparsity 1 is outside [0, 1)"),
+            (dict(initial_sparsity=0.8, final_sparsity=0.7), "--initial-sparsity 0.8 is greater than --final-sparsity 0.7"),
+            (dict(validation_split=0.0), "--validation-split 0 is outside (0, 1)"),
+            (dict(epochs=0), "--epochs 0 must be at least 1"),
+            (dict(batch_size=0), "--batch-size 0 must be at least 1"),
+            (dict(learning_rate=0.0), "--learning-rate 0 must be positive"),
+        ]),
+        *((ActivationPruningSettings, settings, message) for settings, message in [
+            (dict(method="voodoo"), "--method voodoo is not one of magnitude, activation, finetune, prune"),
+            (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0"),
+            (dict(prune_fraction=1.0), "--prune-fraction 1 is outside (0, 1)"),
+            (dict(epochs=0), "--epochs 0 must be at least 1"),
+        ]),
     ],
 )
-def test_settings_are_checked_up_front(settings: dict, message: str) -> None:
+def test_settings_are_checked_up_front(kind: type, settings: dict, message: str) -> None:
     with pytest.raises(InputError) as error:
-        MagnitudePruningSettings(**settings)
+        kind(**settings)
     assert str(error.value) == message
 
 
@@ -321,21 +329,6 @@ def test_prune_stops_at_the_accuracy_budget(badnet_and_clean) -> None:
 def test_finetune_prunes_nothing(badnet_and_clean) -> None:
     result = run(badnet_and_clean, method="finetune")
     assert result.pruned_channels == {} and result.fine_tuning_steps == int(np.ceil(result.train_images / 8))
-
-
-@pytest.mark.parametrize(
-    "settings, message",
-    [
-        (dict(method="voodoo"), "--method voodoo is not one of magnitude, activation, finetune, prune"),
-        (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0"),
-        (dict(prune_fraction=1.0), "--prune-fraction 1 is outside (0, 1)"),
-        (dict(epochs=0), "--epochs 0 must be at least 1"),
-    ],
-)
-def test_activation_settings_are_checked_up_front(settings: dict, message: str) -> None:
-    with pytest.raises(InputError) as error:
-        ActivationPruningSettings(**settings)
-    assert str(error.value) == message
 
 
 def test_an_unknown_layer_is_refused(badnet_and_clean) -> None:
