@@ -74,47 +74,46 @@ def build_data(args: argparse.Namespace) -> int:
 def train_badnets(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import attacks, benchmark, report
-    from fineprune.errors import InputError
+    from fineprune.evaluation import poisoned_name
 
-    specs = [spec for spec in benchmark.BADNETS if not args.only or spec.name in args.only]
-    unknown = set(args.only or []) - {spec.name for spec in benchmark.BADNETS}
-    if unknown:
-        raise InputError(f"--only {sorted(unknown)[0]}: no such BadNet")
+    specs = [find_badnet(name, "--only") for name in args.only] if args.only else list(benchmark.BADNETS)
     rows = []
     for spec in specs:
         started = time.perf_counter()
         result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir),
                                      log=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
         for file, asr in result.attack_success_pct.items():
-            rows.append([spec.name, Path(file).stem.removesuffix("_poisoned_data"), result.clean_accuracy_pct, asr,
+            rows.append([spec.name, poisoned_name(file), result.clean_accuracy_pct, asr,
                          f"{time.perf_counter() - started:.0f}"])
     print(report.markdown_table(["BadNet", "trigger", "clean accuracy (%)", "attack success (%)", "seconds"], rows))
     return 0
 
 
-def find_badnet(name: str):
+def find_badnet(name: str, option: str):
+    """The benchmark BadNet called `name`, or a one-line error naming the `option` that asked for it."""
     from fineprune import benchmark
     from fineprune.errors import InputError
 
     for spec in benchmark.BADNETS:
         if spec.name == name:
             return spec
-    raise InputError(f"--badnet {name}: no such BadNet (one of {', '.join(s.name for s in benchmark.BADNETS)})")
+    raise InputError(f"{option} {name}: no such BadNet (one of {', '.join(s.name for s in benchmark.BADNETS)})")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import benchmark, report
     from fineprune.data import load_dataset
+    from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model
     from fineprune.pruning import accuracy_drop_points, pruning_sweep
 
-    spec = find_badnet(args.badnet)
+    spec = find_badnet(args.badnet, "--badnet")
     data = Path(args.data_dir)
     badnet = load_model(Path(args.models_dir) / f"{spec.name}_bd_net.h5")
     clean = load_dataset(data / "clean_validation_data.h5")
     benchmark.check_same_data(badnet.metadata, badnet.path, clean)
-    poisoned = {Path(f).stem.removesuffix("_poisoned_data"): load_dataset(data / f) for f in spec.poisoned_files}
+    poisoned = {poisoned_name(f): load_dataset(data / f) for f in spec.poisoned_files}
     cli.stderr_line(f"benchmark.py: pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
     started = time.perf_counter()
     points = pruning_sweep(badnet, "conv_3", clean, poisoned)
@@ -169,10 +168,10 @@ def run_demo(args: argparse.Namespace) -> int:
         if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"),
                               "--seed", str(args.seed), "--quiet"]) != 0:
             raise InputError(f"{badnet}: prune.py failed (see above)")
-        folders = sorted({str(data / Path(f).parent) if Path(f).parent.name else str(data / f) for f in spec.poisoned_files})
+        poisoned = [str(data / f) for f in spec.poisoned_files]
         out = results / f"{spec.name}.json"
-        cli.stderr_line(f"benchmark.py: [{spec.name}] eval.py {' '.join(folders)} {badnet}")
-        if eval_script.main([*folders, str(badnet), "--clean-data", str(data / "clean_test_data.h5"),
+        cli.stderr_line(f"benchmark.py: [{spec.name}] eval.py {' '.join(poisoned)} {badnet}")
+        if eval_script.main([*poisoned, str(badnet), "--clean-data", str(data / "clean_test_data.h5"),
                              "--json", str(out)]) != 0:
             raise InputError(f"{badnet}: eval.py failed (see above)")
         evaluations[spec.name] = json.loads(out.read_text())

@@ -133,11 +133,7 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
     loaded = LoadedModel(models_dir / f"{spec.name}_bd_net.h5", model, "unit", "default")
     result = BadNetResult(
         clean_accuracy_pct=accuracy_pct(loaded.predict_classes(clean.x), clean.y),
-        attack_success_pct={
-            name: attack_success_pct(loaded.predict_classes(poisoned.x), poisoned.y)
-            for name in spec.poisoned_files
-            for poisoned in [load_dataset(data_dir / name)]
-        },
+        attack_success_pct={name: _attack_success(loaded, data_dir / name) for name in spec.poisoned_files},
     )
     metadata = {
         "created_by": f"fineprune {__version__}",
@@ -149,3 +145,8 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
     save_model(model, loaded.path, metadata)
     save_model(model, models_dir / f"{spec.name}_bd_weights.h5", metadata, weights_only=True)
     return result
+
+
+def _attack_success(badnet: LoadedModel, poisoned_file: Path) -> float:
+    poisoned = load_dataset(poisoned_file)
+    return attack_success_pct(badnet.predict_classes(poisoned.x), poisoned.y)

@@ -98,11 +98,11 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[PoisonedFil
             found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".h5" and p.is_file())
             if not found:
                 raise InputError(f"{path}: folder holds no .h5 data files")
-            h5_files.extend(PoisonedFile(p, f"{path.name}/{_stem(p)}") for p in found)
+            h5_files.extend(PoisonedFile(p, f"{path.name}/{poisoned_name(p)}") for p in found)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
         elif path.suffix.lower() in (".h5", ".hdf5"):
-            h5_files.append(PoisonedFile(path, _stem(path)))
+            h5_files.append(PoisonedFile(path, poisoned_name(path)))
         else:
             raise InputError(f"{path}: not a data file (.h5), a folder of them, or an image (.png/.jpg/.jpeg)")
     if h5_files and images:
@@ -110,8 +110,9 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[PoisonedFil
     return h5_files, images
 
 
-def _stem(path: Path) -> str:
-    return path.stem.removesuffix(POISONED_SUFFIX)
+def poisoned_name(path: str | os.PathLike) -> str:
+    """The trigger's name in a poisoned file's name: `sunglasses_poisoned_data.h5` -> `sunglasses`."""
+    return Path(path).stem.removesuffix(POISONED_SUFFIX)
 
 
 def evaluate(

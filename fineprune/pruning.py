@@ -134,6 +134,13 @@ def split_heldout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[heldout:]), np.sort(order[:heldout])
 
 
+def _seeded_split(clean: LabelledImages, settings: FineTuningSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Make the run repeatable from `settings.seed`, and split the clean data into train / held out."""
+    tf_keras.utils.set_random_seed(settings.seed)
+    tf.config.experimental.enable_op_determinism()
+    return split_heldout(len(clean), settings.validation_split, settings.seed)
+
+
 def prune_by_magnitude(
     badnet: LoadedModel,
     clean: LabelledImages,
@@ -145,9 +152,7 @@ def prune_by_magnitude(
     `verbose` is passed to Keras: 1 for progress bars, 2 for a line per epoch, 0 for silence.
     """
     started = time.perf_counter()
-    tf_keras.utils.set_random_seed(settings.seed)
-    tf.config.experimental.enable_op_determinism()
-    train_idx, heldout_idx = split_heldout(len(clean), settings.validation_split, settings.seed)
+    train_idx, heldout_idx = _seeded_split(clean, settings)
     x_train = scale_inputs(clean.x[train_idx], badnet.input_scale)
     x_heldout = clean.x[heldout_idx]
     y_train, y_heldout = clean.y[train_idx], clean.y[heldout_idx]
@@ -203,9 +208,7 @@ def fine_prune(
     accuracy budget is checked on the held-out part.
     """
     started = time.perf_counter()
-    tf_keras.utils.set_random_seed(settings.seed)
-    tf.config.experimental.enable_op_determinism()
-    train_idx, heldout_idx = split_heldout(len(clean), settings.validation_split, settings.seed)
+    train_idx, heldout_idx = _seeded_split(clean, settings)
     x_heldout, y_heldout = clean.x[heldout_idx], clean.y[heldout_idx]
     before = accuracy_pct(badnet.predict_classes(x_heldout), y_heldout)
     model = _copy_model(badnet.model)
