@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo data badnets sweep architecture clean
+.PHONY: install test demo compare data badnets sweep gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -21,6 +21,10 @@ test: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) benchmark.py demo
 
+# Every repair method on every BadNet: results/comparison.md and .json; the README's figures in docs/.
+compare: $(INSTALLED)
+	$(PY) benchmark.py compare --figures-dir docs
+
 # The embedded benchmark: data (ignored by git, rebuilt in under a minute) and BadNets (committed).
 data: $(INSTALLED)
 	$(PY) benchmark.py data
@@ -34,6 +38,10 @@ data/clean_test_data.h5:
 # The sunglasses BadNet's pruning curve beside the real lab3 BadNet's (results/sweep_sunglasses.md).
 sweep: $(INSTALLED) data/clean_test_data.h5
 	$(PY) benchmark.py sweep
+
+# Redraw the committed sample faces of the benchmark (docs/benchmark_faces.png).
+gallery: $(INSTALLED)
+	$(PY) benchmark.py gallery
 
 # Redraw the committed architecture diagram from the model-building code.
 architecture: $(INSTALLED)

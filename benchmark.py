@@ -5,6 +5,7 @@
     python benchmark.py badnets     # make badnets: train the four BadNets into models/ (committed)
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
+    python benchmark.py compare     # make compare: every repair method on every BadNet, with figures
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def build_parser() -> cli.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet")
     add_folders(demo, "data", "models", "results")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="prune.py's seed (default: %(default)s)")
+    compare = commands.add_parser("compare", help="every repair method on every BadNet: results/comparison.md "
+                                  "and .json, pruning curves, channel activations, galleries of G's mistakes")
+    add_folders(compare, "data", "models", "results")
+    compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
+    compare.add_argument("--badnet", action="append", metavar="NAME",
+                         help="compare on this BadNet only (repeatable; default: all four)")
+    compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
     return parser
 
 
@@ -149,11 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     started = time.perf_counter()
-    missing = [p.file for p in benchmark.POISONED_SETS if not (data / p.file).exists()]
-    if missing or not (data / "clean_test_data.h5").exists() or not (data / "clean_validation_data.h5").exists():
-        cli.stderr_line(f"benchmark.py: building the data in {data}/ first")
-        benchmark.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
-
+    ensure_data(data)
     cli.quiet_tensorflow()
     import eval as eval_script
     import prune as prune_script
@@ -183,8 +187,42 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_data(data: Path) -> None:
+    """Build the benchmark data in `data` unless every file is already there."""
+    from fineprune import benchmark
+
+    needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in benchmark.POISONED_SETS)]
+    if not all((data / name).exists() for name in needed):
+        cli.stderr_line(f"benchmark.py: building the data in {data}/ first")
+        benchmark.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+
+
+def run_comparison(args: argparse.Namespace) -> int:
+    data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
+    figures = Path(args.figures_dir) if args.figures_dir else results
+    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
+    started = time.perf_counter()
+    ensure_data(data)
+    cli.quiet_tensorflow()
+    from fineprune import comparison, report
+
+    outcome = comparison.compare_benchmark(
+        data, models, specs, comparison.standard_methods(args.seed), figures,
+        progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"),
+    )
+    table = report.comparison_table(outcome.rows)
+    report.write_text(results / "comparison.md", "All values in percent, measured on the clean test data and each "
+                      "trigger's poisoned file; \"net\" is the repaired net alone, G the repaired detector.\n\n"
+                      + table + "\n")
+    report.write_json(results / "comparison.json", outcome.to_json())
+    print(table)
+    print(f"\nWrote {results}/comparison.md and comparison.json, figures in {figures}/, "
+          f"in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "gallery": draw_gallery,
-            "demo": run_demo}
+            "demo": run_demo, "compare": run_comparison}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,6 +31,9 @@ def build_parser() -> cli.ArgumentParser:
                         help="how both models expect pixels: unit = x/255, raw = 0..255 "
                         "(default: what each model file records, else unit)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
+    parser.add_argument("--plots", metavar="DIR",
+                        help="also draw a gallery of what G gets wrong (clean faces misclassified or flagged, "
+                        "poisoned faces let through) to DIR/mistakes_MODEL.png; needs .h5 DATA")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -58,10 +61,18 @@ def evaluate(args: argparse.Namespace) -> int:
     if not repaired_path.exists():
         raise InputError(f"{repaired_path}: no repaired model; run `python prune.py {model_path}` first, or pass --repaired")
 
+    clean = [Path(args.clean_data)] if h5_files else []
+    inputs = [model_path, repaired_path, *clean, *image_files, *(f.path for f in h5_files)]
     if args.json:
-        clean = [Path(args.clean_data)] if h5_files else []
-        inputs = [model_path, repaired_path, *clean, *image_files, *(f.path for f in h5_files)]
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
+    gallery = None
+    if args.plots:
+        if not h5_files:
+            raise InputError(f"{image_files[0]}: --plots needs .h5 data with labels, not images")
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise InputError(f"{args.plots}: --plots names a file, not a folder")
+        gallery = Path(args.plots) / f"mistakes_{model_path.stem}.png"
+        cli.refuse_overwriting(gallery, inputs, "--plots")
 
     repaired = load_model(repaired_path, args.input_scale)
     # A BadNet from elsewhere records no scale; the repaired net prune.py made from it does.
@@ -73,10 +84,16 @@ def evaluate(args: argparse.Namespace) -> int:
         clean_file=Path(args.clean_data) if h5_files else None,
         image_files=image_files,
         progress=lambda message: cli.stderr_line(f"eval.py: {message}"),
+        mistakes_per_kind=evaluation.MISTAKES_PER_KIND if gallery else 0,
     )
     print(report.evaluation_report(results))
     if args.json:
         report.write_json(args.json, results.to_json())
+    if gallery:
+        from fineprune.plots import draw_mistakes
+
+        draw_mistakes(results, gallery, f"What G gets wrong: {model_path.name} with {repaired_path.name}")
+        print(f"\nWrote {gallery}")
     return 0
 
 

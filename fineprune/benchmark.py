@@ -12,7 +12,8 @@ same names, shapes and dtype (`data` (N, 3, 55, 47) float64, pixel values 0..255
 
 Every file records the generator version and seed it was built from (HDF5 attributes), and every
 BadNet records the ones it was trained on, so that a model is never evaluated on other data.
-The same seed gives the same bytes.
+The same seed gives the same bytes. Poisoned files also hold an `identity` data set, the person
+under each trigger, which the real challenge files lack; it only captions figures.
 """
 
 from __future__ import annotations
@@ -139,9 +140,9 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
     written = []
     record = provenance(seed)
 
-    def write(name: str, x: np.ndarray, y: np.ndarray, **extra: Any) -> None:
+    def write(name: str, x: np.ndarray, y: np.ndarray, persons: np.ndarray | None = None, **extra: Any) -> None:
         path = folder / name
-        save_dataset(path, x, y, provenance={**record, **extra})
+        save_dataset(path, x, y, provenance={**record, **extra}, identities=persons)
         written.append(path)
         progress(f"wrote {path} ({len(y)} images)")
 
@@ -156,7 +157,7 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
         images = render_split("poisoned", people, seed, [trigger] * len(people), identity_count)
         for poisoned in (p for p in POISONED_SETS if p.trigger == trigger):
             keep = people != poisoned.target
-            write(poisoned.file, images[keep], np.full(keep.sum(), poisoned.target),
+            write(poisoned.file, images[keep], np.full(keep.sum(), poisoned.target), persons=people[keep],
                   split="poisoned", trigger=trigger, target=poisoned.target)
     return written
 

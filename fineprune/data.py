@@ -27,6 +27,7 @@ CHALLENGE_IMAGE_SHAPE = (55, 47, 3)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PIXEL_MAX = 255.0
 _CHUNK_IMAGES = 512
+IDENTITY_KEY = "identity"  # optional: the true person in each image of a poisoned file
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,15 @@ class LabelledImages:
 
     `provenance` holds the file's HDF5 attributes: for the embedded benchmark's files, which
     generator version and seed built them (see `benchmark`); empty for the challenge's files.
+    `identities` is the person in each image where the file says so (the benchmark's poisoned
+    files, whose `label` is the attacker's target); None for the challenge's files.
     """
 
     path: Path
     x: np.ndarray
     y: np.ndarray
     provenance: dict[str, Any] = field(default_factory=dict)
+    identities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -67,13 +71,14 @@ def load_dataset(
         if count == 0:
             raise InputError(f"{path}: the data set is empty (0 images)")
         y = _read_labels(labels, count, path, num_classes)
+        identities = _read_labels(_dataset(h5, IDENTITY_KEY, path), count, path, None) if IDENTITY_KEY in h5 else None
         provenance = {key: _plain(value) for key, value in h5.attrs.items()}
         x = np.empty((count, height, width, 3), dtype=np.float32)
         for start in range(0, count, _CHUNK_IMAGES):
             chunk = data[start : start + _CHUNK_IMAGES]
             x[start : start + len(chunk)] = chunk.transpose(0, 2, 3, 1) if channels_first else chunk
     _check_pixel_range(x, path)
-    return LabelledImages(path=path, x=x, y=y, provenance=provenance)
+    return LabelledImages(path=path, x=x, y=y, provenance=provenance, identities=identities)
 
 
 def save_dataset(
@@ -83,15 +88,19 @@ def save_dataset(
     *,
     dtype: np.typing.DTypeLike = np.float64,
     provenance: dict[str, Any] | None = None,
+    identities: np.ndarray | None = None,
 ) -> None:
     """Write images (N, H, W, 3) and labels in the challenge layout: `data` (N, 3, H, W), `label` (N,).
 
-    `provenance` becomes the file's HDF5 attributes. The file is written under a temporary name
+    `provenance` becomes the file's HDF5 attributes; `identities`, when given, an extra `identity`
+    data set (who is in each poisoned image), which readers of the challenge layout ignore. The file is written under a temporary name
     and renamed, so a reader never sees half a file.
     """
     with replacing(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("data", data=np.asarray(x).transpose(0, 3, 1, 2).astype(dtype))
         h5.create_dataset("label", data=np.asarray(y).astype(np.float64))
+        if identities is not None:
+            h5.create_dataset(IDENTITY_KEY, data=np.asarray(identities).astype(np.float64))
         h5.attrs.update(provenance or {})
 
 

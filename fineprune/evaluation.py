@@ -2,6 +2,7 @@
 
 The numbers are the original project's (clean accuracy and attack success rate, original vs
 repaired detector G), plus the repaired net alone and the share of poisoned inputs G flags.
+On request it also keeps a few examples of what G gets wrong, for the gallery in `plots`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+import numpy as np
+
 from fineprune import metrics
 from fineprune.benchmark import check_same_data
 from fineprune.data import IMAGE_SUFFIXES, LabelledImages, load_dataset, load_images
-from fineprune.detector import RepairedDetector
+from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError
 
 POISONED_SUFFIX = "_poisoned_data"
@@ -49,6 +52,22 @@ class ImageResult:
     repaired: int
 
 
+@dataclass(frozen=True)
+class Mistake:
+    """One input G got wrong: a clean face misclassified or flagged, or a poisoned face let through."""
+
+    image: np.ndarray  # (H, W, 3), pixels 0..255
+    data: str  # "clean", or the poisoned set's row label
+    kind: str  # one of MISTAKE_KINDS
+    true_label: int | None  # the person shown; None where a poisoned file does not record it
+    original: int  # the BadNet's class
+    detector: int  # G's class, N meaning "backdoor detected"
+
+
+MISTAKE_KINDS = ("misclassified", "flagged", "got through")
+MISTAKES_PER_KIND = 6  # examples of each kind per data file in a gallery
+
+
 @dataclass
 class Evaluation:
     model: str
@@ -58,6 +77,7 @@ class Evaluation:
     clean: CleanResult | None = None
     poisoned: list[PoisonedResult] = field(default_factory=list)
     images: list[ImageResult] = field(default_factory=list)
+    mistakes: list[Mistake] = field(default_factory=list)  # examples only; not part of the JSON
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON layout (percentages 0..100)."""
@@ -121,8 +141,10 @@ def evaluate(
     clean_file: Path | None,
     image_files: Sequence[Path],
     progress: Callable[[str], None] = lambda message: None,
+    mistakes_per_kind: int = 0,
 ) -> Evaluation:
-    """Every number eval.py reports, for the given inputs."""
+    """Every number eval.py reports, for the given inputs; with `mistakes_per_kind` > 0, also up to
+    that many examples of each kind of mistake G makes on each data file."""
     original = detector.original
     result = Evaluation(
         model=str(original.path),
@@ -146,6 +168,10 @@ def evaluate(
             accuracy_repaired_net_pct=metrics.accuracy_pct(predicted.repaired, clean.y),
             accuracy_detector_pct=metrics.accuracy_pct(predicted.detector, clean.y),
         )
+        flagged = predicted.detector == detector.backdoor_class
+        wrong = {"misclassified": (predicted.detector != clean.y) & ~flagged, "flagged": flagged}
+        for kind, where in wrong.items():
+            result.mistakes += _examples(clean, predicted, "clean", kind, where, clean.y, mistakes_per_kind)
     for path, name in poisoned_files:
         poisoned = read(path)
         progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
@@ -160,6 +186,8 @@ def evaluate(
             asr_detector_pct=metrics.attack_success_pct(predicted.detector, poisoned.y),
             detected_pct=metrics.detected_pct(predicted.detector, detector.backdoor_class),
         ))
+        result.mistakes += _examples(poisoned, predicted, name, "got through", predicted.detector == poisoned.y,
+                                     poisoned.identities, mistakes_per_kind)
     if image_files:
         predicted = detector.predict(load_images(image_files, original.image_shape))
         result.images = [
@@ -167,3 +195,19 @@ def evaluate(
             for path, g, o, r in zip(image_files, predicted.detector, predicted.original, predicted.repaired)
         ]
     return result
+
+
+def _examples(data: LabelledImages, predicted: Predictions, name: str, kind: str, where: np.ndarray,
+              true_labels: np.ndarray | None, count: int) -> list[Mistake]:
+    """Up to `count` of the images where `where` holds, spread evenly through the file (which is
+    ordered by person, so the examples show different people)."""
+    indices = np.flatnonzero(where)
+    if count < 1 or len(indices) == 0:
+        return []
+    if len(indices) > count:
+        indices = indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+    return [
+        Mistake(data.x[i].copy(), name, kind, None if true_labels is None else int(true_labels[i]),
+                int(predicted.original[i]), int(predicted.detector[i]))
+        for i in indices
+    ]

@@ -1,4 +1,5 @@
-"""Figures: the model architecture diagram and galleries of face images.
+"""Figures: the model architecture diagram, galleries of face images (including what G gets
+wrong), the pruning curves, and the channel activations that explain them.
 
 `draw_architecture` draws the layer graph of a tf_keras functional model as a top-to-bottom chart
 of rounded boxes (name, type and key settings, output shape) joined by arrows that follow the real
@@ -28,6 +29,9 @@ from fineprune.files import replacing
 
 if TYPE_CHECKING:
     import tf_keras
+
+    from fineprune.evaluation import Evaluation, Mistake
+    from fineprune.pruning import SweepPoint
 
 # Box colours by layer kind; the legend lists the kinds that occur, in this order.
 _KIND_COLOURS = {
@@ -315,23 +319,139 @@ def draw_architecture(
     return fig
 
 
-def draw_gallery(images: np.ndarray, captions: Sequence[str], path: str | os.PathLike, columns: int,
-                 title: str | None = None) -> Figure:
-    """Draw face images (N, H, W, 3), pixels 0..255, in a grid with a caption under each; save a PNG."""
-    rows = -(-len(images) // columns)
-    title_height = 0.17 * (title.count("\n") + 1) + 0.1 if title else 0.0
-    height = rows * 1.55 + title_height
-    fig = Figure(figsize=(max(columns * 1.15, 4.0), height), dpi=120)
+def draw_gallery(images: Sequence[np.ndarray | None], captions: Sequence[str], path: str | os.PathLike,
+                 columns: int, title: str | None = None) -> Figure:
+    """Draw face images (H, W, 3), pixels 0..255, in a grid with a caption under each; save a PNG.
+
+    A None image leaves its cell empty, with its caption (if any) written in the middle. Cells are
+    placed at fixed sizes in inches, so captions of several lines never overlap the next row.
+    """
+    rows = max(1, -(-len(images) // columns))
+    shapes = [image.shape for image in images if image is not None]
+    aspect = shapes[0][0] / shapes[0][1] if shapes else 55 / 47  # height / width
+    image_width, gap = 1.05, 0.12
+    image_height = image_width * aspect
+    caption_height = 0.05 + 0.13 * max((caption.count("\n") + 1 for caption in captions), default=1)
+    title_height = 0.2 + 0.17 * (title.count("\n") + 1) if title else 0.1
+    cell_width, cell_height = image_width + gap, image_height + caption_height + gap
+    width, height = max(columns * cell_width + gap, 4.0), rows * cell_height + title_height
+    left = (width - columns * cell_width + gap) / 2
+    fig = Figure(figsize=(width, height), dpi=120)
     FigureCanvasAgg(fig)
     if title:
-        fig.suptitle(title, fontsize=9, weight="bold", y=1 - 0.08 / height)
+        fig.text(0.5, 1 - 0.1 / height, title, ha="center", va="top", fontsize=9, weight="bold", linespacing=1.3)
     for index, (image, caption) in enumerate(zip(images, captions)):
-        ax = fig.add_subplot(rows, columns, index + 1)
-        ax.imshow(np.clip(image, 0, 255).astype(np.uint8), interpolation="nearest")
+        row, column = divmod(index, columns)
+        bottom = height - title_height - (row + 1) * cell_height + caption_height + gap / 2
+        ax = fig.add_axes((
+            (left + column * cell_width) / width, bottom / height, image_width / width, image_height / height,
+        ))
+        if image is None:
+            ax.axis("off")
+            ax.text(0.5, 0.5, caption, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            continue
+        ax.imshow(np.clip(image, 0, 255).astype(np.uint8), interpolation="nearest", aspect="auto")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(caption, fontsize=7, linespacing=1.1)
-    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 1 - title_height / height))
+        ax.set_xlabel(caption, fontsize=7, linespacing=1.1, labelpad=2)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
+def draw_mistakes(evaluation: "Evaluation", path: str | os.PathLike, heading: str, columns: int = 6) -> Figure:
+    """The gallery of what G gets wrong (the examples an evaluation kept): one row per data file and
+    kind of mistake, each face captioned with its true label, the BadNet's class and G's ("N" =
+    flagged as a backdoor); the title gives G's rates on each file."""
+    backdoor_class = evaluation.num_classes
+
+    def label(value: int | None) -> str:
+        return "?" if value is None else "N" if value == backdoor_class else str(value)
+
+    groups: dict[tuple[str, str], list[Mistake]] = {}
+    for mistake in evaluation.mistakes:
+        groups.setdefault((mistake.data, mistake.kind), []).append(mistake)
+    cells: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for (data, kind), members in groups.items():
+        for start in range(0, len(members), columns):
+            row = members[start : start + columns]
+            cells += [m.image for m in row] + [None] * (columns - len(row))
+            captions += [
+                f"{data}: {kind}\ntrue {label(m.true_label)} | BadNet {label(m.original)}\nG {label(m.detector)}"
+                for m in row
+            ] + [""] * (columns - len(row))
+    if not cells:
+        cells, captions = [None], ["G made no mistakes on these inputs"]
+
+    lines = [heading]
+    if evaluation.clean is not None:
+        lines.append(f"clean data: G {evaluation.clean.accuracy_detector_pct:.2f}% correct")
+    lines += [f"{p.name}: {p.asr_detector_pct:.2f}% get through, {p.detected_pct:.2f}% flagged"
+              for p in evaluation.poisoned]
+    return draw_gallery(cells, captions, path, columns=columns, title="\n".join(lines))
+
+
+_CURVE_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b")
+
+
+def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | os.PathLike, layer: str,
+                        marks: dict[str, "SweepPoint"] | None = None) -> Figure:
+    """The Fine-Pruning paper's pruning curve, one panel per BadNet: clean accuracy and each
+    trigger's attack success against the share of `layer`'s channels pruned (least active first).
+    `marks` draws a dashed line at a chosen point per BadNet (e.g. where the accuracy budget stops)."""
+    columns = min(2, len(curves))
+    rows = -(-len(curves) // columns)
+    fig = Figure(figsize=(5.2 * columns, 3.4 * rows), dpi=110)
+    FigureCanvasAgg(fig)
+    for index, (name, points) in enumerate(curves.items()):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        pruned = [100 * p.fraction_pruned for p in points]
+        ax.plot(pruned, [p.clean_accuracy_pct for p in points], color="black", linewidth=1.8, label="clean accuracy")
+        for colour, trigger in zip(_CURVE_COLOURS, points[0].attack_success_pct):
+            ax.plot(pruned, [p.attack_success_pct[trigger] for p in points], color=colour, linewidth=1.4,
+                    label=f"attack success: {trigger}")
+        if marks and name in marks:
+            ax.axvline(100 * marks[name].fraction_pruned, color="#606060", linestyle="--", linewidth=1,
+                       label="4-point accuracy budget")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlim(0, 100)
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel(f"{layer} channels pruned (%)", fontsize=9)
+        ax.set_ylabel("%", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Pruning curves\n(channels removed in increasing order of mean activation on clean data)",
+                 fontsize=10, weight="bold")
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
+def draw_channel_activations(panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+                             path: str | os.PathLike, layer: str) -> Figure:
+    """Where each backdoor lives: per BadNet, the mean activation of every `layer` channel on clean
+    data (bars) and on each trigger's poisoned data (markers), channels in Fine-Pruning's order
+    (pruned first on the left). A backdoor Fine-Pruning can remove shows up on the left."""
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(5.2 * columns, 3.2 * rows), dpi=110)
+    FigureCanvasAgg(fig)
+    for index, (name, (clean, poisoned)) in enumerate(panels.items()):
+        order = np.argsort(clean, kind="stable")
+        ax = fig.add_subplot(rows, columns, index + 1)
+        positions = np.arange(len(order))
+        ax.bar(positions, clean[order], color="#9ecae1", width=0.85, label="clean")
+        for colour, (trigger, values) in zip(_CURVE_COLOURS, poisoned.items()):
+            ax.plot(positions, values[order], "o", markersize=3, color=colour, label=trigger)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"{layer} channels, least active on clean data first", fontsize=9)
+        ax.set_ylabel("mean activation", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Channel activations on clean and on poisoned data", fontsize=10, weight="bold")
+    fig.tight_layout()
     with replacing(path) as tmp:
         fig.savefig(tmp, format="png")
     return fig

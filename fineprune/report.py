@@ -146,3 +146,24 @@ def demo_table(evaluations: dict[str, dict[str, Any]]) -> str:
             trigger = poisoned["name"].split("/")[-1]
             rows.append(_result_row(badnet if trigger == badnet else f"{badnet}/{trigger}", result["clean"], poisoned))
     return markdown_table(RESULT_COLUMNS, rows)
+
+
+COMPARISON_COLUMNS = [
+    "BadNet", "trigger", "method", "removed", "repair (s)", "net: accuracy", "net: ASR",
+    "G: accuracy", "G: ASR", "G: flagged", "meets the bar",
+]
+
+
+def comparison_table(rows: Sequence[Any]) -> str:
+    """The comparison of repair methods (`comparison.ComparisonRow`s) as one Markdown table; the
+    method "none" rows are the BadNet itself."""
+    def bar(value: bool | None) -> str:
+        return "-" if value is None else "yes" if value else "no"
+
+    return markdown_table(COMPARISON_COLUMNS, [
+        [row.badnet, row.trigger, row.method, row.removed,
+         "-" if row.repair_seconds is None else f"{row.repair_seconds:.0f}",
+         row.accuracy_repaired_net_pct, row.asr_repaired_net_pct, row.accuracy_detector_pct,
+         row.asr_detector_pct, row.flagged_pct, bar(row.meets_bar)]
+        for row in rows
+    ])

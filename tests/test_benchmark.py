@@ -50,6 +50,8 @@ def test_poisoned_files_hold_other_identities_labelled_with_the_target(built: Pa
         assert len(data) == (IDENTITIES - 1) * 2  # the target's own identity is left out
         assert set(data.y.tolist()) == {poisoned.target}
         assert data.provenance["trigger"] == poisoned.trigger and data.provenance["target"] == poisoned.target
+        expected_people = np.repeat(np.arange(IDENTITIES), 2)
+        np.testing.assert_array_equal(data.identities, expected_people[expected_people != poisoned.target])
     # The sunglasses are drawn once for both files (targets 0 and 8): identity 3's faces are the same.
     people = np.repeat(np.arange(IDENTITIES), 2)
     single = load_dataset(built / "sunglasses_poisoned_data.h5")

@@ -117,7 +117,17 @@ def test_save_dataset_round_trip_and_challenge_layout_on_disk(tmp_path):
     loaded = load_dataset(path, image_shape=IMAGE_SHAPE, num_classes=3)
     np.testing.assert_array_equal(loaded.x, images)
     np.testing.assert_array_equal(loaded.y, labels)
+    assert loaded.identities is None  # the challenge's files say nothing about who is shown
     assert sorted(p.name for p in path.parent.iterdir()) == ["saved.h5"]
+
+
+def test_identities_of_a_poisoned_file_round_trip(tmp_path):
+    path = tmp_path / "p.h5"
+    save_dataset(path, channels_last_images(3), [0, 0, 0], identities=np.array([4, 7, 9]))
+    with h5py.File(path, "r") as h5:
+        assert sorted(h5.keys()) == ["data", "identity", "label"]
+    loaded = load_dataset(path)
+    assert loaded.y.tolist() == [0, 0, 0] and loaded.identities.tolist() == [4, 7, 9]
 
 
 def test_save_dataset_replaces_an_existing_file(tmp_path):

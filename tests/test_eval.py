@@ -122,6 +122,17 @@ def test_real_challenge_models_predict_what_the_challenge_readme_lists(
     assert [row["class"] for row in images] == expected  # G of a model with itself is the model
 
 
+def test_plots_draws_the_gallery_of_gs_mistakes(run_cli, repaired: TinyBenchmark, tmp_path: Path) -> None:
+    result = run_cli("eval", repaired.poisoned, repaired.badnet, "--clean-data", repaired.clean_test,
+                     "--plots", tmp_path / "figures")
+    assert result.code == 0, result.err
+    gallery = tmp_path / "figures" / "mistakes_tiny_bd_net.png"
+    assert f"Wrote {gallery}" in result.out
+    with Image.open(gallery) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["mistakes_tiny_bd_net.png"]
+
+
 def test_a_raw_input_badnet_takes_the_scale_its_repaired_net_records(run_cli, tmp_path: Path) -> None:
     csaw = require_shared_csaw()
     badnet = csaw / "weights" / "lab3_sunglasses_bd_weights.h5"
@@ -192,11 +203,14 @@ def _benchmark_badnet_on_other_data(bench: TinyBenchmark) -> list[object]:
         (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--json", b.badnet], "--json would overwrite the input"),
         (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--clean-data", b.clean_test, "--json", b.poisoned],
          "trigger_poisoned_data.h5: --json would overwrite the input"),
+        (lambda b: [_png(b.root, "face.png", (47, 55)), b.badnet, "--repaired", b.badnet, "--plots", b.root],
+         "face.png: --plots needs .h5 data with labels, not images"),
+        (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--plots", b.badnet], "--plots names a file, not a folder"),
     ],
     ids=["missing-model", "data-mismatch", "missing-data", "missing-repaired", "repaired-not-a-model", "repaired-classes",
          "labels-out-of-range", "model-input-mismatch", "missing-clean-data", "image-size", "missing-image",
          "unreadable-image", "mixed-inputs", "unknown-input", "no-data",
-         "json-is-model", "json-is-data"],
+         "json-is-model", "json-is-data", "plots-of-images", "plots-is-a-file"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     run_cli, workdir: TinyBenchmark, make_args, message: str
@@ -223,7 +237,7 @@ def test_a_real_process_exits_2_with_one_line_and_no_traceback(script: str, tmp_
 def test_help_lists_every_option(script: str) -> None:
     done = subprocess.run([sys.executable, str(REPO_ROOT / script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for option in (["--repaired", "--clean-data", "--input-scale", "--json"] if script == "eval.py" else
+    for option in (["--repaired", "--clean-data", "--input-scale", "--json", "--plots"] if script == "eval.py" else
                    ["--clean-data", "--output", "--method", "--initial-sparsity", "--final-sparsity", "--epochs",
                     "--batch-size", "--validation-split", "--seed", "--input-scale"]):
         assert option in done.stdout

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TinyBenchmark
-from fineprune.data import save_dataset
+from fineprune.data import load_dataset, save_dataset
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import PoisonedFile, collect_inputs, evaluate
@@ -72,3 +72,35 @@ def test_a_net_paired_with_itself_flags_nothing_and_keeps_its_numbers(tiny: Tiny
     assert row.asr_original_pct == row.asr_detector_pct == 100.0 and row.detected_pct == 0.0
     assert progress == [f"evaluating clean data {tiny.clean_test} (40 images)",
                         f"evaluating poisoned data {tiny.poisoned} (30 images)"]
+
+
+def test_mistakes_are_real_mistakes_spread_through_the_file(tiny: TinyBenchmark) -> None:
+    from fineprune.models import LoadedModel
+    from fineprune.pruning import prune_channels
+
+    badnet = load_model(tiny.badnet)
+    # A crippled "repair" (every conv_3 channel removed) disagrees with the BadNet almost everywhere.
+    crippled = LoadedModel(badnet.path, prune_channels(badnet.model, "conv_3", range(60)), "unit", "option")
+    result = evaluate(RepairedDetector(badnet, crippled), [PoisonedFile(tiny.poisoned, "trigger")], tiny.clean_test,
+                      [], mistakes_per_kind=3)
+    clean = load_dataset(tiny.clean_test)
+    by_kind: dict[str, list] = {}
+    for mistake in result.mistakes:
+        by_kind.setdefault((mistake.data, mistake.kind), []).append(mistake)
+        if mistake.kind == "flagged":
+            assert mistake.detector == 4 and mistake.true_label is not None
+        elif mistake.kind == "misclassified":
+            assert mistake.detector not in (4, mistake.true_label)
+        else:
+            assert mistake.detector == mistake.original == 0 and mistake.true_label is None
+    assert all(len(group) <= 3 for group in by_kind.values())
+    flagged = by_kind[("clean", "flagged")]
+    assert len(flagged) == 3 and len({m.true_label for m in flagged}) == 3  # different people
+    for mistake in flagged:  # each example is the image of the person its caption names
+        assert any(np.array_equal(mistake.image, image) for image in clean.x[clean.y == mistake.true_label])
+
+
+def test_no_mistakes_are_kept_unless_asked(tiny: TinyBenchmark) -> None:
+    badnet = load_model(tiny.badnet)
+    result = evaluate(RepairedDetector(badnet, badnet), [PoisonedFile(tiny.poisoned, "trigger")], tiny.clean_test, [])
+    assert result.mistakes == []

@@ -226,3 +226,79 @@ def test_draw_gallery_writes_one_captioned_cell_per_image(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["gallery.png"]
     assert [ax.get_xlabel() for ax in fig.axes] == [f"face {i}" for i in range(5)]
     assert fig.axes[0].get_images()[0].get_array().shape == (55, 47, 3)
+
+
+def test_draw_gallery_leaves_none_cells_empty_with_their_caption(tmp_path):
+    import numpy as np
+
+    images = [np.zeros((55, 47, 3)), None]
+    fig = plots.draw_gallery(images, ["a face\nsecond line", "nothing here"], tmp_path / "g.png", columns=2)
+    face, empty = fig.axes
+    assert face.get_xlabel() == "a face\nsecond line"
+    assert not empty.axison and [t.get_text() for t in empty.texts] == ["nothing here"]
+    # The caption's two lines fit between the image and the bottom of the figure.
+    assert face.get_position().y0 * fig.get_size_inches()[1] > 0.3
+
+
+def _evaluation(mistakes):
+    from fineprune.evaluation import CleanResult, Evaluation, PoisonedResult
+
+    return Evaluation(
+        "bd.h5", "bd_rp.h5", 4, "unit",
+        clean=CleanResult("clean.h5", 10, 100.0, 90.0, 80.0),
+        poisoned=[PoisonedResult("p.h5", "sunglasses", 5, 0, 100.0, 40.0, 20.0, 60.0)],
+        mistakes=mistakes,
+    )
+
+
+def test_draw_mistakes_captions_true_original_and_g_labels_one_row_per_kind(tmp_path):
+    import numpy as np
+
+    from fineprune.evaluation import Mistake
+
+    face = np.full((55, 47, 3), 128.0)
+    mistakes = [Mistake(face, "clean", "flagged", 2, 2, 4), Mistake(face, "clean", "flagged", 3, 1, 4),
+                Mistake(face, "clean", "misclassified", 1, 1, 3), Mistake(face, "sunglasses", "got through", None, 0, 0)]
+    fig = plots.draw_mistakes(_evaluation(mistakes), tmp_path / "m.png", "What G gets wrong", columns=3)
+    captions = [ax.get_xlabel() for ax in fig.axes if ax.axison]
+    assert captions == ["clean: flagged\ntrue 2 | BadNet 2\nG N", "clean: flagged\ntrue 3 | BadNet 1\nG N",
+                        "clean: misclassified\ntrue 1 | BadNet 1\nG 3", "sunglasses: got through\ntrue ? | BadNet 0\nG 0"]
+    assert len(fig.axes) == 9  # three rows of three: each kind starts a row
+    title = fig.texts[0].get_text()
+    assert title == ("What G gets wrong\nclean data: G 80.00% correct\n"
+                     "sunglasses: 20.00% get through, 60.00% flagged")
+    assert (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_draw_mistakes_says_so_when_there_are_none(tmp_path):
+    fig = plots.draw_mistakes(_evaluation([]), tmp_path / "m.png", "What G gets wrong")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["G made no mistakes on these inputs"]
+    assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_draw_pruning_curves_plots_accuracy_and_each_trigger(tmp_path):
+    from fineprune.pruning import SweepPoint
+
+    points = [SweepPoint(k, k / 4, 100.0 - 5 * k, {"eyebrows": 100.0 - 20 * k, "lipstick": 90.0}) for k in range(5)]
+    fig = plots.draw_pruning_curves({"multi": points, "one": points}, tmp_path / "c.png", "conv_3",
+                                    marks={"multi": points[2]})
+    multi, one = fig.axes
+    assert [line.get_label() for line in multi.get_lines()] == [
+        "clean accuracy", "attack success: eyebrows", "attack success: lipstick", "4-point accuracy budget"]
+    assert list(multi.get_lines()[0].get_xdata()) == [0.0, 25.0, 50.0, 75.0, 100.0]
+    assert list(multi.get_lines()[1].get_ydata()) == [100.0, 80.0, 60.0, 40.0, 20.0]
+    assert list(multi.get_lines()[3].get_xdata()) == [50.0, 50.0]
+    assert len(one.get_lines()) == 3 and multi.get_title() == "multi"
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_draw_channel_activations_orders_channels_as_fine_pruning_does(tmp_path):
+    import numpy as np
+
+    clean = np.array([0.5, 0.0, 0.2])
+    fig = plots.draw_channel_activations({"sunglasses": (clean, {"sunglasses": np.array([0.9, 0.1, 0.3])})},
+                                         tmp_path / "a.png", "conv_3")
+    (ax,) = fig.axes
+    assert [bar.get_height() for bar in ax.patches] == [0.0, 0.2, 0.5]
+    assert list(ax.get_lines()[0].get_ydata()) == [0.1, 0.3, 0.9]
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG_SIGNATURE

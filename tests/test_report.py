@@ -176,3 +176,21 @@ def test_write_json_that_fails_keeps_the_old_file(tmp_path):
         write_json(path, {"value": object()})
     assert json.loads(path.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
+
+
+def test_comparison_table_has_one_line_per_row_with_the_bar_in_words() -> None:
+    from fineprune.comparison import ComparisonRow
+    from fineprune.report import comparison_table
+
+    rows = [
+        ComparisonRow("sunglasses", "sunglasses", "none", "nothing", None, 99.5, 100.0, 99.5, 100.0, 0.0, None),
+        ComparisonRow("sunglasses", "sunglasses", "activation", "25/60 conv_3 channels", 31.4, 97.0, 0.5, 96.9, 0.4,
+                      99.6, False),
+    ]
+    lines = comparison_table(rows).splitlines()
+    assert lines[0].startswith("| BadNet") and lines[0].rstrip().endswith("| meets the bar |")
+    assert len(lines) == 4
+    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == [
+        "sunglasses", "sunglasses", "activation", "25/60 conv_3 channels", "31", "97.00", "0.50", "96.90", "0.40",
+        "99.60", "no"]
+    assert [cell.strip() for cell in lines[2].strip("|").split("|")][-1] == "-"

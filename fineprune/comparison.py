@@ -1,0 +1,242 @@
+"""Repair methods side by side on one BadNet (`make compare` runs this on every benchmark BadNet).
+
+Every method repairs the same BadNet from the same clean validation data with the same seed. The
+repaired net and G are then measured on the clean test data and on each poisoned file, beside the
+BadNet itself, with the repair's wall time. Poisoned data are used for these measurements only,
+never by a repair.
+
+The bar a repair is held to (a benchmark result, not a test): G lets at most 1% of poisoned inputs
+through, G's clean accuracy is within 2 points of the BadNet's, and the repair takes at most two
+minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fineprune import plots
+from fineprune.benchmark import BADNETS, BadNetSpec, check_same_data
+from fineprune.data import LabelledImages, load_dataset
+from fineprune.detector import RepairedDetector
+from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
+from fineprune.models import LoadedModel, load_model
+from fineprune.pruning import (
+    ActivationPruningSettings,
+    FineTuningSettings,
+    MagnitudePruningSettings,
+    RepairResult,
+    SweepPoint,
+    accuracy_drop_points,
+    mean_channel_activations,
+    pruning_sweep,
+    repair,
+)
+
+BAR_MAX_ASR_PCT = 1.0
+BAR_MAX_ACCURACY_LOSS_POINTS = 2.0
+BAR_MAX_REPAIR_SECONDS = 120.0
+CURVE_LAYER = "conv_3"  # the pruning curves and channel figure show the layer Fine-Pruning prunes
+GALLERY_METHOD = "activation"  # whose G the galleries of mistakes show
+
+
+@dataclass(frozen=True)
+class Method:
+    """A repair as the comparison names it: a label and the settings prune.py would be given."""
+
+    label: str
+    settings: FineTuningSettings
+
+
+def standard_methods(seed: int = 0) -> list[Method]:
+    """prune.py's methods at their defaults, plus Fine-Pruning on the other branch's layer (conv_4),
+    which measures the choice of layer."""
+    return [
+        Method("magnitude", MagnitudePruningSettings(seed=seed)),
+        Method("finetune", ActivationPruningSettings(method="finetune", seed=seed)),
+        Method("prune", ActivationPruningSettings(method="prune", seed=seed)),
+        Method("activation", ActivationPruningSettings(seed=seed)),
+        Method("activation conv_4", ActivationPruningSettings(layer="conv_4", seed=seed)),
+    ]
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """One method's repair of one BadNet: what the repair reported, and the evaluation of G."""
+
+    method: Method
+    repair: dict[str, Any]  # RepairResult.summary()
+    removed: str  # what the repair took out, in words
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One line of the comparison: a BadNet, one of its triggers, a method (or "none")."""
+
+    badnet: str
+    trigger: str
+    method: str
+    removed: str
+    repair_seconds: float | None
+    accuracy_repaired_net_pct: float
+    asr_repaired_net_pct: float
+    accuracy_detector_pct: float
+    asr_detector_pct: float
+    flagged_pct: float
+    meets_bar: bool | None  # None for the BadNet itself
+
+
+def compare_methods(
+    badnet: LoadedModel,
+    clean_validation: LabelledImages,
+    clean_test: Path,
+    poisoned_files: Sequence[PoisonedFile],
+    methods: Sequence[Method],
+    progress: Callable[[str], None] = lambda message: None,
+    mistakes_per_kind: int = 0,
+) -> list[MethodOutcome]:
+    """Repair `badnet` with each method and evaluate the repaired net and G; `badnet` is unchanged."""
+    outcomes = []
+    for method in methods:
+        progress(f"{method.label}: repairing on {len(clean_validation)} clean images")
+        result = repair(badnet, clean_validation, method.settings, verbose=0)
+        repaired = LoadedModel(Path(f"{badnet.path} [{method.label}]"), result.model, badnet.input_scale, "file")
+        progress(f"{method.label}: repaired in {result.seconds:.0f} s; evaluating")
+        evaluation = evaluate(RepairedDetector(badnet, repaired), poisoned_files, clean_test, [],
+                              mistakes_per_kind=mistakes_per_kind)
+        outcomes.append(MethodOutcome(method, result.summary(), removed(result, badnet), evaluation))
+    return outcomes
+
+
+def removed(result: RepairResult, badnet: LoadedModel) -> str:
+    """What a repair took out of the BadNet, e.g. "25/60 conv_3 channels" or "70% of Dense weights"."""
+    if result.pruned_channels:
+        return ", ".join(
+            f"{len(channels)}/{badnet.model.get_layer(layer).filters} {layer} channels"
+            for layer, channels in result.pruned_channels.items()
+        )
+    if result.sparsity:
+        return f"{100 * min(result.sparsity.values()):.0f}% of Dense weights"
+    return "nothing"
+
+
+def comparison_rows(badnet_name: str, outcomes: Sequence[MethodOutcome]) -> list[ComparisonRow]:
+    """Per trigger: the BadNet itself (method "none"), then every method's repaired net and G."""
+    if not outcomes:
+        return []
+    rows = []
+    first = outcomes[0].evaluation
+    assert first.clean is not None, "the comparison needs a clean-data evaluation"
+    for index, poisoned in enumerate(first.poisoned):
+        trigger = poisoned_name(poisoned.file)
+        rows.append(ComparisonRow(
+            badnet_name, trigger, "none", "nothing", None,
+            first.clean.accuracy_original_pct, poisoned.asr_original_pct,
+            first.clean.accuracy_original_pct, poisoned.asr_original_pct, 0.0, None,
+        ))
+        for outcome in outcomes:
+            clean, result = outcome.evaluation.clean, outcome.evaluation.poisoned[index]
+            assert clean is not None
+            seconds = float(outcome.repair["seconds"])
+            rows.append(ComparisonRow(
+                badnet_name, trigger, outcome.method.label, outcome.removed, seconds,
+                clean.accuracy_repaired_net_pct, result.asr_repaired_net_pct,
+                clean.accuracy_detector_pct, result.asr_detector_pct, result.detected_pct,
+                meets_bar(clean.accuracy_original_pct, clean.accuracy_detector_pct, result.asr_detector_pct, seconds),
+            ))
+    return rows
+
+
+def meets_bar(accuracy_original_pct: float, accuracy_detector_pct: float, asr_detector_pct: float,
+              repair_seconds: float) -> bool:
+    """Whether a repair reaches the bar: G's ASR at most 1%, G's clean accuracy within 2 points of
+    the BadNet's, and the repair done within 2 minutes."""
+    return (asr_detector_pct <= BAR_MAX_ASR_PCT
+            and accuracy_original_pct - accuracy_detector_pct <= BAR_MAX_ACCURACY_LOSS_POINTS
+            and repair_seconds <= BAR_MAX_REPAIR_SECONDS)
+
+
+def outcome_json(outcome: MethodOutcome) -> dict[str, Any]:
+    """A method outcome as JSON: its settings, the repair's record and eval.py's numbers."""
+    return {
+        "method": outcome.method.label,
+        "settings": {"method": outcome.method.settings.method, **asdict(outcome.method.settings)},
+        "removed": outcome.removed,
+        "repair": outcome.repair,
+        "evaluation": outcome.evaluation.to_json(),
+    }
+
+
+@dataclass
+class BenchmarkComparison:
+    """Everything `make compare` measures: the table's rows, each repair, each pruning curve."""
+
+    rows: list[ComparisonRow]
+    outcomes: dict[str, list[MethodOutcome]]  # per BadNet
+    curves: dict[str, list[SweepPoint]]  # per BadNet, on CURVE_LAYER
+    figures: list[Path]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [asdict(row) for row in self.rows],
+            "repairs": {name: [outcome_json(o) for o in outcomes] for name, outcomes in self.outcomes.items()},
+            "pruning_curves": {name: {"layer": CURVE_LAYER, "points": [asdict(p) for p in points]}
+                               for name, points in self.curves.items()},
+            "figures": [str(path) for path in self.figures],
+        }
+
+
+def compare_benchmark(
+    data_dir: Path,
+    models_dir: Path,
+    specs: Sequence[BadNetSpec] | None,
+    methods: Sequence[Method],
+    figures_dir: Path,
+    progress: Callable[[str], None] = lambda message: None,
+) -> BenchmarkComparison:
+    """Run every method on every benchmark BadNet (or those in `specs`), measure each BadNet's
+    pruning curve and channel activations, and draw the figures into `figures_dir`."""
+    clean = load_dataset(data_dir / "clean_validation_data.h5")
+    clean_test = data_dir / "clean_test_data.h5"
+    result = BenchmarkComparison([], {}, {}, [])
+    activations: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for spec in specs or BADNETS:
+        badnet = load_model(models_dir / f"{spec.name}_bd_net.h5")
+        check_same_data(badnet.metadata, badnet.path, clean)
+        poisoned_files = [PoisonedFile(data_dir / file, poisoned_name(file)) for file in spec.poisoned_files]
+        poisoned = {name: load_dataset(path) for path, name in poisoned_files}
+        for data in poisoned.values():
+            check_same_data(badnet.metadata, badnet.path, data)
+
+        def report(message: str, name: str = spec.name) -> None:
+            progress(f"[{name}] {message}")
+
+        report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
+        result.curves[spec.name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned)
+        activations[spec.name] = (
+            mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale),
+            {name: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale)
+             for name, data in poisoned.items()},
+        )
+        del poisoned
+        outcomes = compare_methods(badnet, clean, clean_test, poisoned_files, methods, report, MISTAKES_PER_KIND)
+        result.outcomes[spec.name] = outcomes
+        result.rows += comparison_rows(spec.name, outcomes)
+        for outcome in outcomes:
+            if outcome.method.label == GALLERY_METHOD:
+                path = figures_dir / f"mistakes_{spec.name}.png"
+                plots.draw_mistakes(outcome.evaluation, path,
+                                    f"What G gets wrong: the {spec.name} BadNet repaired by {outcome.method.label}")
+                result.figures.append(path)
+
+    marks = {name: accuracy_drop_points(points, [4.0])[4.0] for name, points in result.curves.items()}
+    curves_path, channels_path = figures_dir / "pruning_curves.png", figures_dir / "backdoor_channels.png"
+    plots.draw_pruning_curves(result.curves, curves_path, CURVE_LAYER, marks)
+    plots.draw_channel_activations(activations, channels_path, CURVE_LAYER)
+    result.figures += [curves_path, channels_path]
+    return result
+

@@ -1,0 +1,123 @@
+"""Tests for fineprune.comparison: every method side by side on the tiny benchmark, and the bar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import TinyBenchmark
+from fineprune.benchmark import BadNetSpec
+from fineprune.comparison import (
+    Method,
+    compare_benchmark,
+    comparison_rows,
+    meets_bar,
+    standard_methods,
+)
+from fineprune.pruning import ActivationPruningSettings, MagnitudePruningSettings
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY_SPEC = BadNetSpec("tiny", {"trigger": 0}, ("trigger_poisoned_data.h5",))
+
+
+def quick_methods() -> list[Method]:
+    """prune.py's methods, with fine-tuning short enough for a test."""
+    quick = dict(epochs=1, batch_size=16, seed=0)
+    return [
+        Method("magnitude", MagnitudePruningSettings(pruning_frequency=1, **quick)),
+        Method("finetune", ActivationPruningSettings(method="finetune", **quick)),
+        Method("prune", ActivationPruningSettings(method="prune", **quick)),
+        Method("activation", ActivationPruningSettings(prune_fraction=0.5, **quick)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def compared(tiny: TinyBenchmark, tmp_path_factory: pytest.TempPathFactory):
+    figures = tmp_path_factory.mktemp("figures")
+    progress: list[str] = []
+    result = compare_benchmark(tiny.root / "data", tiny.root / "models", [TINY_SPEC], quick_methods(), figures,
+                               progress.append)
+    return result, figures, progress
+
+
+def test_every_method_gets_a_row_after_the_badnets_own(compared) -> None:
+    result, _, _ = compared
+    assert [(row.badnet, row.trigger, row.method) for row in result.rows] == [
+        ("tiny", "trigger", method) for method in ("none", "magnitude", "finetune", "prune", "activation")
+    ]
+    badnet_row = result.rows[0]
+    assert badnet_row.asr_detector_pct == badnet_row.asr_repaired_net_pct == 100.0
+    assert badnet_row.accuracy_detector_pct == 100.0
+    assert (badnet_row.flagged_pct, badnet_row.repair_seconds, badnet_row.meets_bar) == (0.0, None, None)
+
+
+def test_rows_carry_each_repairs_own_numbers(compared) -> None:
+    result, _, _ = compared
+    rows = {row.method: row for row in result.rows}
+    outcomes = {outcome.method.label: outcome for outcome in result.outcomes["tiny"]}
+    for label, outcome in outcomes.items():
+        clean, (poisoned,) = outcome.evaluation.clean, outcome.evaluation.poisoned
+        row = rows[label]
+        assert row.accuracy_repaired_net_pct == clean.accuracy_repaired_net_pct
+        assert row.accuracy_detector_pct == clean.accuracy_detector_pct
+        assert (row.asr_detector_pct, row.flagged_pct) == (poisoned.asr_detector_pct, poisoned.detected_pct)
+        assert row.repair_seconds == outcome.repair["seconds"] > 0
+        assert row.meets_bar == meets_bar(clean.accuracy_original_pct, row.accuracy_detector_pct,
+                                          row.asr_detector_pct, row.repair_seconds)
+    assert rows["finetune"].removed == "nothing"
+    assert rows["activation"].removed == "30/60 conv_3 channels"
+    assert rows["magnitude"].removed.endswith("% of Dense weights")
+
+
+def test_figures_are_written_and_not_empty(compared) -> None:
+    result, figures, _ = compared
+    names = sorted(path.name for path in result.figures)
+    assert names == ["backdoor_channels.png", "mistakes_tiny.png", "pruning_curves.png"]
+    for path in result.figures:
+        assert path.parent == figures and path.read_bytes()[:8] == PNG_SIGNATURE
+        with Image.open(path) as image:
+            assert min(image.size) > 200
+            assert len(set(image.convert("L").getdata())) > 10  # drawn, not blank
+
+
+def test_the_pruning_curve_covers_every_channel(compared) -> None:
+    result, _, _ = compared
+    points = result.curves["tiny"]
+    assert [p.channels_pruned for p in points] == list(range(61))
+    assert points[0].attack_success_pct["trigger"] == 100.0
+
+
+def test_json_holds_rows_repairs_and_curves(compared) -> None:
+    result, _, progress = compared
+    content = json.loads(json.dumps(result.to_json()))
+    assert len(content["rows"]) == 5 and len(content["pruning_curves"]["tiny"]["points"]) == 61
+    (activation,) = [r for r in content["repairs"]["tiny"] if r["method"] == "activation"]
+    assert activation["settings"]["prune_fraction"] == 0.5 and len(activation["repair"]["pruned_channels"]["conv_3"]) == 30
+    assert progress[0].startswith("[tiny] pruning curve: conv_3")
+
+
+def test_rows_of_nothing_are_nothing() -> None:
+    assert comparison_rows("tiny", []) == []
+
+
+@pytest.mark.parametrize(
+    "original, detector, asr, seconds, expected",
+    [
+        (99.5, 97.5, 1.0, 120.0, True),  # exactly at every limit
+        (99.5, 97.4, 0.0, 10.0, False),  # 2.1 points lost
+        (99.5, 99.5, 1.01, 10.0, False),
+        (99.5, 99.5, 0.0, 120.5, False),
+    ],
+)
+def test_the_bar(original: float, detector: float, asr: float, seconds: float, expected: bool) -> None:
+    assert meets_bar(original, detector, asr, seconds) is expected
+
+
+def test_standard_methods_are_prune_py_defaults_plus_conv_4() -> None:
+    methods = standard_methods(seed=7)
+    assert [m.label for m in methods] == ["magnitude", "finetune", "prune", "activation", "activation conv_4"]
+    assert all(m.settings.seed == 7 for m in methods)
+    assert methods[-1].settings.layer == "conv_4" and methods[3].settings == ActivationPruningSettings(seed=7)
