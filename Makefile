@@ -21,9 +21,11 @@ test: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) benchmark.py demo
 
-# Every repair method on every BadNet: results/comparison.md and .json; the README's figures in docs/.
+# Every repair method on every BadNet (results/comparison.md, .json; the README's figures in docs/),
+# then where each backdoor lives (results/oracle.md, .json).
 compare: $(INSTALLED)
 	$(PY) benchmark.py compare --figures-dir docs
+	$(PY) benchmark.py oracle
 
 # The embedded benchmark: data (ignored by git, rebuilt in under a minute) and BadNets (committed).
 data: $(INSTALLED)

@@ -6,6 +6,7 @@
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet, with figures
+    python benchmark.py oracle      # where each backdoor lives, and whether fine-tuning brings it back
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def build_parser() -> cli.ArgumentParser:
     compare.add_argument("--badnet", action="append", metavar="NAME",
                          help="compare on this BadNet only (repeatable; default: all four)")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
+    oracle = commands.add_parser("oracle", help="an analysis, not a defense: prune the conv_3 channels each trigger "
+                                 "raises most, then fine-tune; results/oracle.md and .json")
+    add_folders(oracle, "data", "models", "results")
+    oracle.add_argument("--badnet", action="append", metavar="NAME",
+                        help="this BadNet only (repeatable; default: all four)")
+    oracle.add_argument("--channels", type=int, default=10, metavar="K",
+                        help="how many of the most raised channels to prune (default: %(default)s)")
+    oracle.add_argument("--seed", type=int, default=0, metavar="N", help="fine-tuning seed (default: %(default)s)")
     return parser
 
 
@@ -221,8 +230,43 @@ def run_comparison(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_oracle(args: argparse.Namespace) -> int:
+    data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
+    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
+    started = time.perf_counter()
+    ensure_data(data)
+    cli.quiet_tensorflow()
+    from dataclasses import asdict
+
+    from fineprune import benchmark, comparison, report
+    from fineprune.data import load_dataset
+    from fineprune.errors import InputError
+    from fineprune.evaluation import poisoned_name
+    from fineprune.models import load_model
+
+    if args.channels < 1:
+        raise InputError(f"--channels {args.channels} must be at least 1")
+    clean, test = load_dataset(data / "clean_validation_data.h5"), load_dataset(data / "clean_test_data.h5")
+    found = []
+    for spec in specs or benchmark.BADNETS:
+        badnet = load_model(models / f"{spec.name}_bd_net.h5")
+        benchmark.check_same_data(badnet.metadata, badnet.path, clean)
+        for file in spec.poisoned_files:
+            trigger = poisoned_name(file)
+            cli.stderr_line(f"benchmark.py: [{spec.name}] pruning the {args.channels} conv_3 channels {trigger} "
+                            "raises most, then fine-tuning")
+            found.append(comparison.oracle_pruning(badnet, spec.name, clean, test, load_dataset(data / file), trigger,
+                                                   args.seed, args.channels))
+    table = report.oracle_table(found)
+    report.write_text(results / "oracle.md", table + "\n")
+    report.write_json(results / "oracle.json", [asdict(row) for row in found])
+    print(table)
+    print(f"\nWrote {results}/oracle.md and oracle.json in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "gallery": draw_gallery,
-            "demo": run_demo, "compare": run_comparison}
+            "demo": run_demo, "compare": run_comparison, "oracle": run_oracle}
 
 if __name__ == "__main__":
     sys.exit(main())

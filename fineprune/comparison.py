@@ -23,7 +23,8 @@ from fineprune.benchmark import BADNETS, BadNetSpec, check_same_data
 from fineprune.data import LabelledImages, load_dataset
 from fineprune.detector import RepairedDetector
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
-from fineprune.models import LoadedModel, load_model
+from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.pruning import (
     ActivationPruningSettings,
     FineTuningSettings,
@@ -32,6 +33,8 @@ from fineprune.pruning import (
     SweepPoint,
     accuracy_drop_points,
     mean_channel_activations,
+    prune_channels,
+    pruning_order,
     pruning_sweep,
     repair,
 )
@@ -240,3 +243,46 @@ def compare_benchmark(
     result.figures += [curves_path, channels_path]
     return result
 
+
+
+ORACLE_CHANNELS = 10  # how many of the trigger's most raised channels the oracle prunes
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """Fine-Pruning told where the backdoor is: the `layer` channels a trigger raises most (mean
+    activation on poisoned minus clean data) are pruned, then the net is fine-tuned exactly as the
+    `activation` method does. It reads poisoned data, so it is an analysis of where a backdoor
+    lives and whether fine-tuning brings it back, not a defense."""
+
+    badnet: str
+    trigger: str
+    layer: str
+    channels: list[int]  # most raised first
+    places_in_pruning_order: list[int]  # where Fine-Pruning's order puts each (1 = pruned first)
+    layer_channels: int
+    accuracy_pruned_pct: float
+    asr_pruned_pct: float
+    accuracy_fine_tuned_pct: float
+    asr_fine_tuned_pct: float
+
+
+def oracle_pruning(badnet: LoadedModel, badnet_name: str, clean_validation: LabelledImages,
+                   clean_test: LabelledImages, poisoned: LabelledImages, trigger: str, seed: int = 0,
+                   count: int = ORACLE_CHANNELS, layer: str = CURVE_LAYER) -> OracleResult:
+    """Prune the `count` channels `trigger` raises most, measure, fine-tune like `activation`, measure
+    again (clean accuracy on `clean_test`, attack success on `poisoned`)."""
+    clean_activations = mean_channel_activations(badnet.model, layer, clean_validation.x, badnet.input_scale)
+    poisoned_activations = mean_channel_activations(badnet.model, layer, poisoned.x, badnet.input_scale)
+    channels = [int(c) for c in np.argsort(poisoned_activations - clean_activations, kind="stable")[::-1][:count]]
+    places = np.argsort(pruning_order(clean_activations), kind="stable")
+
+    def measure(model: Any) -> tuple[float, float]:
+        return (accuracy_pct(predict_classes(model, clean_test.x, badnet.input_scale), clean_test.y),
+                attack_success_pct(predict_classes(model, poisoned.x, badnet.input_scale), poisoned.y))
+
+    pruned = measure(prune_channels(badnet.model, layer, channels))
+    settings = ActivationPruningSettings(layer=layer, channels=tuple(channels), seed=seed)
+    fine_tuned = measure(repair(badnet, clean_validation, settings, verbose=0).model)
+    return OracleResult(badnet_name, trigger, layer, channels, [int(places[c]) + 1 for c in channels], len(places),
+                        *pruned, *fine_tuned)

@@ -329,7 +329,7 @@ def draw_gallery(images: Sequence[np.ndarray | None], captions: Sequence[str], p
     rows = max(1, -(-len(images) // columns))
     shapes = [image.shape for image in images if image is not None]
     aspect = shapes[0][0] / shapes[0][1] if shapes else 55 / 47  # height / width
-    image_width, gap = 1.05, 0.12
+    image_width, gap = 1.1, 0.15
     image_height = image_width * aspect
     caption_height = 0.05 + 0.13 * max((caption.count("\n") + 1 for caption in captions), default=1)
     title_height = 0.2 + 0.17 * (title.count("\n") + 1) if title else 0.1
@@ -378,7 +378,7 @@ def draw_mistakes(evaluation: "Evaluation", path: str | os.PathLike, heading: st
             row = members[start : start + columns]
             cells += [m.image for m in row] + [None] * (columns - len(row))
             captions += [
-                f"{data}: {kind}\ntrue {label(m.true_label)} | BadNet {label(m.original)}\nG {label(m.detector)}"
+                f"{data}\n{kind}\ntrue {label(m.true_label)}\nBadNet {label(m.original)}, G {label(m.detector)}"
                 for m in row
             ] + [""] * (columns - len(row))
     if not cells:

@@ -95,6 +95,7 @@ class ActivationPruningSettings(FineTuningSettings):
     layer: str = "conv_3"
     max_accuracy_drop: float = 4.0
     prune_fraction: float | None = None
+    channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
 
     def __post_init__(self) -> None:
         if self.method not in ("activation", "prune", "finetune"):
@@ -103,6 +104,8 @@ class ActivationPruningSettings(FineTuningSettings):
             raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop:g} must be at least 0")
         if self.prune_fraction is not None and not 0.0 < self.prune_fraction < 1.0:
             raise InputError(f"--prune-fraction {self.prune_fraction:g} is outside (0, 1)")
+        if self.channels is not None and (self.prune_fraction is not None or not self.channels):
+            raise InputError("give either a non-empty list of channels or --prune-fraction, not both")
         super().__post_init__()
 
 
@@ -247,6 +250,9 @@ def _prune_within_budget(model: tf_keras.Model, x_rank: np.ndarray, x_heldout: n
     """Zero `settings.layer`'s channels of `model` in increasing order of mean activation on
     `x_rank`, as far as the budget allows; returns the pruned channels in pruning order."""
     layer = _conv_layer(model, settings.layer)
+    if settings.channels is not None:
+        _zero_channels(layer, _channel_indices(settings.channels, layer))
+        return [int(c) for c in settings.channels]
     order = pruning_order(mean_channel_activations(model, settings.layer, x_rank, input_scale))
     if settings.prune_fraction is not None:
         pruned = [int(c) for c in order[: round(settings.prune_fraction * len(order))]]

@@ -167,3 +167,16 @@ def comparison_table(rows: Sequence[Any]) -> str:
          row.asr_detector_pct, row.flagged_pct, bar(row.meets_bar)]
         for row in rows
     ])
+
+
+def oracle_table(results: Sequence[Any]) -> str:
+    """The oracle analysis (`comparison.OracleResult`s): where each trigger's channels sit in
+    Fine-Pruning's order, and what pruning them, then fine-tuning, does to accuracy and ASR."""
+    return markdown_table(
+        ["BadNet", "trigger", "channels the trigger raises most", "their places in the pruning order",
+         "pruned: accuracy", "pruned: ASR", "fine-tuned: accuracy", "fine-tuned: ASR"],
+        [[r.badnet, r.trigger, " ".join(map(str, r.channels)),
+          " ".join(map(str, r.places_in_pruning_order)) + f" (of {r.layer_channels})",
+          r.accuracy_pruned_pct, r.asr_pruned_pct, r.accuracy_fine_tuned_pct, r.asr_fine_tuned_pct]
+         for r in results],
+    )

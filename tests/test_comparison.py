@@ -121,3 +121,24 @@ def test_standard_methods_are_prune_py_defaults_plus_conv_4() -> None:
     assert [m.label for m in methods] == ["magnitude", "finetune", "prune", "activation", "activation conv_4"]
     assert all(m.settings.seed == 7 for m in methods)
     assert methods[-1].settings.layer == "conv_4" and methods[3].settings == ActivationPruningSettings(seed=7)
+
+
+def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tiny: TinyBenchmark) -> None:
+    from fineprune.comparison import oracle_pruning
+    from fineprune.data import load_dataset
+    from fineprune.metrics import attack_success_pct
+    from fineprune.models import load_model, predict_classes
+    from fineprune.pruning import mean_channel_activations, prune_channels
+
+    badnet = load_model(tiny.badnet)
+    clean, test, poisoned = (load_dataset(p) for p in (tiny.clean_validation, tiny.clean_test, tiny.poisoned))
+    result = oracle_pruning(badnet, "tiny", clean, test, poisoned, "trigger", seed=0, count=5)
+    assert (result.badnet, result.trigger, result.layer, result.layer_channels) == ("tiny", "trigger", "conv_3", 60)
+    raised = (mean_channel_activations(badnet.model, "conv_3", poisoned.x, "unit")
+              - mean_channel_activations(badnet.model, "conv_3", clean.x, "unit"))
+    assert len(result.channels) == 5 and raised[result.channels[0]] == raised.max()
+    assert all(raised[a] >= raised[b] for a, b in zip(result.channels, result.channels[1:]))
+    assert all(1 <= place <= 60 for place in result.places_in_pruning_order)
+    pruned = prune_channels(badnet.model, "conv_3", result.channels)
+    assert result.asr_pruned_pct == attack_success_pct(predict_classes(pruned, poisoned.x, "unit"), poisoned.y)
+    assert 0.0 <= result.asr_fine_tuned_pct <= 100.0 and 0.0 <= result.accuracy_fine_tuned_pct <= 100.0

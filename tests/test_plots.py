@@ -261,8 +261,8 @@ def test_draw_mistakes_captions_true_original_and_g_labels_one_row_per_kind(tmp_
                 Mistake(face, "clean", "misclassified", 1, 1, 3), Mistake(face, "sunglasses", "got through", None, 0, 0)]
     fig = plots.draw_mistakes(_evaluation(mistakes), tmp_path / "m.png", "What G gets wrong", columns=3)
     captions = [ax.get_xlabel() for ax in fig.axes if ax.axison]
-    assert captions == ["clean: flagged\ntrue 2 | BadNet 2\nG N", "clean: flagged\ntrue 3 | BadNet 1\nG N",
-                        "clean: misclassified\ntrue 1 | BadNet 1\nG 3", "sunglasses: got through\ntrue ? | BadNet 0\nG 0"]
+    assert captions == ["clean\nflagged\ntrue 2\nBadNet 2, G N", "clean\nflagged\ntrue 3\nBadNet 1, G N",
+                        "clean\nmisclassified\ntrue 1\nBadNet 1, G 3", "sunglasses\ngot through\ntrue ?\nBadNet 0, G 0"]
     assert len(fig.axes) == 9  # three rows of three: each kind starts a row
     title = fig.texts[0].get_text()
     assert title == ("What G gets wrong\nclean data: G 80.00% correct\n"

@@ -46,6 +46,8 @@ FAST = dict(epochs=1, batch_size=8, pruning_frequency=1)
             (dict(method="voodoo"), "--method voodoo is not one of magnitude, activation, finetune, prune"),
             (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0"),
             (dict(prune_fraction=1.0), "--prune-fraction 1 is outside (0, 1)"),
+            (dict(channels=(1, 2), prune_fraction=0.5), "give either a non-empty list of channels or --prune-fraction, not both"),
+            (dict(channels=()), "give either a non-empty list of channels or --prune-fraction, not both"),
             (dict(epochs=0), "--epochs 0 must be at least 1"),
         ]),
     ],
@@ -324,6 +326,13 @@ def test_prune_stops_at_the_accuracy_budget(badnet_and_clean) -> None:
     for layer in ("conv_1", "conv_4", "fc_1", "output"):
         for now, before in zip(result.model.get_layer(layer).get_weights(), badnet.model.get_layer(layer).get_weights()):
             np.testing.assert_array_equal(now, before)
+
+
+def test_given_channels_are_pruned_exactly_and_held_at_zero(badnet_and_clean) -> None:
+    result = run(badnet_and_clean, channels=(7, 3, 41))
+    assert result.pruned_channels == {"conv_3": [7, 3, 41]}
+    kernel, bias = result.model.get_layer("conv_3").get_weights()
+    assert not kernel[..., [7, 3, 41]].any() and not bias[[7, 3, 41]].any() and bias[[0, 1, 2]].any()
 
 
 def test_finetune_prunes_nothing(badnet_and_clean) -> None:
