@@ -1,13 +1,19 @@
-"""Repair methods side by side on one BadNet (`make compare` runs this on every benchmark BadNet).
+"""Repair methods side by side (`make compare`), and the oracle analysis of where backdoors live.
 
-Every method repairs the same BadNet from the same clean validation data with the same seed. The
-repaired net and G are then measured on the clean test data and on each poisoned file, beside the
-BadNet itself, with the repair's wall time. Poisoned data are used for these measurements only,
-never by a repair.
+`compare_methods` repairs one BadNet with every method; `compare_benchmark` does so for every
+benchmark BadNet and adds each one's pruning curve, channel activations and figures. Every method
+repairs the same BadNet from the same clean validation data with the same seed. The repaired net
+and G are then measured on the clean test data and on each poisoned file, beside the BadNet
+itself, with the repair's wall time. Poisoned data are used for these measurements only, never
+by a repair.
 
 The bar a repair is held to (a benchmark result, not a test): G lets at most 1% of poisoned inputs
 through, G's clean accuracy is within 2 points of the BadNet's, and the repair takes at most two
 minutes on a 2-core machine.
+
+`oracle_pruning` asks why a repair falls short: it prunes the channels a trigger raises most
+(reading poisoned data, so it is an analysis, not a defense) and fine-tunes, to see whether the
+backdoor is in those channels and whether fine-tuning on clean data brings it back.
 """
 
 from __future__ import annotations
@@ -181,6 +187,7 @@ class BenchmarkComparison:
     rows: list[ComparisonRow]
     outcomes: dict[str, list[MethodOutcome]]  # per BadNet
     curves: dict[str, list[SweepPoint]]  # per BadNet, on CURVE_LAYER
+    activations: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]  # per BadNet: clean, per trigger
     figures: list[Path]
 
     def to_json(self) -> dict[str, Any]:
@@ -189,6 +196,11 @@ class BenchmarkComparison:
             "repairs": {name: [outcome_json(o) for o in outcomes] for name, outcomes in self.outcomes.items()},
             "pruning_curves": {name: {"layer": CURVE_LAYER, "points": [asdict(p) for p in points]}
                                for name, points in self.curves.items()},
+            "channel_activations": {
+                name: {"layer": CURVE_LAYER, "clean": clean.tolist(),
+                       "poisoned": {trigger: values.tolist() for trigger, values in poisoned.items()}}
+                for name, (clean, poisoned) in self.activations.items()
+            },
             "figures": [str(path) for path in self.figures],
         }
 
@@ -205,8 +217,8 @@ def compare_benchmark(
     pruning curve and channel activations, and draw the figures into `figures_dir`."""
     clean = load_dataset(data_dir / "clean_validation_data.h5")
     clean_test = data_dir / "clean_test_data.h5"
-    result = BenchmarkComparison([], {}, {}, [])
-    activations: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    result = BenchmarkComparison([], {}, {}, {}, [])
+    activations = result.activations
     for spec in specs or BADNETS:
         badnet = load_model(models_dir / f"{spec.name}_bd_net.h5")
         check_same_data(badnet.metadata, badnet.path, clean)

@@ -97,6 +97,8 @@ def test_json_holds_rows_repairs_and_curves(compared) -> None:
     (activation,) = [r for r in content["repairs"]["tiny"] if r["method"] == "activation"]
     assert activation["settings"]["prune_fraction"] == 0.5 and len(activation["repair"]["pruned_channels"]["conv_3"]) == 30
     assert progress[0].startswith("[tiny] pruning curve: conv_3")
+    activations = content["channel_activations"]["tiny"]
+    assert len(activations["clean"]) == 60 and list(activations["poisoned"]) == ["trigger"]
 
 
 def test_rows_of_nothing_are_nothing() -> None:
