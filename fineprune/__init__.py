@@ -2,12 +2,18 @@
 
 Modules, one concept each:
     errors     - the one exception type for bad user input
+    files      - writing outputs via a temporary file and a rename
     data       - challenge HDF5 data files and face images
     models     - the challenge architecture, loading, saving and input scaling
-    pruning    - the pruning defenses that produce a repaired net
+    pruning    - the pruning defenses that produce a repaired net, and the pruning curve
     detector   - the repaired detector G built from a BadNet and its repaired net
     metrics    - clean accuracy, attack success rate, share flagged
     evaluation - evaluating a repair on data files or images
+    comparison - every repair method side by side, the bar, the oracle analysis
+    faces      - procedurally generated faces for the embedded benchmark
+    triggers   - backdoor triggers drawn as accessories on those faces
+    benchmark  - the embedded benchmark's files, seed and BadNet list
+    attacks    - the BadNets poisoning and the pruning-aware attack
     report     - tables and JSON people can paste into a report
     plots      - figures
     cli        - plumbing shared by the command-line scripts

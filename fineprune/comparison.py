@@ -230,13 +230,14 @@ def compare_benchmark(
         def report(message: str, name: str = spec.name) -> None:
             progress(f"[{name}] {message}")
 
-        report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
-        result.curves[spec.name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned)
+        clean_activations = mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale)
         activations[spec.name] = (
-            mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale),
+            clean_activations,
             {name: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale)
              for name, data in poisoned.items()},
         )
+        report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
+        result.curves[spec.name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
         del poisoned
         outcomes = compare_methods(badnet, clean, clean_test, poisoned_files, methods, report, MISTAKES_PER_KIND)
         result.outcomes[spec.name] = outcomes

@@ -93,8 +93,8 @@ def save_dataset(
     """Write images (N, H, W, 3) and labels in the challenge layout: `data` (N, 3, H, W), `label` (N,).
 
     `provenance` becomes the file's HDF5 attributes; `identities`, when given, an extra `identity`
-    data set (who is in each poisoned image), which readers of the challenge layout ignore. The file is written under a temporary name
-    and renamed, so a reader never sees half a file.
+    data set (who is in each poisoned image), which readers of the challenge layout ignore. The
+    file is written under a temporary name and renamed, so a reader never sees half a file.
     """
     with replacing(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("data", data=np.asarray(x).transpose(0, 3, 1, 2).astype(dtype))

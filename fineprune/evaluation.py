@@ -58,13 +58,12 @@ class Mistake:
 
     image: np.ndarray  # (H, W, 3), pixels 0..255
     data: str  # "clean", or the poisoned set's row label
-    kind: str  # one of MISTAKE_KINDS
+    kind: str  # "misclassified" or "flagged" (clean data), "got through" (poisoned data)
     true_label: int | None  # the person shown; None where a poisoned file does not record it
     original: int  # the BadNet's class
     detector: int  # G's class, N meaning "backdoor detected"
 
 
-MISTAKE_KINDS = ("misclassified", "flagged", "got through")
 MISTAKES_PER_KIND = 6  # examples of each kind per data file in a gallery
 
 

@@ -374,12 +374,12 @@ def pruning_sweep(
     layer_name: str,
     clean: LabelledImages,
     poisoned: dict[str, LabelledImages],
-    rank_on: LabelledImages | None = None,
+    activations: np.ndarray | None = None,
     step: int = 1,
 ) -> list[SweepPoint]:
     """Clean accuracy and attack success after pruning the k least active channels, k = 0, step, ..., all.
 
-    Channels are ranked by mean activation on `rank_on` (default: `clean`). Pruning is cumulative
+    Channels are ranked by their mean `activations` (default: measured on `clean`). Pruning is cumulative
     in that order, so one copy of the net is made and each step only zeroes the next channels.
     The last point always prunes every channel, even when `step` does not divide their number.
     Poisoned sets carry the attacker's targets as labels. `badnet.model` is left untouched.
@@ -388,8 +388,11 @@ def pruning_sweep(
         raise InputError(f"step {step} must be at least 1")
     layer = _conv_layer(badnet.model, layer_name)
     channels = layer.filters
-    ranking = clean if rank_on is None else rank_on
-    order = pruning_order(mean_channel_activations(badnet.model, layer_name, ranking.x, badnet.input_scale))
+    if activations is None:
+        activations = mean_channel_activations(badnet.model, layer_name, clean.x, badnet.input_scale)
+    if len(activations) != channels:
+        raise InputError(f"{len(activations)} activations for the {channels} channels of layer {layer_name!r}")
+    order = pruning_order(activations)
 
     pruned = _copy_model(badnet.model)
     pruned_layer = pruned.get_layer(layer_name)

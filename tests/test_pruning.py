@@ -194,6 +194,8 @@ def test_bad_channels_and_steps_are_refused(tiny: TinyBenchmark) -> None:
         prune_channels(badnet.model, "conv_3", [0, 60])
     with pytest.raises(InputError, match="step 0 must be at least 1"):
         pruning_sweep(badnet, "conv_3", load_dataset(tiny.clean_test), {}, step=0)
+    with pytest.raises(InputError, match="3 activations for the 60 channels of layer 'conv_3'"):
+        pruning_sweep(badnet, "conv_3", load_dataset(tiny.clean_test), {}, activations=np.zeros(3))
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +204,9 @@ def sweep(tiny: TinyBenchmark):
     badnet = load_model(tiny.badnet)
     clean, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
     before = [w.copy() for w in badnet.model.get_weights()]
+    ranked_on = load_dataset(tiny.clean_validation).x
     points = pruning_sweep(badnet, "conv_3", clean, {"trigger": poisoned},
-                           rank_on=load_dataset(tiny.clean_validation), step=7)
+                           activations=mean_channel_activations(badnet.model, "conv_3", ranked_on, "unit"), step=7)
     return badnet, clean, poisoned, before, points
 
 
