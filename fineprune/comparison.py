@@ -257,7 +257,6 @@ def compare_benchmark(
     return result
 
 
-
 ORACLE_CHANNELS = 10  # how many of the trigger's most raised channels the oracle prunes
 
 
