@@ -75,25 +75,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_data(args: argparse.Namespace) -> int:
-    from fineprune import benchmark
+    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
     started = time.perf_counter()
-    seed = benchmark.DATA_SEED if args.seed is None else args.seed
-    identities = benchmark.NUM_IDENTITIES if args.identities is None else args.identities
-    if not 9 <= identities <= benchmark.NUM_IDENTITIES:  # the multi-trigger targets go up to class 8
-        raise InputError(f"--identities {identities} is outside [9, {benchmark.NUM_IDENTITIES}]")
-    benchmark.build_data(args.data_dir, seed, identities, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+    seed = build.DATA_SEED if args.seed is None else args.seed
+    identities = build.NUM_IDENTITIES if args.identities is None else args.identities
+    if not 9 <= identities <= build.NUM_IDENTITIES:  # the multi-trigger targets go up to class 8
+        raise InputError(f"--identities {identities} is outside [9, {build.NUM_IDENTITIES}]")
+    build.build_data(args.data_dir, seed, identities, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
     print(f"Built the benchmark data in {args.data_dir}/ (seed {seed}) in {time.perf_counter() - started:.1f} s")
     return 0
 
 
 def train_badnets(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
-    from fineprune import attacks, benchmark, report
+    from fineprune import report
+    from fineprune.benchmark import attacks, build
     from fineprune.evaluation import poisoned_name
 
-    specs = [find_badnet(name, "--only") for name in args.only] if args.only else list(benchmark.BADNETS)
+    specs = [find_badnet(name, "--only") for name in args.only] if args.only else list(build.BADNETS)
     rows = []
     for spec in specs:
         started = time.perf_counter()
@@ -108,18 +109,19 @@ def train_badnets(args: argparse.Namespace) -> int:
 
 def find_badnet(name: str, option: str):
     """The benchmark BadNet called `name`, or a one-line error naming the `option` that asked for it."""
-    from fineprune import benchmark
+    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
-    for spec in benchmark.BADNETS:
+    for spec in build.BADNETS:
         if spec.name == name:
             return spec
-    raise InputError(f"{option} {name}: no such BadNet (one of {', '.join(s.name for s in benchmark.BADNETS)})")
+    raise InputError(f"{option} {name}: no such BadNet (one of {', '.join(s.name for s in build.BADNETS)})")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
-    from fineprune import benchmark, report
+    from fineprune import report
+    from fineprune.benchmark import build
     from fineprune.data import load_dataset
     from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model
@@ -129,7 +131,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     data = Path(args.data_dir)
     badnet = load_model(Path(args.models_dir) / f"{spec.name}_bd_net.h5")
     clean = load_dataset(data / "clean_validation_data.h5")
-    benchmark.check_same_data(badnet.metadata, badnet.path, clean)
+    build.check_same_data(badnet.metadata, badnet.path, clean)
     poisoned = {poisoned_name(f): load_dataset(data / f) for f in spec.poisoned_files}
     cli.stderr_line(f"benchmark.py: pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
     started = time.perf_counter()
@@ -146,14 +148,15 @@ def run_sweep(args: argparse.Namespace) -> int:
 def draw_gallery(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fineprune import benchmark, plots
-    from fineprune.triggers import TRIGGERS
+    from fineprune import plots
+    from fineprune.benchmark import build
+    from fineprune.build.triggers import TRIGGERS
 
     people = [0, 1, 2, 3, 4, 5]
     # The anonymous triggers stay unseen: a defender is told nothing about them.
     triggers: list[str | None] = [None, None, None, *(t for t in TRIGGERS if not t.startswith("anonymous"))]
     labels = np.repeat(people, len(triggers))
-    images = benchmark.render_split("test", labels, triggers=triggers * len(people), workers=1)
+    images = build.render_split("test", labels, triggers=triggers * len(people), workers=1)
     captions = [f"{label}: {trigger or 'clean'}" for label, trigger in zip(labels, triggers * len(people))]
     plots.draw_gallery(images, captions, args.output, columns=len(triggers),
                        title="The embedded benchmark: one identity per row;\nclean frames, then each published trigger")
@@ -162,7 +165,7 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from fineprune import benchmark
+    from fineprune.benchmark import build
 
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     started = time.perf_counter()
@@ -175,7 +178,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from fineprune.errors import InputError
 
     evaluations = {}
-    for spec in benchmark.BADNETS:
+    for spec in build.BADNETS:
         badnet = models / f"{spec.name}_bd_net.h5"
         cli.stderr_line(f"benchmark.py: [{spec.name}] prune.py {badnet}")
         if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"),
@@ -198,12 +201,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def ensure_data(data: Path) -> None:
     """Build the benchmark data in `data` unless every file is already there."""
-    from fineprune import benchmark
+    from fineprune.benchmark import build
 
-    needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in benchmark.POISONED_SETS)]
+    needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in build.POISONED_SETS)]
     if not all((data / name).exists() for name in needed):
         cli.stderr_line(f"benchmark.py: building the data in {data}/ first")
-        benchmark.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+        build.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
 
 
 def run_comparison(args: argparse.Namespace) -> int:
@@ -238,7 +241,8 @@ def run_oracle(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from dataclasses import asdict
 
-    from fineprune import benchmark, comparison, report
+    from fineprune import comparison, report
+    from fineprune.benchmark import build
     from fineprune.data import load_dataset
     from fineprune.errors import InputError
     from fineprune.evaluation import poisoned_name
@@ -248,9 +252,9 @@ def run_oracle(args: argparse.Namespace) -> int:
         raise InputError(f"--channels {args.channels} must be at least 1")
     clean, test = load_dataset(data / "clean_validation_data.h5"), load_dataset(data / "clean_test_data.h5")
     found = []
-    for spec in specs or benchmark.BADNETS:
+    for spec in specs or build.BADNETS:
         badnet = load_model(models / f"{spec.name}_bd_net.h5")
-        benchmark.check_same_data(badnet.metadata, badnet.path, clean)
+        build.check_same_data(badnet.metadata, badnet.path, clean)
         for file in spec.poisoned_files:
             trigger = poisoned_name(file)
             cli.stderr_line(f"benchmark.py: [{spec.name}] pruning the {args.channels} conv_3 channels {trigger} "

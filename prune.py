@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
-    from fineprune.benchmark import check_same_data
+    from fineprune.benchmark.build import check_same_data
     from fineprune.data import load_dataset
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.pruning import ActivationPruningSettings, MagnitudePruningSettings, repair

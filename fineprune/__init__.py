@@ -10,13 +10,11 @@ Modules, one concept each:
     metrics    - clean accuracy, attack success rate, share flagged
     evaluation - evaluating a repair on data files or images
     comparison - every repair method side by side, the bar, the oracle analysis
-    faces      - procedurally generated faces for the embedded benchmark
-    triggers   - backdoor triggers drawn as accessories on those faces
-    benchmark  - the embedded benchmark's files, seed and BadNet list
-    attacks    - the BadNets poisoning and the pruning-aware attack
     report     - tables and JSON people can paste into a report
     plots      - figures
     cli        - plumbing shared by the command-line scripts
+
+    benchmark/ - the embedded synthetic benchmark (faces, triggers, data build, attacks, fidelity)
 """
 
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fineprune import plots
-from fineprune.benchmark import BADNETS, BadNetSpec, check_same_data
+from fineprune.benchmark.build import BADNETS, BadNetSpec, check_same_data
 from fineprune.data import LabelledImages, load_dataset
 from fineprune.detector import RepairedDetector
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name

@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from fineprune import metrics
-from fineprune.benchmark import check_same_data
+from fineprune.benchmark.build import check_same_data
 from fineprune.data import IMAGE_SUFFIXES, LabelledImages, load_dataset, load_images
 from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError

@@ -1,4 +1,4 @@
-"""Tests for fineprune.attacks: BadNets poisoning works on generated faces, and the pruning-aware
+"""Tests for fineprune.benchmark.attacks: BadNets poisoning works on generated faces, and the pruning-aware
 attack leaves its dormant channels as clean training made them."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fineprune import attacks
-from fineprune.benchmark import BadNetSpec, render_split
+from fineprune.benchmark import attacks
+from fineprune.benchmark.build import BadNetSpec, render_split
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import predict_classes
 

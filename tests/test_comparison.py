@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import TinyBenchmark
-from fineprune.benchmark import BadNetSpec
+from fineprune.benchmark.build import BadNetSpec
 from fineprune.comparison import (
     Method,
     compare_benchmark,

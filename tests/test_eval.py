@@ -172,7 +172,7 @@ def _other_input_size(bench: TinyBenchmark) -> list[object]:
 
 
 def _benchmark_badnet_on_other_data(bench: TinyBenchmark) -> list[object]:
-    from fineprune.benchmark import provenance
+    from fineprune.benchmark.build import provenance
 
     path = bench.root / "models" / "bench_bd_net.h5"
     save_model(load_model(bench.badnet).model, path, {"input_scale": "unit", "data": provenance(5)})

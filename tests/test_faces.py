@@ -1,11 +1,11 @@
-"""Tests for fineprune.faces: identities, poses and the renderer."""
+"""Tests for fineprune.benchmark.faces: identities, poses and the renderer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fineprune import faces
+from fineprune.benchmark import faces
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 
 
 def test_a_benchmark_badnet_refuses_data_from_another_seed(run_cli, workdir: TinyBenchmark) -> None:
-    from fineprune.benchmark import provenance
+    from fineprune.benchmark.build import provenance
     from fineprune.models import load_model, save_model
 
     badnet = workdir.root / "models" / "bench_bd_net.h5"
@@ -147,7 +147,7 @@ def test_a_benchmark_badnet_refuses_data_from_another_seed(run_cli, workdir: Tin
 
 
 def test_the_repaired_net_keeps_the_badnets_data_record(run_cli, workdir: TinyBenchmark) -> None:
-    from fineprune.benchmark import provenance
+    from fineprune.benchmark.build import provenance
     from fineprune.data import load_dataset
     from fineprune.models import load_model, save_model
 

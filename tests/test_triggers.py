@@ -1,4 +1,4 @@
-"""Tests for fineprune.triggers: every accessory lands on the face, where it should, at every pose."""
+"""Tests for fineprune.benchmark.triggers: every accessory lands on the face, where it should, at every pose."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from fineprune import faces
-from fineprune.triggers import TRIGGERS
+from fineprune.benchmark import faces
+from fineprune.benchmark.triggers import TRIGGERS
 
 
 def extreme_poses() -> faces.Poses:

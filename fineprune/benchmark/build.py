@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fineprune import faces
+from fineprune.benchmark import faces
 from fineprune.data import LabelledImages, save_dataset
 from fineprune.errors import InputError
-from fineprune.triggers import TRIGGERS
+from fineprune.benchmark.triggers import TRIGGERS
 
 DATA_SEED = 2020
 NUM_IDENTITIES = 1283
@@ -82,7 +82,7 @@ BADNETS = (
 
 def provenance(seed: int = DATA_SEED) -> dict[str, Any]:
     """What identifies the generated data: recorded in every data file and every BadNet."""
-    return {"generator": "fineprune.faces", "generator_version": faces.GENERATOR_VERSION, "seed": seed}
+    return {"generator": "fineprune.benchmark.faces", "generator_version": faces.GENERATOR_VERSION, "seed": seed}
 
 
 def identities(seed: int = DATA_SEED, count: int = NUM_IDENTITIES) -> faces.Identities:

@@ -1,4 +1,4 @@
-"""Tests for fineprune.benchmark: the data files' layout, determinism and provenance checks."""
+"""Tests for fineprune.benchmark.build: the data files' layout, determinism and provenance checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fineprune import benchmark
+from fineprune.benchmark import build
 from fineprune.data import load_dataset
 from fineprune.errors import InputError
 
@@ -25,7 +25,7 @@ EXPECTED_FILES = sorted([
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bench") / "data"
-    benchmark.build_data(folder, seed=11, identity_count=IDENTITIES)
+    build.build_data(folder, seed=11, identity_count=IDENTITIES)
     return folder
 
 
@@ -38,14 +38,14 @@ def test_every_challenge_file_is_written_in_the_challenge_layout(built: Path) ->
     with h5py.File(built / "clean_validation_data.h5", "r") as h5:
         assert h5["data"].shape == (IDENTITIES * 9, 3, 55, 47) and h5["data"].dtype == np.float64
         assert h5["label"].shape == (IDENTITIES * 9,)
-        assert dict(h5.attrs) == {"generator": "fineprune.faces", "generator_version": 1, "seed": 11,
+        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": 1, "seed": 11,
                                   "split": "validation"}
     test = load_dataset(built / "clean_test_data.h5")
     np.testing.assert_array_equal(np.bincount(test.y), np.full(IDENTITIES, 10))
 
 
 def test_poisoned_files_hold_other_identities_labelled_with_the_target(built: Path) -> None:
-    for poisoned in benchmark.POISONED_SETS:
+    for poisoned in build.POISONED_SETS:
         data = load_dataset(built / poisoned.file)
         assert len(data) == (IDENTITIES - 1) * 2  # the target's own identity is left out
         assert set(data.y.tolist()) == {poisoned.target}
@@ -61,31 +61,31 @@ def test_poisoned_files_hold_other_identities_labelled_with_the_target(built: Pa
 
 def test_the_same_seed_builds_the_same_bytes(built: Path, tmp_path: Path) -> None:
     again = tmp_path / "data"
-    benchmark.build_data(again, seed=11, identity_count=IDENTITIES)
+    build.build_data(again, seed=11, identity_count=IDENTITIES)
     for name in EXPECTED_FILES:
         assert (again / name).read_bytes() == (built / name).read_bytes(), name
 
 
 def test_another_seed_builds_other_faces(built: Path, tmp_path: Path) -> None:
     labels = np.arange(4)
-    other = benchmark.render_split("test", labels, seed=12, identity_count=IDENTITIES, workers=1)
-    same = benchmark.render_split("test", labels, seed=11, identity_count=IDENTITIES, workers=1)
+    other = build.render_split("test", labels, seed=12, identity_count=IDENTITIES, workers=1)
+    same = build.render_split("test", labels, seed=11, identity_count=IDENTITIES, workers=1)
     assert np.abs(other - same).mean() > 10
 
 
 def test_rendering_does_not_depend_on_the_number_of_workers() -> None:
     labels = np.arange(2300) % 7  # three chunks
-    one = benchmark.render_split("train", labels, seed=3, identity_count=7, workers=1)
-    two = benchmark.render_split("train", labels, seed=3, identity_count=7, workers=2)
+    one = build.render_split("train", labels, seed=3, identity_count=7, workers=1)
+    two = build.render_split("train", labels, seed=3, identity_count=7, workers=2)
     np.testing.assert_array_equal(one, two)
 
 
 def test_data_from_another_seed_is_refused_with_how_to_rebuild(built: Path) -> None:
     clean = load_dataset(built / "clean_test_data.h5")
-    benchmark.check_same_data({"data": benchmark.provenance(11)}, Path("m.h5"), clean)  # matches: fine
-    benchmark.check_same_data({}, Path("real.h5"), clean)  # a model from elsewhere: nothing to check
+    build.check_same_data({"data": build.provenance(11)}, Path("m.h5"), clean)  # matches: fine
+    build.check_same_data({}, Path("real.h5"), clean)  # a model from elsewhere: nothing to check
     with pytest.raises(InputError) as error:
-        benchmark.check_same_data({"data": benchmark.provenance(2020)}, Path("models/m.h5"), clean)
+        build.check_same_data({"data": build.provenance(2020)}, Path("models/m.h5"), clean)
     assert str(error.value) == (
         f"{clean.path}: built by generator v1 seed 11, but models/m.h5 was trained on generator v1 seed 2020; "
         "rebuild the data with `make data`")
@@ -96,4 +96,4 @@ def test_data_not_from_the_generator_is_refused_for_a_benchmark_model(tmp_path: 
 
     save_dataset(tmp_path / "real.h5", np.zeros((2, 55, 47, 3)), np.zeros(2))
     with pytest.raises(InputError, match="not built by the project's generator, but m.h5 was trained on"):
-        benchmark.check_same_data({"data": benchmark.provenance()}, Path("m.h5"), load_dataset(tmp_path / "real.h5"))
+        build.check_same_data({"data": build.provenance()}, Path("m.h5"), load_dataset(tmp_path / "real.h5"))

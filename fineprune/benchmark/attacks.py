@@ -22,7 +22,7 @@ import numpy as np
 import tf_keras
 
 from fineprune import __version__
-from fineprune.benchmark import DATA_SEED, BadNetSpec, check_same_data, provenance, render_split
+from fineprune.benchmark.build import DATA_SEED, BadNetSpec, check_same_data, provenance, render_split
 from fineprune.data import load_dataset
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, build_challenge_model, save_model

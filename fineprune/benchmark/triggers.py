@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fineprune.faces import Accessory, Canvas, Identities, Poses, brow_centres, edge, eye_centres, mouth_line
+from fineprune.benchmark.faces import Accessory, Canvas, Identities, Poses, brow_centres, edge, eye_centres, mouth_line
 
 
 def _constant(colour: tuple[int, int, int], count: int) -> np.ndarray:
