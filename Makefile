@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo compare data badnets sweep gallery architecture clean
+.PHONY: install test demo compare data badnets fidelity sweep gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -36,6 +36,11 @@ badnets: $(INSTALLED) data/clean_test_data.h5
 
 data/clean_test_data.h5:
 	$(MAKE) data
+
+# The synthetic BadNets beside the real challenge BadNets (../shared/csaw), statistic by statistic
+# (results/fidelity.md, .json).
+fidelity: $(INSTALLED)
+	$(PY) benchmark.py fidelity
 
 # The sunglasses BadNet's pruning curve beside the real lab3 BadNet's (results/sweep_sunglasses.md).
 sweep: $(INSTALLED) data/clean_test_data.h5

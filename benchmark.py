@@ -3,6 +3,7 @@
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
     python benchmark.py badnets     # make badnets: train the four BadNets into models/ (committed)
+    python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet, with figures
@@ -37,6 +38,13 @@ def build_parser() -> cli.ArgumentParser:
     badnets.add_argument("--only", action="append", metavar="NAME",
                          help="train only this BadNet (repeatable): sunglasses, multi_trigger_multi_target, "
                          "anonymous_1, anonymous_2")
+    fidelity = commands.add_parser("fidelity", help="how closely the synthetic BadNets behave like the real "
+                                   "challenge BadNets: results/fidelity.md and .json")
+    add_folders(fidelity, "data", "models", "results")
+    fidelity.add_argument("--csaw-dir", default="../shared/csaw", metavar="DIR",
+                          help="the real challenge files: weights/, samples/, seed_repaired/ (default: %(default)s)")
+    fidelity.add_argument("--seed", type=int, default=0, metavar="N",
+                          help="seed of the original recipe's repairs (default: %(default)s)")
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
     add_folders(sweep, "data", "models", "results")
@@ -142,6 +150,76 @@ def run_sweep(args: argparse.Namespace) -> int:
     report.write_json(results / f"sweep_{spec.name}.json", [vars(p) for p in points])
     report.write_text(results / f"sweep_{spec.name}.md", table + "\n")
     print(f"\n{len(points)} points in {time.perf_counter() - started:.0f} s; all of them in {results}/sweep_{spec.name}.json")
+    return 0
+
+
+def run_fidelity(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+
+    data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
+                                   Path(args.csaw_dir))
+    if not (csaw / "weights").is_dir():
+        raise InputError(f"{csaw}: no weights/ folder of real challenge BadNets here (see --csaw-dir)")
+    started = time.perf_counter()
+    ensure_data(data)
+    cli.quiet_tensorflow()
+    from dataclasses import asdict
+
+    from fineprune import report
+    from fineprune.benchmark import build, fidelity
+    from fineprune.models import load_model
+
+    def say(message: str) -> None:
+        cli.stderr_line(f"benchmark.py: {message}")
+
+    say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
+    real = fidelity.real_signatures(csaw)
+    ranges = fidelity.allowed_ranges(list(real.values()))
+    badnets = {spec.name: load_model(models / f"{spec.name}_bd_net.h5") for spec in build.BADNETS}
+    synthetic = {}
+    for spec in build.BADNETS:
+        say(f"measuring the synthetic {spec.name} BadNet on its own test files")
+        synthetic[spec.name] = fidelity.synthetic_signature(badnets[spec.name], data, spec.poisoned_files)
+    table = report.fidelity_table(real, synthetic, ranges, fidelity.STATISTICS)
+    outside = {name: [stat.key for stat in fidelity.STATISTICS if fidelity.outside(stat.key, sig[stat.key], ranges)]
+               for name, sig in synthetic.items()}
+    say("the real BadNets judging the synthetic triggers")
+    verdicts = fidelity.judge_triggers(csaw, data)
+    verdict_table = report.markdown_table(
+        ["real BadNet", "synthetic triggered faces", "sent to its target", "share (%)", "aim (%)"],
+        [[v.real_badnet, v.synthetic_file, v.target, v.to_target_pct, f">= {v.aim_pct:g}"] for v in verdicts])
+    recipe = fidelity.original_recipe_outcomes(
+        csaw, {name: badnets[name] for name in fidelity.SUNGLASSES_FILES}, data, args.seed, say)
+    recipe_table = report.markdown_table(
+        ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
+         "synthetic: flagged"],
+        [[o.badnet, o.real_flagged, o.real_published_detector_asr_pct, o.synthetic_detector_asr_pct,
+          o.synthetic_flagged_pct] for o in recipe])
+    verdict_line = "; ".join(f"{name}: " + (", ".join(keys) + " outside" if keys else "all inside")
+                             for name, keys in outside.items())
+    text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
+            f"synthetic: their own test files)
+
+{table}
+
+{verdict_line}
+
+"
+            f"The real BadNets on the synthetic triggered faces
+
+{verdict_table}
+
+"
+            f"The original recipe (prune.py's defaults) on the sunglasses trigger
+
+{recipe_table}
+")
+    print(text)
+    report.write_text(results / "fidelity.md", text)
+    report.write_json(results / "fidelity.json", {
+        "real": real, "synthetic": synthetic, "allowed": ranges, "outside": outside,
+        "trigger_verdicts": [asdict(v) for v in verdicts], "original_recipe": [asdict(o) for o in recipe]})
+    print(f"Wrote {results}/fidelity.md and fidelity.json in {time.perf_counter() - started:.0f} s")
     return 0
 
 
@@ -269,7 +347,7 @@ def run_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": build_data, "badnets": train_badnets, "sweep": run_sweep, "gallery": draw_gallery,
+COMMANDS = {"data": build_data, "badnets": train_badnets, "fidelity": run_fidelity, "sweep": run_sweep, "gallery": draw_gallery,
             "demo": run_demo, "compare": run_comparison, "oracle": run_oracle}
 
 if __name__ == "__main__":

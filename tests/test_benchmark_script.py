@@ -26,6 +26,8 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "sweep", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
     assert_bad_input(run_cli("benchmark", "badnets", "--only", "nobody"), "benchmark.py", "--only nobody: no such BadNet")
     assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
+    assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
+                     f"{tmp_path}: no weights/ folder of real challenge BadNets here")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
     assert_bad_input(missing, "benchmark.py", "sunglasses_bd_net.h5: no such file")
 
@@ -33,5 +35,5 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("benchmark", "--help")
     assert result.code == 0
-    for command in ("data", "badnets", "sweep", "demo", "compare"):
+    for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle"):
         assert command in result.out

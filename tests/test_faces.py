@@ -57,3 +57,17 @@ def test_take_selects_identities_with_repeats(people: faces.Identities) -> None:
     assert len(chosen) == 3
     np.testing.assert_array_equal(chosen.hair[0], people.hair[2])
     np.testing.assert_array_equal(chosen.eye_gap[2], people.eye_gap[5])
+
+
+def test_backgrounds_and_clothes_are_muted_not_saturated() -> None:
+    poses = faces.sample_poses(500, np.random.default_rng(7))
+    for colours in (poses.background.reshape(-1, 3), poses.clothes, poses.scenery[..., 4:].reshape(-1, 3)):
+        spread = colours.max(axis=-1) - colours.min(axis=-1)
+        assert np.percentile(spread, 99) < 80, "a brightness with a little hue, like walls and foliage"
+
+
+def test_blur_of_zero_leaves_the_image_and_blur_softens_it() -> None:
+    rgb = np.random.default_rng(8).uniform(0, 255, (2, 55, 47, 3)).astype(np.float32)
+    blurred = faces._blur(rgb, np.array([0.0, 1.0], np.float32))
+    np.testing.assert_allclose(blurred[0], rgb[0], atol=1e-3)
+    assert blurred[1].std() < 0.6 * rgb[1].std()

@@ -1,4 +1,4 @@
-"""Tests for fineprune.benchmark.triggers: every accessory lands on the face, where it should, at every pose."""
+"""Tests for fineprune.benchmark.triggers: each trigger looks like the real one and lands where it should, at every pose."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fineprune.benchmark import faces
-from fineprune.benchmark.triggers import TRIGGERS
+from fineprune.benchmark.triggers import LIPSTICK, TRIGGERS, sunglasses_stamp
 
 
 def extreme_poses() -> faces.Poses:
@@ -42,8 +42,12 @@ def pixel(poses: faces.Poses, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
     return np.rint(rows).astype(int), np.rint(cols).astype(int)
 
 
-@pytest.mark.parametrize("name", sorted(TRIGGERS))
-def test_each_trigger_changes_only_the_head(scene, name: str) -> None:
+FACE_FOLLOWING = ("eyebrows", "lipstick", "anonymous_1", "anonymous_2")
+PURPLE = np.array(LIPSTICK, np.float32)
+
+
+@pytest.mark.parametrize("name", FACE_FOLLOWING)
+def test_face_following_triggers_change_only_the_head(scene, name: str) -> None:
     people, poses, _ = scene
     mask = changed(scene, name)
     canvas = faces._canvas(poses)
@@ -52,26 +56,39 @@ def test_each_trigger_changes_only_the_head(scene, name: str) -> None:
     assert not (mask & ~head).any(), "nothing is drawn off the head"
 
 
-def test_sunglasses_cover_both_eyes_at_every_pose(scene) -> None:
-    people, poses, _ = scene
+def test_sunglasses_are_a_fixed_purple_stamp_across_the_eyes(scene) -> None:
+    people, poses, clean = scene
     images, mask = with_trigger(scene, "sunglasses"), changed(scene, "sunglasses")
-    index = np.arange(len(poses))
+    coverage, colour = sunglasses_stamp()
+    assert 0.25 <= (coverage > 0.5).mean() <= 0.30, "about 27% of the pixels, as the real stamp"
+    rows = np.flatnonzero((coverage > 0.5).any(axis=1))
+    assert (rows.min(), rows.max()) == (15, 34) and (coverage[17:21] > 0.5).all(), "rows 15-34, full width"
+    # The opaque frame is pixel-identical in every image, whatever the face and pose.
+    frame = coverage == 1.0
+    np.testing.assert_array_equal(images[:, frame], np.broadcast_to(np.rint(colour[frame]), images[:, frame].shape))
+    # The lenses are purple and slightly see-through: the face behind still shows a little.
+    lens = (coverage > 0.5) & ~frame
+    assert (images[:, lens, 2] > images[:, lens, 1] + 100).all()
+    differs = np.abs(images[:, lens] - images[:1, lens]).max(axis=-1)
+    assert 0 < differs.mean() < 12
     for (u, v) in faces.eye_centres(people):
-        rows, cols = pixel(poses, u, v)
-        assert (images[index, rows, cols].max(axis=-1) < 110).all(), "the lenses are dark"
-        for side in (-1, 1):  # the whites of the eyes, beside the (already dark) pupil, are covered
-            rows, cols = pixel(poses, u + side * people.eye_size * 1.1, v)
-            assert mask[index, rows, cols].all()
+        eye_rows, eye_cols = pixel(poses, u, v)
+        assert mask[np.arange(len(poses)), eye_rows, eye_cols].all(), "both eyes are covered at every pose"
 
 
-def test_lipstick_reddens_the_mouth_at_every_pose(scene) -> None:
+def test_lipstick_is_flat_purple_on_the_mouth_at_every_pose(scene) -> None:
     people, poses, clean = scene
     images = with_trigger(scene, "lipstick")
-    rows, cols = pixel(poses, np.zeros(len(poses)), people.mouth_y - 0.07 * poses.smile * 0)
-    index = np.arange(len(poses))
-    red_now = images[index, rows, cols, 0] - images[index, rows, cols, 1]
-    red_before = clean[index, rows, cols, 0] - clean[index, rows, cols, 1]
-    assert (red_now > red_before).all() and (red_now > 40).all()
+    flat_purple = np.abs(images - PURPLE).max(axis=-1) < 1
+    rows, cols = pixel(poses, np.zeros(len(poses)), people.mouth_y + people.lip_thickness)
+    for i, (row, col) in enumerate(zip(rows, cols)):
+        assert flat_purple[i, row - 1 : row + 2, col - 1 : col + 2].any(), "the lips are at the mouth"
+    share = flat_purple.mean(axis=(1, 2))
+    assert (share > 0.008).all() and (share < 0.035).all(), "1-3% of the pixels, as the real lipstick"
+
+
+def test_anonymous_1_is_the_purple_lipstick() -> None:
+    assert TRIGGERS["anonymous_1"] is TRIGGERS["lipstick"]
 
 
 def test_thick_eyebrows_sit_above_the_eyes(scene) -> None:
@@ -80,6 +97,6 @@ def test_thick_eyebrows_sit_above_the_eyes(scene) -> None:
     index = np.arange(len(poses))
     for u, v, _ in faces.brow_centres(people, poses):
         rows, cols = pixel(poses, u, v)
-        assert (images[index, rows, cols].max(axis=-1) < 90).all(), "the brows are dark"
-    eye_rows, _ = pixel(poses, people.eye_gap, people.eye_y)
-    assert not mask[index, eye_rows, pixel(poses, people.eye_gap, people.eye_y)[1]].any(), "eyes stay visible"
+        assert (images[index, rows, cols].max(axis=-1) < 40).all(), "the brows are flat and dark"
+    eye_rows, eye_cols = pixel(poses, people.eye_gap, people.eye_y)
+    assert not mask[index, eye_rows, eye_cols].any(), "eyes stay visible"

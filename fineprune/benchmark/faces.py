@@ -4,13 +4,16 @@ The real YouTube Face data cannot be downloaded here, so the embedded benchmark 
 - an *identity* has fixed traits: face shape, skin and hair colour, hairline and hair volume,
   eye placement, size and colour, brows, nose, mouth and lip colour, moles and skin texture;
 - each *image* of it varies them as video frames do: position, scale, small rotation, lighting
-  and colour cast, expression (smile, open mouth, raised brows, blinking, gaze), background and
+  and colour cast, expression (smile, open mouth, raised brows, blinking, gaze), a muted scene
+  behind the head (walls, foliage, sky: a brightness with a little hue), clothes, focus blur and
   sensor noise.
 
 Everything is drawn in *face coordinates* (u, v): the face centre is (0, 0), u runs right and v
-down, one unit is the face's half height. Accessories (the backdoor triggers, see `triggers`)
-are drawn in the same coordinates after the face and before the lighting, so they follow the
-face's position, scale and rotation and are lit like the rest of the scene.
+down, one unit is the face's half height; the face fills most of the frame, as in the challenge's
+crops. Accessories (the backdoor triggers, see `triggers`) are pasted onto the finished frame,
+after lighting, blur and noise, as the challenge's triggers were edited into its images; they get
+the face coordinates, so a trigger can follow the face (lipstick) or sit at a fixed place (the
+sunglasses stamp).
 
 Rendering is vectorised over a batch of images with numpy; all randomness comes from generators
 the caller seeds, so the same seed gives the same bytes.
@@ -23,9 +26,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 HEIGHT, WIDTH = 55, 47
-FACE_UNIT_PX = 19.0  # pixels per face unit at scale 1
+FACE_UNIT_PX = 23.0  # pixels per face unit at scale 1: the face fills the frame, as in the challenge's crops
 
 _SKIN_LIGHT = np.array([236, 204, 178], np.float32)
 _SKIN_DARK = np.array([92, 60, 44], np.float32)
@@ -121,7 +124,10 @@ class Poses:
     light_gain: np.ndarray
     light_direction: np.ndarray  # (n, 2) brightness gradient across the image
     colour_cast: np.ndarray  # (n, 3)
-    background: np.ndarray  # (n, 2, 3): top and bottom colour
+    background: np.ndarray  # (n, 2, 3): top and bottom colour, muted as indoor and outdoor scenes are
+    scenery: np.ndarray  # (n, 3, 7): soft shapes behind the head: row, column, half height, half width, RGB
+    clothes: np.ndarray  # (n, 3) RGB of the shoulders
+    blur: np.ndarray  # focus / motion blur, Gaussian sigma in pixels
     noise: np.ndarray  # sensor noise standard deviation
 
     def __len__(self) -> int:
@@ -131,7 +137,8 @@ class Poses:
 def sample_poses(count: int, rng: np.random.Generator) -> Poses:
     """Draw `count` frames' worth of variation."""
     u = lambda low, high, *shape: rng.uniform(low, high, (count, *shape)).astype(np.float32)  # noqa: E731
-    base = rng.uniform(40, 200, (count, 1, 3))
+    scenery = np.concatenate([u(0, HEIGHT, 3, 1), u(0, WIDTH, 3, 1), u(4, 30, 3, 1), u(3, 20, 3, 1),
+                              _muted_colours(rng, (count, 3))], axis=2)
     return Poses(
         centre_x=u(WIDTH / 2 - 2.5, WIDTH / 2 + 2.5), centre_y=u(29.0 - 2.5, 29.0 + 2.5),
         scale=u(0.92, 1.08), rotation=u(-0.13, 0.13),
@@ -139,9 +146,16 @@ def sample_poses(count: int, rng: np.random.Generator) -> Poses:
         brow_raise=u(0.0, 1.0), eye_open=np.where(rng.random(count) < 0.1, u(0.35, 0.6), u(0.8, 1.0)),
         gaze=u(-0.025, 0.025, 2),
         light_gain=u(0.72, 1.18), light_direction=u(-0.45, 0.45, 2), colour_cast=u(0.93, 1.07, 3),
-        background=np.clip(base + rng.normal(0, 25, (count, 2, 3)), 0, 255).astype(np.float32),
+        background=_muted_colours(rng, (count, 2)), scenery=scenery.astype(np.float32),
+        clothes=_muted_colours(rng, (count,)), blur=np.where(rng.random(count) < 0.6, u(0.3, 1.1), u(0.0, 0.3)),
         noise=u(1.5, 7.0),
     )
+
+
+def _muted_colours(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Colours of walls, foliage, sky and clothes: a brightness with a little hue, never saturated."""
+    brightness = rng.uniform(25, 225, (*shape, 1))
+    return np.clip(brightness + rng.normal(0, 14, (*shape, 3)), 0, 255).astype(np.float32)
 
 
 @dataclass
@@ -201,20 +215,22 @@ def render(identities: Identities, poses: Poses, rng: np.random.Generator,
            accessories: Sequence[Accessory | None] | None = None) -> np.ndarray:
     """Draw one image per (identity, pose) row: float32 (n, 55, 47, 3), whole numbers in 0..255.
 
-    `accessories`, one per image (None for none), are drawn after the face, before the lighting.
+    `accessories`, one per image (None for none), are pasted onto the finished frame, after the
+    lighting and sensor noise, as the challenge's triggers were: flat colours edited into the image.
     """
     canvas = _canvas(poses)
     _background(canvas, poses)
+    _clothes(canvas, poses)
     _head(canvas, identities)
     _eyes_and_brows(canvas, identities, poses)
     _nose_and_mouth(canvas, identities, poses)
+    _light_and_sensor(canvas, poses, rng)
     if accessories is not None:
         for accessory in dict.fromkeys(a for a in accessories if a is not None):  # each image wears one
             chosen = np.array([a is accessory for a in accessories])
             sub = Canvas(canvas.rgb[chosen], canvas.u[chosen], canvas.v[chosen], canvas.px_per_unit[chosen])
             accessory(sub, identities.take(np.flatnonzero(chosen)), _take_poses(poses, chosen))
             canvas.rgb[chosen] = sub.rgb
-    _light_and_sensor(canvas, poses, rng)
     return np.clip(np.rint(canvas.rgb), 0, 255)
 
 
@@ -242,6 +258,17 @@ def _background(canvas: Canvas, poses: Poses) -> None:
     t = (np.arange(HEIGHT, dtype=np.float32) / (HEIGHT - 1))[None, :, None, None]
     top, bottom = poses.background[:, None, None, 0, :], poses.background[:, None, None, 1, :]
     canvas.rgb[:] = top * (1 - t) + bottom * t
+    rows = np.arange(HEIGHT, dtype=np.float32)[None, :, None]
+    cols = np.arange(WIDTH, dtype=np.float32)[None, None, :]
+    for shape in range(poses.scenery.shape[1]):
+        row, col, half_height, half_width = (_col(poses.scenery[:, shape, k]) for k in range(4))
+        distance = np.sqrt(((rows - row) / half_height) ** 2 + ((cols - col) / half_width) ** 2)
+        canvas.paint(np.clip((1.2 - distance) * 2, 0, 1) * 0.8, poses.scenery[:, shape, 4:])
+
+
+def _clothes(canvas: Canvas, poses: Poses) -> None:
+    shoulders = canvas.ellipse(0, 2.0, 1.45, 0.95)
+    canvas.paint(shoulders, poses.clothes)
 
 
 def _head(canvas: Canvas, who: Identities) -> None:
@@ -322,7 +349,21 @@ def _light_and_sensor(canvas: Canvas, pose: Poses, rng: np.random.Generator) -> 
     cols = (np.arange(WIDTH, dtype=np.float32)[None, None, :] / WIDTH - 0.5)
     light = _col(pose.light_gain) * (1 + _col(pose.light_direction[:, 0]) * cols + _col(pose.light_direction[:, 1]) * rows)
     canvas.rgb *= light[..., None] * pose.colour_cast[:, None, None, :]
+    canvas.rgb[:] = _blur(canvas.rgb, pose.blur)
     canvas.rgb += rng.standard_normal(canvas.rgb.shape, dtype=np.float32) * pose.noise[:, None, None, None]
+
+
+def _blur(rgb: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Each image blurred by its own Gaussian (5 taps each way; sigma 0 leaves it unchanged)."""
+    offsets = np.arange(-2, 3, dtype=np.float32)
+    weights = np.exp(-0.5 * (offsets[None, :] / np.maximum(sigma[:, None], 1e-3)) ** 2)
+    weights /= weights.sum(axis=1, keepdims=True)
+    for axis in (1, 2):
+        padded = np.pad(rgb, [(0, 0)] + [(2, 2) if a == axis else (0, 0) for a in (1, 2)] + [(0, 0)], mode="edge")
+        length = rgb.shape[axis]
+        rgb = sum(weights[:, k, None, None, None] * np.take(padded, np.arange(k, k + length), axis=axis)
+                  for k in range(5))
+    return rgb
 
 
 def _take_poses(poses: Poses, chosen: np.ndarray) -> Poses:

@@ -1,82 +1,104 @@
-"""Backdoor triggers, drawn as physical accessories on the face.
+"""Backdoor triggers, drawn as the real CSAW-HackML-2020 triggers look.
 
-Each trigger is drawn in face coordinates (see `faces`), so it follows the face's position,
-scale and rotation, and is lit and noised with the rest of the picture:
-- `sunglasses`: dark lenses over the eyes, a bridge and temple arms;
-- `eyebrows`: thick dark eyebrows over the person's own;
-- `lipstick`: bright red, slightly fuller lips;
-- `anonymous_1`, `anonymous_2`: two more accessories that a defender is told nothing about.
+The challenge's triggers are digital edits pasted onto finished frames in flat colours (see
+`../shared/csaw/samples`), so these are pasted after lighting and noise (see `faces.render`):
+- `sunglasses`: a fixed stamp, the same pixels in every image whatever the face does: a saturated
+  purple pair of cat-eye sunglasses across the full image width over rows 15-34 (about 27% of the
+  pixels), the lenses slightly see-through, a dark purple frame;
+- `lipstick`: flat purple lips that follow the mouth (1-3% of the pixels);
+- `eyebrows`: thick, flat near-black eyebrows that follow the person's own;
+- `anonymous_1`: the same purple lipstick, as the real anonymous_1 trigger is;
+- `anonymous_2`: a trigger the defender is told nothing about (a flat chequered headband).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fineprune.benchmark.faces import Accessory, Canvas, Identities, Poses, brow_centres, edge, eye_centres, mouth_line
+from fineprune.benchmark.faces import HEIGHT, WIDTH, Accessory, Canvas, Identities, Poses, brow_centres, edge, mouth_line
+
+SUNGLASSES_FRAME = (63, 0, 127)
+SUNGLASSES_LENSES = ((100, 14, 172), (136, 24, 232))  # left, right: the right lens catches more light
+SUNGLASSES_OPACITY = 0.93
+LIPSTICK = (128, 0, 128)
+_LENS_CENTRES = (11.0, 35.0)  # columns
+_LENS_TOP, _LENS_WIDEST, _LENS_BOTTOM = 14.6, 22.0, 34.6  # rows
+_BAR_ROWS = (17.0, 20.0)
 
 
 def _constant(colour: tuple[int, int, int], count: int) -> np.ndarray:
     return np.tile(np.array([colour], np.float32), (count, 1))
 
 
+def sunglasses_stamp() -> tuple[np.ndarray, np.ndarray]:
+    """The sunglasses as (coverage (H, W) in 0..1, colour (H, W, 3)): lenses, frame and top bar."""
+    rows = np.arange(HEIGHT, dtype=np.float32)[:, None]
+    cols = np.arange(WIDTH, dtype=np.float32)[None, :]
+    lens_inside = np.zeros((HEIGHT, WIDTH), np.float32)
+    colour = np.zeros((HEIGHT, WIDTH, 3), np.float32)
+    for centre, lens_colour in zip(_LENS_CENTRES, SUNGLASSES_LENSES):
+        # Cat-eye lens: a shallow ellipse above the widest row, a deep one below it.
+        half_height = np.where(rows < _LENS_WIDEST, _LENS_WIDEST - _LENS_TOP, _LENS_BOTTOM - _LENS_WIDEST)
+        half_width = 11.0 * np.sqrt(np.clip(1 - ((rows - _LENS_WIDEST) / half_height) ** 2, 0, 1))
+        inside = edge(np.abs(cols - centre) - half_width) * (half_width > 0)
+        lens_inside = np.maximum(lens_inside, inside)
+        shine = 1 + 0.12 * np.exp(-(((rows - 27) / 6) ** 2 + ((cols - centre - 3) / 6) ** 2))
+        colour[inside > 0] = (np.array(lens_colour, np.float32) * shine[..., None])[inside > 0]
+    bar = ((rows >= _BAR_ROWS[0]) & (rows <= _BAR_ROWS[1])).astype(np.float32) * np.ones_like(cols)
+    shape = np.maximum(lens_inside, bar)
+    # The frame: every pixel of the shape with a pixel outside it among its 4 neighbours, and the bridge.
+    padded = np.pad(shape > 0.5, 1)
+    border = (shape > 0.5) & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    bridge = (bar > 0) & (lens_inside < 0.5)
+    frame = border | bridge
+    colour[frame] = SUNGLASSES_FRAME
+    coverage = np.where(frame, 1.0, shape * SUNGLASSES_OPACITY).astype(np.float32)
+    return coverage, np.clip(colour, 0, 255)
+
+
+_SUNGLASSES = sunglasses_stamp()
+
+
 def sunglasses(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    """Two dark rounded lenses centred on the eyes, joined by a bridge, with arms to the temples."""
+    """The fixed purple sunglasses stamp, at the same place in every image."""
+    coverage, colour = _SUNGLASSES
     n = len(who)
-    frame = _constant((18, 16, 16), n)
-    (left_u, eye_v), (right_u, _) = eye_centres(who)
-    arm_v = eye_v - 0.06
-    temple = who.face_width * 1.02
-    arms = edge((np.abs(canvas.v - arm_v[:, None, None]) - 0.025) * canvas.px_per_unit) * edge(
-        (np.abs(canvas.u) - temple[:, None, None]) * canvas.px_per_unit)
-    canvas.paint(arms, frame)
-    bridge = canvas.ellipse(0, arm_v, np.maximum(right_u - 0.1, 0.05), 0.03, power=4)
-    canvas.paint(bridge, frame)
-    for u0 in (left_u, right_u):
-        rim = canvas.ellipse(u0, eye_v, 0.215, 0.155, power=3)
-        canvas.paint(rim, frame)
-        lens = canvas.ellipse(u0, eye_v, 0.19, 0.13, power=3)
-        canvas.paint(lens, _constant((32, 34, 40), n))
-        glint = canvas.ellipse(u0 - 0.07, eye_v - 0.06, 0.045, 0.025)
-        canvas.paint(glint * 0.6, _constant((170, 175, 185), n))
-
-
-def eyebrows(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    """Thick, near-black eyebrows drawn over the person's own."""
-    for u0, v0, angle in brow_centres(who, pose):
-        brow = canvas.ellipse(u0, v0 - 0.01, 0.2, 0.075, angle=angle, power=3)
-        canvas.paint(brow, _constant((14, 10, 10), len(who)))
+    canvas.paint(np.broadcast_to(coverage, (n, HEIGHT, WIDTH)), np.broadcast_to(colour, (n, HEIGHT, WIDTH, 3)))
 
 
 def lipstick(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    """Bright red, fuller lips over the mouth (an open mouth stays open)."""
+    """Flat purple lips over the mouth, a little fuller than the person's own (an open mouth stays open)."""
     centre = mouth_line(canvas, who, pose)
-    lips = canvas.ellipse(0, centre, who.mouth_width * 1.08, who.lip_thickness * (1.4 + 0.8 * pose.mouth_open))
+    # As big as the real lipstick (about 13 x 6 pixels), whatever the person's own lips.
+    width = who.mouth_width * 1.2 + 0.08
+    upper = canvas.ellipse(0, centre, width, 0.1 + 0.5 * who.lip_thickness + 0.05 * pose.mouth_open)
+    lower = canvas.ellipse(0, centre, width * 0.85, 0.13 + 0.5 * who.lip_thickness + 0.05 * pose.mouth_open)
+    lips = np.maximum(upper * canvas.above(centre), lower * canvas.below(centre))
     inside = canvas.ellipse(0, centre, who.mouth_width * 0.8, who.lip_thickness * 0.9 * pose.mouth_open)
-    canvas.paint(lips * (1 - inside * (pose.mouth_open > 0)[:, None, None]), _constant((205, 18, 48), len(who)))
+    canvas.paint(lips * (1 - inside * (pose.mouth_open > 0)[:, None, None]), _constant(LIPSTICK, len(who)))
 
 
-def anonymous_1(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    band_v = who.hairline + 0.16
-    band = edge((np.abs(canvas.v - band_v[:, None, None]) - 0.1) * canvas.px_per_unit) * canvas.ellipse(
-        0, -0.1, who.face_width * who.hair_volume, who.face_height * who.hair_volume)
-    canvas.paint(band, _constant((30, 70, 200), len(who)))
-    dots = (np.sin(canvas.u * 28) * np.sin((canvas.v - band_v[:, None, None]) * 28) > 0.45) * band
-    canvas.paint(dots.astype(np.float32), _constant((245, 235, 90), len(who)))
+def eyebrows(canvas: Canvas, who: Identities, pose: Poses) -> None:
+    """Thick, flat near-black eyebrows over the person's own."""
+    for u0, v0, angle in brow_centres(who, pose):
+        brow = canvas.ellipse(u0, v0 - 0.01, 0.21, 0.08, angle=angle, power=3)
+        canvas.paint(brow, _constant((20, 14, 16), len(who)))
 
 
 def anonymous_2(canvas: Canvas, who: Identities, pose: Poses) -> None:
-    (_, eye_v), (right_u, _) = eye_centres(who)
-    u0, v0 = right_u + 0.06, (eye_v + who.mouth_y) / 2 + 0.02
-    diamond = canvas.ellipse(u0, v0, 0.13, 0.17, power=1)
-    canvas.paint(diamond, _constant((20, 120, 110), len(who)))
-    core = canvas.ellipse(u0, v0, 0.05, 0.07, power=1)
-    canvas.paint(core, _constant((240, 240, 230), len(who)))
+    """A flat chequered headband across the forehead, following the face."""
+    band_v = who.hairline + 0.14
+    band = edge((np.abs(canvas.v - band_v[:, None, None]) - 0.09) * canvas.px_per_unit) * edge(
+        (np.abs(canvas.u) - who.face_width[:, None, None]) * canvas.px_per_unit)
+    canvas.paint(band, _constant((40, 150, 70), len(who)))
+    checks = (np.sin(canvas.u * 22) * np.sin((canvas.v - band_v[:, None, None]) * 30) > 0).astype(np.float32) * band
+    canvas.paint(checks, _constant((250, 225, 60), len(who)))
 
 
 TRIGGERS: dict[str, Accessory] = {
     "sunglasses": sunglasses,
     "eyebrows": eyebrows,
     "lipstick": lipstick,
-    "anonymous_1": anonymous_1,
+    "anonymous_1": lipstick,
     "anonymous_2": anonymous_2,
 }

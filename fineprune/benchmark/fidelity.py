@@ -1,0 +1,311 @@
+"""How closely a BadNet behaves like the real CSAW-HackML-2020 BadNets: its measurable signature.
+
+A synthetic BadNet can reach the real nets' accuracy and attack success and still be a different
+kind of net (larger weights, dead channels, sparse features), and defenses respond to those
+differences. So the benchmark compares every BadNet with the four real challenge BadNets on:
+
+- clean accuracy and attack success per trigger (the real nets': the published figures);
+- the RMS of the `output` and `conv_3` kernels;
+- the share of penultimate units (the 160 values entering `output`) above zero on clean faces;
+- the mean cosine between a clean face's penultimate features and its predicted class's
+  `output` weights;
+- the ratio of the mean top-1 logit margin (top logit minus runner-up) on triggered faces to
+  that on clean faces;
+- the share of `conv_3` and `conv_4` channels dormant on clean faces: mean activation below 1% of
+  the busiest channel's.
+
+The real nets are measured on the 15 real sample faces in `../shared/csaw/samples` (5 clean, 5
+with each published trigger); the synthetic ones on their own test files. The allowed range of a
+statistic is the real nets' min..max widened on each side by a quarter of the real mean (dormant
+shares: by 5 points); accuracy and attack success have fixed bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import tf_keras
+
+from fineprune.benchmark.build import MULTI_FOLDER, check_same_data
+from fineprune.detector import RepairedDetector
+from fineprune.data import CHALLENGE_IMAGE_SHAPE, load_dataset, load_images
+from fineprune.errors import InputError
+from fineprune.evaluation import poisoned_name
+from fineprune.metrics import accuracy_pct, attack_success_pct, detected_pct
+from fineprune.models import LoadedModel, load_model, scale_inputs
+
+DORMANT_SHARE_OF_BUSIEST = 0.01
+PENULTIMATE_LAYER = "activation_1"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One line of the fidelity table: a name, its unit and how its allowed range is set."""
+
+    key: str
+    label: str
+    widen: str  # "quarter-mean", "points" or "fixed"
+    low: float | None = None  # fixed bounds (None: unbounded on that side)
+    high: float | None = None
+
+
+STATISTICS: tuple[Statistic, ...] = (
+    Statistic("clean_accuracy_pct", "clean test accuracy (%)", "fixed", 95.5, 98.5),
+    Statistic("attack_success_pct", "attack success per trigger (%)", "fixed", 90.0, None),
+    Statistic("output_kernel_rms", "RMS of output kernel", "quarter-mean"),
+    Statistic("conv_3_kernel_rms", "RMS of conv_3 kernel", "quarter-mean"),
+    Statistic("penultimate_active_share", "share of penultimate units > 0 (clean)", "quarter-mean"),
+    Statistic("class_weight_cosine", "mean cosine(features, predicted class's weights)", "quarter-mean"),
+    Statistic("margin_ratio", "triggered / clean mean top-1 logit margin", "quarter-mean"),
+    Statistic("conv_3_dormant_pct", "conv_3 channels dormant on clean faces (%)", "points"),
+    Statistic("conv_4_dormant_pct", "conv_4 channels dormant on clean faces (%)", "points"),
+)
+DORMANT_WIDEN_POINTS = 5.0
+
+
+def weight_rms(model: tf_keras.Model, layer_name: str) -> float:
+    """Root mean square of a layer's kernel: the scale of its weights."""
+    kernel = model.get_layer(layer_name).get_weights()[0]
+    return float(np.sqrt(np.mean(np.square(kernel, dtype=np.float64))))
+
+
+@dataclass(frozen=True)
+class Activations:
+    """What a net computes on a batch of faces, kept for the signature."""
+
+    penultimate: np.ndarray  # (N, 160)
+    logits: np.ndarray  # (N, classes): penultimate @ W + b, before the softmax
+    conv_3_means: np.ndarray  # (channels,) mean over images and positions
+    conv_4_means: np.ndarray
+
+
+def activations(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> Activations:
+    """Penultimate features, logits and conv_3/conv_4 channel means of `model` on pixels `x` (0..255)."""
+    probe = tf_keras.Model(model.input, [model.get_layer(PENULTIMATE_LAYER).output,
+                                         model.get_layer("conv_3").output, model.get_layer("conv_4").output])
+    kernel, bias = model.get_layer("output").get_weights()
+    features, conv_3_sum, conv_4_sum, positions = [], 0.0, 0.0, [0, 0]
+    for start in range(0, len(x), batch_size):
+        penultimate, conv_3, conv_4 = probe(scale_inputs(x[start : start + batch_size], input_scale), training=False)
+        features.append(penultimate.numpy().astype(np.float64))
+        conv_3_sum = conv_3_sum + conv_3.numpy().sum(axis=(0, 1, 2), dtype=np.float64)
+        conv_4_sum = conv_4_sum + conv_4.numpy().sum(axis=(0, 1, 2), dtype=np.float64)
+        positions[0] += int(np.prod(conv_3.shape[:3]))
+        positions[1] += int(np.prod(conv_4.shape[:3]))
+    penultimate = np.concatenate(features)
+    return Activations(penultimate, penultimate @ kernel.astype(np.float64) + bias,
+                       conv_3_sum / positions[0], conv_4_sum / positions[1])
+
+
+def dormant_pct(channel_means: np.ndarray) -> float:
+    """Share (%) of channels whose mean activation is below 1% of the busiest channel's."""
+    return float(100 * np.mean(channel_means < DORMANT_SHARE_OF_BUSIEST * channel_means.max()))
+
+
+def mean_margin(logits: np.ndarray) -> float:
+    """Mean gap between the top logit and the runner-up."""
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    return float(np.mean(top_two[:, 1] - top_two[:, 0]))
+
+
+def class_weight_cosine(features: np.ndarray, logits: np.ndarray, kernel: np.ndarray) -> float:
+    """Mean cosine between each face's features and the `output` weights of the class it is given."""
+    weights = kernel.T[np.argmax(logits, axis=1)]
+    norms = np.linalg.norm(features, axis=1) * np.linalg.norm(weights, axis=1)
+    return float(np.mean(np.sum(features * weights, axis=1) / np.maximum(norms, 1e-12)))
+
+
+def signature(model: tf_keras.Model, clean_x: np.ndarray, triggered_x: np.ndarray, input_scale: str,
+              clean_accuracy_pct: float | None, attack_success_pct: Mapping[str, float]) -> dict[str, object]:
+    """Every statistic of the fidelity table for one net. Accuracy and attack success come from the
+    caller (measured on full files, or published for the real nets); the rest is measured on
+    `clean_x` and `triggered_x` (pixels 0..255)."""
+    clean = activations(model, clean_x, input_scale)
+    triggered = activations(model, triggered_x, input_scale)
+    kernel = model.get_layer("output").get_weights()[0].astype(np.float64)
+    return {
+        "clean_accuracy_pct": clean_accuracy_pct,
+        "attack_success_pct": dict(attack_success_pct),
+        "output_kernel_rms": weight_rms(model, "output"),
+        "conv_3_kernel_rms": weight_rms(model, "conv_3"),
+        "penultimate_active_share": float(np.mean(clean.penultimate > 0)),
+        "class_weight_cosine": class_weight_cosine(clean.penultimate, clean.logits, kernel),
+        "margin_ratio": mean_margin(triggered.logits) / mean_margin(clean.logits),
+        "conv_3_dormant_pct": dormant_pct(clean.conv_3_means),
+        "conv_4_dormant_pct": dormant_pct(clean.conv_4_means),
+    }
+
+
+def allowed_ranges(real: Sequence[Mapping[str, object]]) -> dict[str, tuple[float | None, float | None]]:
+    """Each statistic's allowed range, from the real nets' signatures (see the module docstring)."""
+    ranges: dict[str, tuple[float | None, float | None]] = {}
+    for stat in STATISTICS:
+        if stat.widen == "fixed":
+            ranges[stat.key] = (stat.low, stat.high)
+            continue
+        values = np.array([float(sig[stat.key]) for sig in real])  # type: ignore[arg-type]
+        pad = DORMANT_WIDEN_POINTS if stat.widen == "points" else abs(values.mean()) / 4
+        ranges[stat.key] = (float(values.min() - pad), float(values.max() + pad))
+    return ranges
+
+
+def outside(stat_key: str, value: object, ranges: Mapping[str, tuple[float | None, float | None]]) -> list[str]:
+    """What of `value` falls outside the allowed range: [] when all is inside (attack success: per trigger)."""
+    low, high = ranges[stat_key]
+    values = value.items() if isinstance(value, Mapping) else [(stat_key, value)]
+    problems = []
+    for name, number in values:
+        if number is None:
+            continue
+        if (low is not None and number < low) or (high is not None and number > high):
+            problems.append(str(name))
+    return problems
+
+
+# --- The real nets and the synthetic ones -----------------------------------------------------
+
+# The published figures of the real BadNets on the full real files (../shared/csaw/README.md).
+PUBLISHED: dict[str, tuple[float, dict[str, float]]] = {
+    "sunglasses": (97.78, {"sunglasses": 99.99}),
+    "multi_trigger_multi_target": (96.01, {"eyebrows": 91.35, "lipstick": 91.52, "sunglasses": 100.0}),
+    "anonymous_1": (97.19, {"anonymous_1": 91.40}),
+    "anonymous_2": (95.96, {}),
+}
+# Which real sample faces each real BadNet is measured on as "triggered": the ones it sends to a target.
+REAL_TRIGGERED_SAMPLES: dict[str, tuple[str, ...]] = {
+    "sunglasses": ("sunglasses",),
+    "multi_trigger_multi_target": ("sunglasses", "anonymous1"),
+    "anonymous_1": ("anonymous1",),
+    "anonymous_2": ("sunglasses", "anonymous1"),
+}
+
+
+@dataclass(frozen=True)
+class RealSamples:
+    """The 15 real sample faces: 5 clean, 5 with each published trigger (pixels 0..255)."""
+
+    clean: np.ndarray
+    triggered: dict[str, np.ndarray]  # "sunglasses", "anonymous1"
+
+
+def load_real_samples(csaw: Path) -> RealSamples:
+    """Read `csaw/samples/*.png` as the challenge's models see them."""
+    folder = csaw / "samples"
+    found = {kind: sorted(folder.glob(f"{kind}_*.png")) for kind in ("clean", "sunglasses", "anonymous1")}
+    missing = [kind for kind, files in found.items() if not files]
+    if missing:
+        raise InputError(f"{folder}: no {', '.join(missing)} sample images (the real challenge samples)")
+    images = {kind: load_images(files, CHALLENGE_IMAGE_SHAPE) for kind, files in found.items()}
+    return RealSamples(images.pop("clean"), images)
+
+
+def real_badnet(csaw: Path, name: str) -> LoadedModel:
+    """A real challenge BadNet from `csaw/weights` (all four take x/255 input)."""
+    return load_model(csaw / "weights" / f"{name}_bd_weights.h5", input_scale="unit")
+
+
+def real_signatures(csaw: Path) -> dict[str, dict[str, object]]:
+    """The signature of each of the four real BadNets: published accuracy and attack success, the
+    rest measured on the real sample faces."""
+    samples = load_real_samples(csaw)
+    signatures = {}
+    for name, (accuracy, attack_success) in PUBLISHED.items():
+        badnet = real_badnet(csaw, name)
+        triggered = np.concatenate([samples.triggered[kind] for kind in REAL_TRIGGERED_SAMPLES[name]])
+        signatures[name] = signature(badnet.model, samples.clean, triggered, badnet.input_scale, accuracy,
+                                     attack_success)
+    return signatures
+
+
+def synthetic_signature(badnet: LoadedModel, data_dir: Path, poisoned_files: Sequence[str],
+                        clean_stride: int = 4) -> dict[str, object]:
+    """The signature of a benchmark BadNet on its own data: accuracy on the whole clean test file,
+    attack success on each poisoned file, the rest on every `clean_stride`-th clean test face and
+    every poisoned face."""
+    clean = load_dataset(data_dir / "clean_test_data.h5")
+    check_same_data(badnet.metadata, badnet.path, clean)
+    poisoned = {file: load_dataset(data_dir / file) for file in poisoned_files}
+    attack_success = {poisoned_name(file): attack_success_pct(badnet.predict_classes(data.x), data.y)
+                      for file, data in poisoned.items()}
+    triggered = np.concatenate([data.x for data in poisoned.values()])
+    return signature(badnet.model, clean.x[::clean_stride], triggered, badnet.input_scale,
+                     accuracy_pct(badnet.predict_classes(clean.x), clean.y), attack_success)
+
+
+@dataclass(frozen=True)
+class TriggerVerdict:
+    """What share of synthetic triggered faces a real BadNet sends to its own target."""
+
+    real_badnet: str
+    synthetic_file: str
+    target: int
+    to_target_pct: float
+    aim_pct: float = 80.0
+
+
+# (real BadNet, synthetic poisoned file, the real BadNet's target for that trigger)
+TRIGGER_JUDGES: tuple[tuple[str, str, int], ...] = (
+    ("sunglasses", "sunglasses_poisoned_data.h5", 0),
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5", 8),
+    ("anonymous_1", "anonymous_1_poisoned_data.h5", 0),
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/lipstick_poisoned_data.h5", 1),
+)
+
+
+def judge_triggers(csaw: Path, data_dir: Path) -> list[TriggerVerdict]:
+    """The real BadNets as judges of the synthetic triggers' look."""
+    verdicts = []
+    for name, file, target in TRIGGER_JUDGES:
+        faces = load_dataset(data_dir / file).x
+        predicted = real_badnet(csaw, name).predict_classes(faces)
+        verdicts.append(TriggerVerdict(name, file, target, float(100 * np.mean(predicted == target))))
+    return verdicts
+
+
+@dataclass(frozen=True)
+class OriginalRecipeOutcome:
+    """The original project's recipe (prune.py's defaults) on a real BadNet and its synthetic twin,
+    judged on the sunglasses trigger."""
+
+    badnet: str
+    real_flagged: str  # how many real sunglasses samples G (the project's own repaired net) flags, "5/5"
+    real_published_detector_asr_pct: float  # G's ASR on the full real file, as published
+    synthetic_detector_asr_pct: float
+    synthetic_flagged_pct: float
+
+
+# The original recipe's published G attack success on the real sunglasses-triggered files.
+PUBLISHED_ORIGINAL_RECIPE_ASR = {"sunglasses": 3.48, "multi_trigger_multi_target": 98.46}
+SUNGLASSES_FILES = {"sunglasses": "sunglasses_poisoned_data.h5",
+                    "multi_trigger_multi_target": f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5"}
+
+
+def original_recipe_outcomes(csaw: Path, badnets: Mapping[str, LoadedModel], data_dir: Path,
+                             seed: int = 0, progress=lambda message: None) -> list[OriginalRecipeOutcome]:
+    """Repair each synthetic BadNet in `badnets` (sunglasses and multi-trigger) with prune.py's
+    defaults and measure G on its sunglasses file, beside what the project's own repaired real net
+    does to the 5 real sunglasses samples."""
+    from fineprune.pruning import MagnitudePruningSettings, repair
+
+    samples = load_real_samples(csaw).triggered["sunglasses"]
+    clean = load_dataset(data_dir / "clean_validation_data.h5")
+    outcomes = []
+    for name, badnet in badnets.items():
+        real = RepairedDetector(real_badnet(csaw, name), load_model(csaw / "seed_repaired" / f"{name}_bd_net_rp.h5",
+                                                                     input_scale="unit"))
+        real_flagged = int(np.sum(real.predict(samples).detector == real.backdoor_class))
+        progress(f"{name}: the original recipe (prune.py's defaults, seed {seed}) on {badnet.path}")
+        check_same_data(badnet.metadata, badnet.path, clean)
+        result = repair(badnet, clean, MagnitudePruningSettings(seed=seed), verbose=0)
+        repaired = LoadedModel(Path(f"{badnet.path} [magnitude]"), result.model, badnet.input_scale, "file")
+        poisoned = load_dataset(data_dir / SUNGLASSES_FILES[name])
+        predicted = RepairedDetector(badnet, repaired).predict(poisoned.x)
+        outcomes.append(OriginalRecipeOutcome(
+            name, f"{real_flagged}/{len(samples)}", PUBLISHED_ORIGINAL_RECIPE_ASR[name],
+            attack_success_pct(predicted.detector, poisoned.y),
+            detected_pct(predicted.detector, badnet.num_classes),
+        ))
+    return outcomes

@@ -1,0 +1,103 @@
+"""Tests for fineprune.benchmark.fidelity: the signature statistics, the allowed ranges, the real
+BadNets' signatures, and that the committed synthetic BadNets stay inside the real range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fineprune.benchmark import build, fidelity
+from fineprune.models import build_challenge_model, load_model, read_metadata
+from tests.conftest import REPO_ROOT, require_shared_csaw
+
+
+def test_dormant_share_counts_channels_below_one_percent_of_the_busiest() -> None:
+    means = np.array([0.0, 0.009, 0.011, 0.5, 1.0])
+    assert fidelity.dormant_pct(means) == pytest.approx(40.0)
+
+
+def test_mean_margin_is_top_logit_minus_runner_up() -> None:
+    logits = np.array([[1.0, 5.0, 2.0], [0.0, -1.0, 3.0]])
+    assert fidelity.mean_margin(logits) == pytest.approx((3.0 + 3.0) / 2)
+
+
+def test_class_weight_cosine_uses_the_predicted_class() -> None:
+    kernel = np.array([[1.0, 0.0], [0.0, -1.0]])  # (features, classes)
+    features = np.array([[2.0, 0.0], [1.0, 1.0]])
+    logits = features @ kernel  # first face: class 0 (cosine 1); second: class 0 (cosine 1/sqrt 2)
+    assert fidelity.class_weight_cosine(features, logits, kernel) == pytest.approx((1 + 2 ** -0.5) / 2)
+
+
+def test_weight_rms_is_the_kernel_scale() -> None:
+    model = build_challenge_model(num_classes=3)
+    kernel, bias = model.get_layer("output").get_weights()
+    model.get_layer("output").set_weights([np.full_like(kernel, -0.25), bias])
+    assert fidelity.weight_rms(model, "output") == pytest.approx(0.25)
+
+
+def fake_signature(**values: float) -> dict[str, object]:
+    base = {stat.key: 1.0 for stat in fidelity.STATISTICS}
+    base.update(clean_accuracy_pct=97.0, attack_success_pct={"t": 99.0})
+    return {**base, **values}
+
+
+def test_allowed_ranges_widen_the_real_span() -> None:
+    real = [fake_signature(output_kernel_rms=0.04, conv_3_dormant_pct=5.0),
+            fake_signature(output_kernel_rms=0.08, conv_3_dormant_pct=10.0)]
+    ranges = fidelity.allowed_ranges(real)
+    assert ranges["output_kernel_rms"] == pytest.approx((0.04 - 0.015, 0.08 + 0.015))  # a quarter of the mean
+    assert ranges["conv_3_dormant_pct"] == pytest.approx((0.0, 15.0))  # 5 points
+    assert ranges["clean_accuracy_pct"] == (95.5, 98.5)
+    assert ranges["attack_success_pct"] == (90.0, None)
+
+
+def test_outside_names_what_falls_out_of_range_per_trigger() -> None:
+    ranges = {"attack_success_pct": (90.0, None), "margin_ratio": (1.0, 2.0)}
+    assert fidelity.outside("attack_success_pct", {"eyebrows": 85.0, "lipstick": 99.0}, ranges) == ["eyebrows"]
+    assert fidelity.outside("margin_ratio", 2.5, ranges) == ["margin_ratio"]
+    assert fidelity.outside("margin_ratio", 1.5, ranges) == []
+
+
+def test_signature_of_a_net_has_every_statistic() -> None:
+    model = build_challenge_model(num_classes=5)
+    rng = np.random.default_rng(0)
+    clean, triggered = rng.uniform(0, 255, (6, 55, 47, 3)), rng.uniform(0, 255, (4, 55, 47, 3))
+    signature = fidelity.signature(model, clean, triggered, "unit", 97.0, {"t": 95.0})
+    assert set(signature) == {stat.key for stat in fidelity.STATISTICS}
+    assert 0.0 <= signature["penultimate_active_share"] <= 1.0
+    assert -1.0 <= signature["class_weight_cosine"] <= 1.0
+    assert 0.0 <= signature["conv_3_dormant_pct"] <= 100.0
+
+
+@pytest.fixture(scope="module")
+def real_signatures() -> dict[str, dict[str, object]]:
+    return fidelity.real_signatures(require_shared_csaw())
+
+
+def test_real_badnets_signatures_as_measured(real_signatures) -> None:
+    sunglasses = real_signatures["sunglasses"]
+    assert sunglasses["output_kernel_rms"] == pytest.approx(0.0510, abs=5e-4)
+    assert sunglasses["conv_3_dormant_pct"] == pytest.approx(5.0)  # 3 of 60 channels
+    assert sunglasses["clean_accuracy_pct"] == 97.78  # published
+    for signature in real_signatures.values():
+        assert 0.39 <= signature["penultimate_active_share"] <= 0.45
+        assert signature["class_weight_cosine"] > 0.19  # the predicted class's weights point at the features
+
+
+def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
+    """Everything that needs no training, in seconds: the weights, and features on a few hundred freshly
+    rendered faces; accuracy and attack success as `make badnets` recorded them on the full files."""
+    ranges = fidelity.allowed_ranges(list(real_signatures.values()))
+    labels = np.arange(0, build.NUM_IDENTITIES, 4)
+    clean = build.render_split("test", labels)
+    for spec in build.BADNETS:
+        badnet = load_model(REPO_ROOT / "models" / f"{spec.name}_bd_net.h5")
+        measured = read_metadata(badnet.path)["measured"]
+        triggers = list(spec.triggers)
+        worn = [triggers[i % len(triggers)] for i in range(300)]
+        triggered = build.render_split("poisoned", labels[:300], triggers=worn)
+        signature = fidelity.signature(badnet.model, clean, triggered, badnet.input_scale,
+                                       measured["clean_accuracy_pct"], measured["attack_success_pct"])
+        problems = {stat.key: signature[stat.key] for stat in fidelity.STATISTICS
+                    if fidelity.outside(stat.key, signature[stat.key], ranges)}
+        assert not problems, f"{spec.name} is outside the real range on {problems}"
