@@ -241,6 +241,20 @@ def test_sweep_follows_the_activation_order_and_leaves_the_badnet_alone(sweep, t
     assert point.attack_success_pct == {"trigger": asr}
 
 
+def test_a_layer_that_a_path_bypasses_is_swept_by_zeroing_weights(tiny: TinyBenchmark) -> None:
+    """conv_4 does not cut the net (flatten_1 -> fc_1 goes around it), so its sweep reruns the whole
+    net with zeroed channels; the numbers are those of the net with the channels pruned."""
+    badnet = load_model(tiny.badnet)
+    clean, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
+    activations = mean_channel_activations(badnet.model, "conv_4", clean.x, "unit")
+    points = pruning_sweep(badnet, "conv_4", clean, {"trigger": poisoned}, activations=activations, step=40)
+    assert [p.channels_pruned for p in points] == [0, 40, 80]
+    pruned = prune_channels(badnet.model, "conv_4", pruning_order(activations)[:40])
+    assert points[1].clean_accuracy_pct == accuracy_pct(predict_classes(pruned, clean.x, "unit"), clean.y)
+    assert points[1].attack_success_pct == {
+        "trigger": attack_success_pct(predict_classes(pruned, poisoned.x, "unit"), poisoned.y)}
+
+
 def test_with_every_channel_pruned_the_net_gives_one_class(sweep) -> None:
     badnet, clean, poisoned, _, points = sweep
     silenced = prune_channels(badnet.model, "conv_3", range(60))
