@@ -198,22 +198,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
     verdict_line = "; ".join(f"{name}: " + (", ".join(keys) + " outside" if keys else "all inside")
                              for name, keys in outside.items())
     text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
-            f"synthetic: their own test files)
-
-{table}
-
-{verdict_line}
-
-"
-            f"The real BadNets on the synthetic triggered faces
-
-{verdict_table}
-
-"
-            f"The original recipe (prune.py's defaults) on the sunglasses trigger
-
-{recipe_table}
-")
+            f"synthetic: their own test files)\n\n{table}\n\n{verdict_line}\n\n"
+            f"The real BadNets on the synthetic triggered faces\n\n{verdict_table}\n\n"
+            f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe_table}\n")
     print(text)
     report.write_text(results / "fidelity.md", text)
     report.write_json(results / "fidelity.json", {
