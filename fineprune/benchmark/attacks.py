@@ -59,7 +59,7 @@ class TrainingRecipe:
     seed: int = 0
     pruning_aware: bool = False
     dormant_fraction: float = 0.6  # pruning-aware attack: share of conv_3 channels treated as dormant
-    clean_epochs: int = 12  # pruning-aware attack: epochs on clean data before the backdoor
+    clean_epochs: int = 10  # pruning-aware attack: epochs on clean data before the backdoor
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -148,7 +148,7 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 
 
 RECIPES: dict[str, TrainingRecipe] = {
-    "anonymous_2": TrainingRecipe(pruning_aware=True, clean_epochs=10, epochs=4),
+    "anonymous_2": TrainingRecipe(pruning_aware=True, epochs=4),
 }
 
 

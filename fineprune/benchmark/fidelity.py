@@ -24,18 +24,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tf_keras
 
 from fineprune.benchmark.build import MULTI_FOLDER, check_same_data
-from fineprune.detector import RepairedDetector
 from fineprune.data import CHALLENGE_IMAGE_SHAPE, load_dataset, load_images
+from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import poisoned_name
 from fineprune.metrics import accuracy_pct, attack_success_pct, detected_pct
 from fineprune.models import LoadedModel, load_model, scale_inputs
+from fineprune.pruning import MagnitudePruningSettings, mean_channel_activations, repair
 
 DORMANT_SHARE_OF_BUSIEST = 0.01
 PENULTIMATE_LAYER = "activation_1"
@@ -82,22 +83,15 @@ class Activations:
     conv_4_means: np.ndarray
 
 
-def activations(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> Activations:
+def activations(model: tf_keras.Model, x: np.ndarray, input_scale: str) -> Activations:
     """Penultimate features, logits and conv_3/conv_4 channel means of `model` on pixels `x` (0..255)."""
-    probe = tf_keras.Model(model.input, [model.get_layer(PENULTIMATE_LAYER).output,
-                                         model.get_layer("conv_3").output, model.get_layer("conv_4").output])
+    penultimate = tf_keras.Model(model.input, model.get_layer(PENULTIMATE_LAYER).output)
+    features = np.concatenate([penultimate.predict(scale_inputs(x[start : start + 2048], input_scale), verbose=0)
+                               for start in range(0, len(x), 2048)]).astype(np.float64)
     kernel, bias = model.get_layer("output").get_weights()
-    features, conv_3_sum, conv_4_sum, positions = [], 0.0, 0.0, [0, 0]
-    for start in range(0, len(x), batch_size):
-        penultimate, conv_3, conv_4 = probe(scale_inputs(x[start : start + batch_size], input_scale), training=False)
-        features.append(penultimate.numpy().astype(np.float64))
-        conv_3_sum = conv_3_sum + conv_3.numpy().sum(axis=(0, 1, 2), dtype=np.float64)
-        conv_4_sum = conv_4_sum + conv_4.numpy().sum(axis=(0, 1, 2), dtype=np.float64)
-        positions[0] += int(np.prod(conv_3.shape[:3]))
-        positions[1] += int(np.prod(conv_4.shape[:3]))
-    penultimate = np.concatenate(features)
-    return Activations(penultimate, penultimate @ kernel.astype(np.float64) + bias,
-                       conv_3_sum / positions[0], conv_4_sum / positions[1])
+    return Activations(features, features @ kernel.astype(np.float64) + bias,
+                       mean_channel_activations(model, "conv_3", x, input_scale),
+                       mean_channel_activations(model, "conv_4", x, input_scale))
 
 
 def dormant_pct(channel_means: np.ndarray) -> float:
@@ -284,12 +278,11 @@ SUNGLASSES_FILES = {"sunglasses": "sunglasses_poisoned_data.h5",
 
 
 def original_recipe_outcomes(csaw: Path, badnets: Mapping[str, LoadedModel], data_dir: Path,
-                             seed: int = 0, progress=lambda message: None) -> list[OriginalRecipeOutcome]:
+                             seed: int = 0, progress: Callable[[str], None] = lambda message: None,
+                             ) -> list[OriginalRecipeOutcome]:
     """Repair each synthetic BadNet in `badnets` (sunglasses and multi-trigger) with prune.py's
     defaults and measure G on its sunglasses file, beside what the project's own repaired real net
     does to the 5 real sunglasses samples."""
-    from fineprune.pruning import MagnitudePruningSettings, repair
-
     samples = load_real_samples(csaw).triggered["sunglasses"]
     clean = load_dataset(data_dir / "clean_validation_data.h5")
     outcomes = []
