@@ -215,7 +215,7 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
     from fineprune import plots
     from fineprune.benchmark import build
-    from fineprune.build.triggers import TRIGGERS
+    from fineprune.benchmark.triggers import TRIGGERS
 
     people = [0, 1, 2, 3, 4, 5]
     # The anonymous triggers stay unseen: a defender is told nothing about them.

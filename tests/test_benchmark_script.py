@@ -37,3 +37,12 @@ def test_help_names_every_command(run_cli) -> None:
     assert result.code == 0
     for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle"):
         assert command in result.out
+
+
+def test_gallery_draws_the_published_triggers_only(run_cli, tmp_path: Path) -> None:
+    result = run_cli("benchmark", "gallery", tmp_path / "faces.png")
+    assert result.code == 0, result.err
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "faces.png").convert("RGB"), dtype=np.float32)
+    assert picture.std() > 20  # a real figure, not a blank page
