@@ -38,7 +38,7 @@ def test_every_challenge_file_is_written_in_the_challenge_layout(built: Path) ->
     with h5py.File(built / "clean_validation_data.h5", "r") as h5:
         assert h5["data"].shape == (IDENTITIES * 9, 3, 55, 47) and h5["data"].dtype == np.float64
         assert h5["label"].shape == (IDENTITIES * 9,)
-        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": 1, "seed": 11,
+        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": 2, "seed": 11,
                                   "split": "validation"}
     test = load_dataset(built / "clean_test_data.h5")
     np.testing.assert_array_equal(np.bincount(test.y), np.full(IDENTITIES, 10))
@@ -87,7 +87,7 @@ def test_data_from_another_seed_is_refused_with_how_to_rebuild(built: Path) -> N
     with pytest.raises(InputError) as error:
         build.check_same_data({"data": build.provenance(2020)}, Path("models/m.h5"), clean)
     assert str(error.value) == (
-        f"{clean.path}: built by generator v1 seed 11, but models/m.h5 was trained on generator v1 seed 2020; "
+        f"{clean.path}: built by generator v2 seed 11, but models/m.h5 was trained on generator v2 seed 2020; "
         "rebuild the data with `make data`")
 
 
