@@ -133,7 +133,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from fineprune.data import load_dataset
     from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model
-    from fineprune.pruning import accuracy_drop_points, pruning_sweep
+    from fineprune.pruning_curve import accuracy_drop_points, pruning_sweep
 
     spec = find_badnet(args.badnet, "--badnet")
     data = Path(args.data_dir)

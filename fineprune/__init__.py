@@ -5,7 +5,7 @@ Modules, one concept each:
     files      - writing outputs via a temporary file and a rename
     data       - challenge HDF5 data files and face images
     models     - the challenge architecture, loading, saving and input scaling
-    pruning    - the pruning defenses that produce a repaired net, and the pruning curve
+    pruning_curve - Fine-Pruning's pruning curve: accuracy and attack success channel by channel
     detector   - the repaired detector G built from a BadNet and its repaired net
     metrics    - clean accuracy, attack success rate, share flagged
     evaluation - evaluating a repair on data files or images
@@ -14,6 +14,7 @@ Modules, one concept each:
     plots      - figures
     cli        - plumbing shared by the command-line scripts
 
+    defenses/  - the repair methods, one module each, their registry and shared fine-tuning core
     benchmark/ - the embedded synthetic benchmark (faces, triggers, data build, attacks, fidelity)
 """
 

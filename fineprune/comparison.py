@@ -31,19 +31,9 @@ from fineprune.detector import RepairedDetector
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
-from fineprune.pruning import (
-    ActivationPruningSettings,
-    FineTuningSettings,
-    MagnitudePruningSettings,
-    RepairResult,
-    SweepPoint,
-    accuracy_drop_points,
-    mean_channel_activations,
-    prune_channels,
-    pruning_order,
-    pruning_sweep,
-    repair,
-)
+from fineprune.defenses import RepairSettings, names, repair, settings_for
+from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
+from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
 
 BAR_MAX_ASR_PCT = 1.0
 BAR_MAX_ACCURACY_LOSS_POINTS = 2.0
@@ -57,19 +47,14 @@ class Method:
     """A repair as the comparison names it: a label and the settings prune.py would be given."""
 
     label: str
-    settings: FineTuningSettings
+    settings: RepairSettings
 
 
 def standard_methods(seed: int = 0) -> list[Method]:
-    """prune.py's methods at their defaults, plus Fine-Pruning on the other branch's layer (conv_4),
-    which measures the choice of layer."""
-    return [
-        Method("magnitude", MagnitudePruningSettings(seed=seed)),
-        Method("finetune", ActivationPruningSettings(method="finetune", seed=seed)),
-        Method("prune", ActivationPruningSettings(method="prune", seed=seed)),
-        Method("activation", ActivationPruningSettings(seed=seed)),
-        Method("activation conv_4", ActivationPruningSettings(layer="conv_4", seed=seed)),
-    ]
+    """Every registered method at its defaults, plus Fine-Pruning on the other branch's layer
+    (conv_4), which measures the choice of layer."""
+    return [*(Method(name, settings_for(name, seed=seed)) for name in names()),
+            Method("activation conv_4", settings_for("activation", layer="conv_4", seed=seed))]
 
 
 @dataclass(frozen=True)
@@ -117,20 +102,8 @@ def compare_methods(
         progress(f"{method.label}: repaired in {result.seconds:.0f} s; evaluating")
         evaluation = evaluate(RepairedDetector(badnet, repaired), poisoned_files, clean_test, [],
                               mistakes_per_kind=mistakes_per_kind)
-        outcomes.append(MethodOutcome(method, result.summary(), removed(result, badnet), evaluation))
+        outcomes.append(MethodOutcome(method, result.summary(), result.removed, evaluation))
     return outcomes
-
-
-def removed(result: RepairResult, badnet: LoadedModel) -> str:
-    """What a repair took out of the BadNet, e.g. "25/60 conv_3 channels" or "70% of Dense weights"."""
-    if result.pruned_channels:
-        return ", ".join(
-            f"{len(channels)}/{badnet.model.get_layer(layer).filters} {layer} channels"
-            for layer, channels in result.pruned_channels.items()
-        )
-    if result.sparsity:
-        return f"{100 * min(result.sparsity.values()):.0f}% of Dense weights"
-    return "nothing"
 
 
 def comparison_rows(badnet_name: str, outcomes: Sequence[MethodOutcome]) -> list[ComparisonRow]:
@@ -173,7 +146,7 @@ def outcome_json(outcome: MethodOutcome) -> dict[str, Any]:
     """A method outcome as JSON: its settings, the repair's record and eval.py's numbers."""
     return {
         "method": outcome.method.label,
-        "settings": {"method": outcome.method.settings.method, **asdict(outcome.method.settings)},
+        "settings": asdict(outcome.method.settings),
         "removed": outcome.removed,
         "repair": outcome.repair,
         "evaluation": outcome.evaluation.to_json(),
@@ -294,7 +267,7 @@ def oracle_pruning(badnet: LoadedModel, badnet_name: str, clean_validation: Labe
                 attack_success_pct(predict_classes(model, poisoned.x, badnet.input_scale), poisoned.y))
 
     pruned = measure(prune_channels(badnet.model, layer, channels))
-    settings = ActivationPruningSettings(layer=layer, channels=tuple(channels), seed=seed)
+    settings = settings_for("activation", layer=layer, channels=tuple(channels), seed=seed)
     fine_tuned = measure(repair(badnet, clean_validation, settings, verbose=0).model)
     return OracleResult(badnet_name, trigger, layer, channels, [int(places[c]) + 1 for c in channels], len(places),
                         *pruned, *fine_tuned)

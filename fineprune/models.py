@@ -182,6 +182,16 @@ def predict_classes(
     return np.concatenate(predictions).astype(np.int64)
 
 
+def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> np.ndarray:
+    """What enters the model's last layer (the challenge net's 160 features after add_1 and ReLU)
+    for images `x` (pixels 0..255), chunk by chunk."""
+    features = tf_keras.Model(model.input, model.layers[-1].input)
+    return np.concatenate([
+        features.predict(scale_inputs(x[start : start + _PREDICT_CHUNK], input_scale), batch_size=batch_size, verbose=0)
+        for start in range(0, len(x), _PREDICT_CHUNK)
+    ])
+
+
 def _load_full_model(path: Path) -> tf_keras.Model:
     return tf_keras.models.load_model(path, compile=False)
 

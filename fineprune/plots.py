@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import tf_keras
 
     from fineprune.evaluation import Evaluation, Mistake
-    from fineprune.pruning import SweepPoint
+    from fineprune.pruning_curve import SweepPoint
 
 # Box colours by layer kind; the legend lists the kinds that occur, in this order.
 _KIND_COLOURS = {

@@ -12,8 +12,8 @@ import numpy as np
 from fineprune.evaluation import Evaluation
 from fineprune.files import replacing
 
-if TYPE_CHECKING:  # only for annotations: importing pruning would load TF-MOT
-    from fineprune.pruning import FineTuningSettings, RepairResult
+if TYPE_CHECKING:  # only for annotations: importing the defenses would load TensorFlow
+    from fineprune.defenses import RepairResult, RepairSettings
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -83,7 +83,7 @@ def evaluation_report(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def prune_summary(model: Path, output: Path, settings: FineTuningSettings, result: RepairResult) -> str:
+def prune_summary(model: Path, output: Path, settings: RepairSettings, result: RepairResult) -> str:
     """What prune.py prints once the repaired model is saved."""
     lines = [f"Repaired model: {output} (from {model}, method {settings.method}, seed {settings.seed})"]
     if result.sparsity:
@@ -100,6 +100,8 @@ def prune_summary(model: Path, output: Path, settings: FineTuningSettings, resul
     if result.fine_tuning_steps and not result.sparsity:
         lines.append(f"Fine-tuned for {result.fine_tuning_steps} steps ({settings.epochs} epochs, "
                      f"{result.train_images} images)")
+    if result.details:
+        lines.append("Found: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in result.details.items()))
     lines += [
         f"Held-out clean accuracy ({result.heldout_images} images): "
         f"{result.heldout_accuracy_before_pct:.2f}% before, {result.heldout_accuracy_after_pct:.2f}% after",
@@ -126,7 +128,7 @@ LAB3_SWEEP = {2.0: (75.0, 100.0), 4.0: (80.0, 99.99), 10.0: (86.7, 77.0), 30.0: 
 
 def sweep_comparison(points: dict[float, Any], trigger: str) -> str:
     """The synthetic sunglasses BadNet's pruning curve beside the real lab3 BadNet's, at the same
-    allowed accuracy drops. `points` maps each drop to a `pruning.SweepPoint`."""
+    allowed accuracy drops. `points` maps each drop to a `pruning_curve.SweepPoint`."""
     rows = []
     for drop, point in points.items():
         real_pruned, real_asr = LAB3_SWEEP.get(drop, (None, None))

@@ -17,7 +17,8 @@ from fineprune.comparison import (
     meets_bar,
     standard_methods,
 )
-from fineprune.pruning import ActivationPruningSettings, MagnitudePruningSettings
+from fineprune.defenses import names, settings_for
+from fineprune.defenses.fine_pruning import ActivationPruningSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_SPEC = BadNetSpec("tiny", {"trigger": 0}, ("trigger_poisoned_data.h5",))
@@ -27,10 +28,11 @@ def quick_methods() -> list[Method]:
     """prune.py's methods, with fine-tuning short enough for a test."""
     quick = dict(epochs=1, batch_size=16, seed=0)
     return [
-        Method("magnitude", MagnitudePruningSettings(pruning_frequency=1, **quick)),
-        Method("finetune", ActivationPruningSettings(method="finetune", **quick)),
-        Method("prune", ActivationPruningSettings(method="prune", **quick)),
-        Method("activation", ActivationPruningSettings(prune_fraction=0.5, **quick)),
+        Method("magnitude", settings_for("magnitude", pruning_frequency=1, **quick)),
+        Method("finetune", settings_for("finetune", **quick)),
+        Method("prune", settings_for("prune", **quick)),
+        Method("activation", settings_for("activation", prune_fraction=0.5, **quick)),
+        Method("head", settings_for("head", seed=0)),
     ]
 
 
@@ -46,7 +48,7 @@ def compared(tiny: TinyBenchmark, tmp_path_factory: pytest.TempPathFactory):
 def test_every_method_gets_a_row_after_the_badnets_own(compared) -> None:
     result, _, _ = compared
     assert [(row.badnet, row.trigger, row.method) for row in result.rows] == [
-        ("tiny", "trigger", method) for method in ("none", "magnitude", "finetune", "prune", "activation")
+        ("tiny", "trigger", method) for method in ("none", "magnitude", "finetune", "prune", "activation", "head")
     ]
     badnet_row = result.rows[0]
     assert badnet_row.asr_detector_pct == badnet_row.asr_repaired_net_pct == 100.0
@@ -70,6 +72,7 @@ def test_rows_carry_each_repairs_own_numbers(compared) -> None:
     assert rows["finetune"].removed == "nothing"
     assert rows["activation"].removed == "30/60 conv_3 channels"
     assert rows["magnitude"].removed.endswith("% of Dense weights")
+    assert rows["head"].removed == "the output layer's weights (re-fitted)"
 
 
 def test_figures_are_written_and_not_empty(compared) -> None:
@@ -93,7 +96,7 @@ def test_the_pruning_curve_covers_every_channel(compared) -> None:
 def test_json_holds_rows_repairs_and_curves(compared) -> None:
     result, _, progress = compared
     content = json.loads(json.dumps(result.to_json()))
-    assert len(content["rows"]) == 5 and len(content["pruning_curves"]["tiny"]["points"]) == 61
+    assert len(content["rows"]) == 6 and len(content["pruning_curves"]["tiny"]["points"]) == 61
     (activation,) = [r for r in content["repairs"]["tiny"] if r["method"] == "activation"]
     assert activation["settings"]["prune_fraction"] == 0.5 and len(activation["repair"]["pruned_channels"]["conv_3"]) == 30
     assert progress[0].startswith("[tiny] pruning curve: conv_3")
@@ -118,9 +121,10 @@ def test_the_bar(original: float, detector: float, asr: float, seconds: float, e
     assert meets_bar(original, detector, asr, seconds) is expected
 
 
-def test_standard_methods_are_prune_py_defaults_plus_conv_4() -> None:
+def test_standard_methods_are_every_registered_method_plus_conv_4() -> None:
     methods = standard_methods(seed=7)
-    assert [m.label for m in methods] == ["magnitude", "finetune", "prune", "activation", "activation conv_4"]
+    assert [m.label for m in methods] == [*names(), "activation conv_4"]
+    assert names()[:4] == ["magnitude", "finetune", "prune", "activation"]
     assert all(m.settings.seed == 7 for m in methods)
     assert methods[-1].settings.layer == "conv_4" and methods[3].settings == ActivationPruningSettings(seed=7)
 
@@ -130,7 +134,7 @@ def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tin
     from fineprune.data import load_dataset
     from fineprune.metrics import attack_success_pct
     from fineprune.models import load_model, predict_classes
-    from fineprune.pruning import mean_channel_activations, prune_channels
+    from fineprune.defenses.channels import mean_channel_activations, prune_channels
 
     badnet = load_model(tiny.badnet)
     clean, test, poisoned = (load_dataset(p) for p in (tiny.clean_validation, tiny.clean_test, tiny.poisoned))

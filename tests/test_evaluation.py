@@ -76,7 +76,7 @@ def test_a_net_paired_with_itself_flags_nothing_and_keeps_its_numbers(tiny: Tiny
 
 def test_mistakes_are_real_mistakes_spread_through_the_file(tiny: TinyBenchmark) -> None:
     from fineprune.models import LoadedModel
-    from fineprune.pruning import prune_channels
+    from fineprune.defenses.channels import prune_channels
 
     badnet = load_model(tiny.badnet)
     # A crippled "repair" (every conv_3 channel removed) disagrees with the BadNet almost everywhere.

@@ -277,7 +277,7 @@ def test_draw_mistakes_says_so_when_there_are_none(tmp_path):
 
 
 def test_draw_pruning_curves_plots_accuracy_and_each_trigger(tmp_path):
-    from fineprune.pruning import SweepPoint
+    from fineprune.pruning_curve import SweepPoint
 
     points = [SweepPoint(k, k / 4, 100.0 - 5 * k, {"eyebrows": 100.0 - 20 * k, "lipstick": 90.0}) for k in range(5)]
     fig = plots.draw_pruning_curves({"multi": points, "one": points}, tmp_path / "c.png", "conv_3",

@@ -116,11 +116,12 @@ def _other_input_size_model(bench: TinyBenchmark) -> list[object]:
         (lambda b: [b.badnet, "--clean-data", b.clean_validation, "--output", b.clean_validation],
          "clean_validation_data.h5: --output would overwrite the input"),
         (lambda b: [b.badnet, "--method", "voodoo"], "invalid choice: 'voodoo'"),
+        (lambda b: [b.badnet, "--method", "head"], "--epochs does not apply to --method head"),
     ],
     ids=["missing-model", "not-a-model", "missing-data", "no-data-set", "no-labels", "labels-out-of-range",
          "wrong-image-size", "model-input-mismatch", "sparsity-range", "initial-above-final", "output-is-input",
          "output-is-clean-data",
-         "unknown-method"],
+         "unknown-method", "option-of-another-method"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     run_cli, workdir: TinyBenchmark, make_args, message: str
@@ -163,9 +164,10 @@ def test_the_repaired_net_keeps_the_badnets_data_record(run_cli, workdir: TinyBe
 
 @pytest.mark.parametrize("method", ["activation", "prune", "finetune"])
 def test_fine_pruning_methods_record_settings_that_round_trip(run_cli, workdir: TinyBenchmark, method: str) -> None:
-    from fineprune.pruning import ActivationPruningSettings
+    from fineprune.defenses.fine_pruning import ActivationPruningSettings
 
-    result = run_cli("prune", *prune_args(workdir, "--method", method, "--prune-fraction", 0.25, "--seed", 2))
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--epochs", 1, "--batch-size", 8,
+                     "--quiet", "--method", method, "--prune-fraction", 0.25, "--seed", 2)
     assert result.code == 0, result.err
     metadata = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))
     settings = ActivationPruningSettings(**metadata["settings"])
@@ -176,3 +178,26 @@ def test_fine_pruning_methods_record_settings_that_round_trip(run_cli, workdir: 
         assert pruned == {} and "Fine-tuned for" in result.out
     else:
         assert len(pruned["conv_3"]) == 15 and "Pruned 15 channels of conv_3" in result.out
+
+
+def test_head_records_its_settings_and_what_it_found(run_cli, workdir: TinyBenchmark) -> None:
+    from fineprune.defenses.head import HeadSettings
+
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "head",
+                     "--shrinkage", 0.5, "--seed", 4, "--quiet")
+    assert result.code == 0, result.err
+    metadata = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))
+    assert HeadSettings(**metadata["settings"]) == HeadSettings(shrinkage=0.5, seed=4)
+    assert metadata["result"]["removed"] == "the output layer's weights (re-fitted)"
+    assert "Found: classes fitted 4, feature dimension 160" in result.out
+
+
+def test_help_lists_every_method_and_its_settings(run_cli) -> None:
+    from fineprune import defenses
+
+    result = run_cli("prune", "--help")
+    assert result.code == 0
+    for name in defenses.names():
+        assert f"  {name} " in result.out
+    for option in defenses.option_fields():
+        assert f"--{option.replace('_', '-')}" in result.out

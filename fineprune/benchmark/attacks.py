@@ -27,7 +27,7 @@ from fineprune.benchmark.build import DATA_SEED, BadNetSpec, check_same_data, pr
 from fineprune.data import load_dataset
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, build_challenge_model, save_model
-from fineprune.pruning import HoldChannelsAtZero, mean_channel_activations, pruning_order
+from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 
 PRUNE_LAYER = "conv_3"
 

@@ -35,11 +35,11 @@ from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import poisoned_name
 from fineprune.metrics import accuracy_pct, attack_success_pct, detected_pct
-from fineprune.models import LoadedModel, load_model, scale_inputs
-from fineprune.pruning import MagnitudePruningSettings, mean_channel_activations, repair
+from fineprune.models import LoadedModel, load_model, penultimate_features
+from fineprune.defenses import repair, settings_for
+from fineprune.defenses.channels import mean_channel_activations
 
 DORMANT_SHARE_OF_BUSIEST = 0.01
-PENULTIMATE_LAYER = "activation_1"
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,7 @@ class Activations:
 
 def activations(model: tf_keras.Model, x: np.ndarray, input_scale: str) -> Activations:
     """Penultimate features, logits and conv_3/conv_4 channel means of `model` on pixels `x` (0..255)."""
-    penultimate = tf_keras.Model(model.input, model.get_layer(PENULTIMATE_LAYER).output)
-    features = np.concatenate([penultimate.predict(scale_inputs(x[start : start + 2048], input_scale), verbose=0)
-                               for start in range(0, len(x), 2048)]).astype(np.float64)
+    features = penultimate_features(model, x, input_scale).astype(np.float64)
     kernel, bias = model.get_layer("output").get_weights()
     return Activations(features, features @ kernel.astype(np.float64) + bias,
                        mean_channel_activations(model, "conv_3", x, input_scale),
@@ -292,7 +290,7 @@ def original_recipe_outcomes(csaw: Path, badnets: Mapping[str, LoadedModel], dat
         real_flagged = int(np.sum(real.predict(samples).detector == real.backdoor_class))
         progress(f"{name}: the original recipe (prune.py's defaults, seed {seed}) on {badnet.path}")
         check_same_data(badnet.metadata, badnet.path, clean)
-        result = repair(badnet, clean, MagnitudePruningSettings(seed=seed), verbose=0)
+        result = repair(badnet, clean, settings_for("magnitude", seed=seed), verbose=0)
         repaired = LoadedModel(Path(f"{badnet.path} [magnitude]"), result.model, badnet.input_scale, "file")
         poisoned = load_dataset(data_dir / SUNGLASSES_FILES[name])
         predicted = RepairedDetector(badnet, repaired).predict(poisoned.x)

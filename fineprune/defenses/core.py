@@ -1,0 +1,171 @@
+"""What every repair method shares: its settings' common part, the seeded held-out split, the
+fine-tuning loop and the record of what a repair measured.
+
+A repair starts from a BadNet and clean data only. Part of the clean data is held out (a seeded
+shuffle, not Keras's "last 10%", because the challenge files are ordered by identity) so that the
+repair can report clean accuracy before and after on images it never trained on.
+
+Settings are frozen dataclasses checked up front. A field that `prune.py` exposes as an option
+carries its help text (see `option`); `prune.py` builds its command line from them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from fineprune.data import LabelledImages
+from fineprune.errors import InputError
+from fineprune.metrics import accuracy_pct
+from fineprune.models import LoadedModel, predict_classes, scale_inputs
+
+
+def option(default: Any, help: str, metavar: str, kind: type | None = None) -> Any:
+    """A settings field that `prune.py` offers as `--field-name`; its values are parsed as `kind`
+    (default: the type of `default`)."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "kind": kind or type(default)})
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    """What every repair shares: the held-out split and the seed."""
+
+    method: str = ""
+    validation_split: float = option(0.1, "share of the clean data held out (seeded shuffle) to measure accuracy "
+                                     "before and after", "F")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Check every setting up front, naming the command-line option that sets it."""
+        if not 0.0 < self.validation_split < 1.0:
+            raise InputError(f"--validation-split {self.validation_split:g} is outside (0, 1)")
+
+
+@dataclass(frozen=True)
+class FineTuningSettings(RepairSettings):
+    """A repair that fine-tunes on the clean training part with Adam."""
+
+    epochs: int = option(2, "fine-tuning epochs", "N")
+    batch_size: int = option(10, "fine-tuning batch size", "N")
+    learning_rate: float = option(1e-3, "Adam learning rate", "LR")
+
+    def __post_init__(self) -> None:
+        for name, count in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if count < 1:
+                raise InputError(f"{name} {count} must be at least 1")
+        if not self.learning_rate > 0:
+            raise InputError(f"--learning-rate {self.learning_rate:g} must be positive")
+        super().__post_init__()
+
+
+@dataclass
+class RepairResult:
+    """A repaired net and what the repair measured on held-out clean data."""
+
+    model: tf_keras.Model
+    heldout_accuracy_before_pct: float
+    heldout_accuracy_after_pct: float
+    train_images: int
+    heldout_images: int
+    fine_tuning_steps: int
+    seconds: float
+    removed: str = "nothing"  # what the repair took out or replaced, in words, e.g. "25/60 conv_3 channels"
+    sparsity: dict[str, float] = field(default_factory=dict)  # fraction of zero kernel weights per pruned layer
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # per layer, in pruning order
+    details: dict[str, Any] = field(default_factory=dict)  # what else a method found, e.g. a suspected target
+
+    def summary(self) -> dict[str, object]:
+        """Everything but the model, for recording in the repaired file and in reports."""
+        return {key: value for key, value in asdict(self).items() if key != "model"}
+
+
+def split_heldout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of range(count) into (train indices, held-out indices), both non-empty."""
+    if count < 2:
+        raise InputError(f"need at least 2 clean images to fine-tune and hold out, got {count}")
+    heldout = min(max(1, round(count * fraction)), count - 1)
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[heldout:]), np.sort(order[:heldout])
+
+
+@dataclass
+class RepairRun:
+    """One repair in progress: the seeded split of the clean data, the clock, and the BadNet's
+    held-out accuracy. Every method starts with `RepairRun.start` and ends with `finish`."""
+
+    badnet: LoadedModel
+    clean: LabelledImages
+    train: np.ndarray  # indices into clean
+    heldout: np.ndarray
+    accuracy_before_pct: float
+    started: float
+
+    @classmethod
+    def start(cls, badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings) -> RepairRun:
+        """Make the run repeatable from `settings.seed` and split the clean data into train / held out."""
+        started = time.perf_counter()
+        tf_keras.utils.set_random_seed(settings.seed)
+        tf.config.experimental.enable_op_determinism()
+        train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
+        before = accuracy_pct(badnet.predict_classes(clean.x[heldout]), clean.y[heldout])
+        return cls(badnet, clean, train, heldout, before, started)
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.clean.x[self.train]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.clean.y[self.train]
+
+    def heldout_accuracy_pct(self, model: tf_keras.Model) -> float:
+        """`model`'s accuracy on the held-out clean images."""
+        return accuracy_pct(predict_classes(model, self.clean.x[self.heldout], self.badnet.input_scale),
+                            self.clean.y[self.heldout])
+
+    def fine_tune(self, model: tf_keras.Model, settings: FineTuningSettings,
+                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), verbose: int = 1) -> int:
+        """Fine-tune a compiled-or-not `model` in place on the clean training part with Adam and
+        cross-entropy; returns the number of steps. `verbose` is Keras's (1 bars, 2 lines, 0 silence)."""
+        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        scale = self.badnet.input_scale
+        model.fit(
+            scale_inputs(self.x_train, scale), self.y_train,
+            batch_size=settings.batch_size, epochs=settings.epochs,
+            validation_data=(scale_inputs(self.clean.x[self.heldout], scale), self.clean.y[self.heldout]),
+            callbacks=list(callbacks), verbose=verbose,
+        )
+        return fine_tuning_steps(len(self.train), settings)
+
+    def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:
+        """The record of the repair: held-out accuracy of `model`, sizes, steps, time and what the
+        method found (`sparsity`, `pruned_channels`, `details`)."""
+        return RepairResult(
+            model=model,
+            heldout_accuracy_before_pct=self.accuracy_before_pct,
+            heldout_accuracy_after_pct=self.heldout_accuracy_pct(model),
+            train_images=len(self.train),
+            heldout_images=len(self.heldout),
+            fine_tuning_steps=steps,
+            seconds=time.perf_counter() - self.started,
+            **found,
+        )
+
+
+def fine_tuning_steps(train_images: int, settings: FineTuningSettings) -> int:
+    """How many optimizer steps `settings.epochs` epochs over `train_images` images take."""
+    return math.ceil(train_images / settings.batch_size) * settings.epochs
+
+
+def copy_model(model: tf_keras.Model) -> tf_keras.Model:
+    """A copy of `model` with its own weights, so that a repair leaves the BadNet as it was."""
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
