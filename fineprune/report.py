@@ -187,27 +187,28 @@ def oracle_table(results: Sequence[Any]) -> str:
 def fidelity_table(real: dict[str, dict[str, Any]], synthetic: dict[str, dict[str, Any]],
                    ranges: dict[str, tuple[float | None, float | None]], statistics: Sequence[Any]) -> str:
     """Each signature statistic (`fidelity.STATISTICS`) for the real BadNets (min-max) and each synthetic
-    BadNet, with the allowed range; a value outside it is marked with "(out)"."""
-
-    def number(value: float) -> str:
-        return f"{value:.3g}" if abs(value) < 10 else f"{value:.2f}"
-
-    def span(low: float | None, high: float | None) -> str:
-        return f"{'-inf' if low is None else number(low)} .. {'inf' if high is None else number(high)}"
-
-    def cell(value: Any, low: float | None, high: float | None) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, dict):
-            return ", ".join(cell(v, low, high) for v in value.values()) or "-"
-        out = (low is not None and value < low) or (high is not None and value > high)
-        return number(value) + (" (out)" if out else "")
-
+    BadNet, with the allowed range; a value outside it is marked with "(out)". Percentages get two
+    decimals, the other statistics three significant digits."""
     rows = []
     for stat in statistics:
+        number = "{:.2f}".format if stat.key.endswith("_pct") else "{:.3g}".format
         low, high = ranges[stat.key]
+
+        def span(low: float | None, high: float | None) -> str:
+            if high is None:
+                return f">= {number(low)}" if low is not None else "any"
+            return f"<= {number(high)}" if low is None else f"{number(low)} .. {number(high)}"
+
+        def cell(value: Any) -> str:
+            if value is None:
+                return "-"
+            if isinstance(value, dict):
+                return ", ".join(cell(v) for v in value.values()) or "-"
+            out = (low is not None and value < low) or (high is not None and value > high)
+            return number(value) + (" (out)" if out else "")
+
         values = [v for sig in real.values() for v in
                   (sig[stat.key].values() if isinstance(sig[stat.key], dict) else [sig[stat.key]])]
         rows.append([stat.label, span(min(values), max(values)), span(low, high),
-                     *(cell(sig[stat.key], low, high) for sig in synthetic.values())])
+                     *(cell(sig[stat.key]) for sig in synthetic.values())])
     return markdown_table(["statistic", "real BadNets", "allowed", *synthetic], rows)

@@ -47,6 +47,7 @@ def test_allowed_ranges_widen_the_real_span() -> None:
     ranges = fidelity.allowed_ranges(real)
     assert ranges["output_kernel_rms"] == pytest.approx((0.04 - 0.015, 0.08 + 0.015))  # a quarter of the mean
     assert ranges["conv_3_dormant_pct"] == pytest.approx((0.0, 15.0))  # 5 points
+    assert fidelity.allowed_ranges([fake_signature(conv_4_dormant_pct=0.0)])["conv_4_dormant_pct"] == (0.0, 5.0)
     assert ranges["clean_accuracy_pct"] == (95.5, 98.5)
     assert ranges["attack_success_pct"] == (90.0, None)
 

@@ -139,8 +139,12 @@ def allowed_ranges(real: Sequence[Mapping[str, object]]) -> dict[str, tuple[floa
             ranges[stat.key] = (stat.low, stat.high)
             continue
         values = np.array([float(sig[stat.key]) for sig in real])  # type: ignore[arg-type]
-        pad = DORMANT_WIDEN_POINTS if stat.widen == "points" else abs(values.mean()) / 4
-        ranges[stat.key] = (float(values.min() - pad), float(values.max() + pad))
+        if stat.widen == "points":  # a share of channels: widened by points, never below zero
+            ranges[stat.key] = (max(0.0, float(values.min() - DORMANT_WIDEN_POINTS)),
+                                float(values.max() + DORMANT_WIDEN_POINTS))
+        else:
+            pad = abs(values.mean()) / 4
+            ranges[stat.key] = (float(values.min() - pad), float(values.max() + pad))
     return ranges
 
 
