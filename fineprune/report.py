@@ -83,6 +83,12 @@ def evaluation_report(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def _is_records(value: object) -> bool:
+    """A non-empty list of dicts with the same keys: shown as a table."""
+    return (isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+            and all(item.keys() == value[0].keys() for item in value))
+
+
 def prune_summary(model: Path, output: Path, settings: RepairSettings, result: RepairResult) -> str:
     """What prune.py prints once the repaired model is saved."""
     lines = [f"Repaired model: {output} (from {model}, method {settings.method}, seed {settings.seed})"]
@@ -100,8 +106,14 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
     if result.fine_tuning_steps and not result.sparsity:
         lines.append(f"Fine-tuned for {result.fine_tuning_steps} steps ({settings.epochs} epochs, "
                      f"{result.train_images} images)")
-    if result.details:
-        lines.append("Found: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in result.details.items()))
+    plain = {key: value for key, value in result.details.items() if not _is_records(value)}
+    if plain:
+        lines.append("Found: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in plain.items()))
+    for key, records in result.details.items():
+        if _is_records(records):
+            lines += ["", f"{key.replace('_', ' ').capitalize()}:", "",
+                      markdown_table([column.replace("_", " ") for column in records[0]],
+                                     [list(record.values()) for record in records]), ""]
     lines += [
         f"Held-out clean accuracy ({result.heldout_images} images): "
         f"{result.heldout_accuracy_before_pct:.2f}% before, {result.heldout_accuracy_after_pct:.2f}% after",

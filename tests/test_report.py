@@ -194,3 +194,23 @@ def test_comparison_table_has_one_line_per_row_with_the_bar_in_words() -> None:
         "sunglasses", "sunglasses", "activation", "25/60 conv_3 channels", "31", "97.00", "0.50", "96.90", "0.40",
         "99.60", "no"]
     assert [cell.strip() for cell in lines[2].strip("|").split("|")][-1] == "-"
+
+
+def test_prune_summary_shows_what_a_method_found_with_records_as_a_table() -> None:
+    from pathlib import Path
+
+    from fineprune.defenses.core import RepairResult
+    from fineprune.defenses.unlearn import UnlearnSettings
+    from fineprune.report import prune_summary
+
+    result = RepairResult(model=None, heldout_accuracy_before_pct=96.0, heldout_accuracy_after_pct=95.5,
+                          train_images=90, heldout_images=10, fine_tuning_steps=18, seconds=3.0,
+                          details={"flagged": [0], "examined": [{"target": 0, "anomaly_index": 3.25},
+                                                                {"target": 7, "anomaly_index": -0.5}]})
+    text = prune_summary(Path("bd.h5"), Path("bd_rp.h5"), UnlearnSettings(seed=1), result)
+    assert "Found: flagged [0]" in text
+    lines = text.splitlines()
+    start = lines.index("Examined:")
+    assert cells(lines[start + 2]) == ["target", "anomaly index"]
+    assert cells(lines[start + 4]) == ["0", "3.25"] and cells(lines[start + 5]) == ["7", "-0.50"]
+    assert "Fine-tuned for 18 steps" in text

@@ -130,19 +130,29 @@ class RepairRun:
                             self.clean.y[self.heldout])
 
     def fine_tune(self, model: tf_keras.Model, settings: FineTuningSettings,
-                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), verbose: int = 1) -> int:
-        """Fine-tune a compiled-or-not `model` in place on the clean training part with Adam and
-        cross-entropy; returns the number of steps. `verbose` is Keras's (1 bars, 2 lines, 0 silence)."""
-        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), verbose: int = 1,
+                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> int:
+        """Fine-tune `model` in place with Adam and cross-entropy; returns the number of steps.
+
+        By default on the clean training part with its labels; a method may pass its own `x`
+        (pixels 0..255) and `y`: class labels, or one row of target probabilities per image.
+        `verbose` is Keras's (1 bars, 2 lines, 0 silence)."""
+        x = self.x_train if x is None else x
+        y = self.y_train if y is None else y
+        loss = "sparse_categorical_crossentropy" if y.ndim == 1 else "categorical_crossentropy"
+        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate), loss=loss,
+                      metrics=["accuracy"])
         scale = self.badnet.input_scale
+        heldout_y = self.clean.y[self.heldout]
+        if y.ndim > 1:
+            heldout_y = tf_keras.utils.to_categorical(heldout_y, y.shape[1])
         model.fit(
-            scale_inputs(self.x_train, scale), self.y_train,
+            scale_inputs(x, scale), y,
             batch_size=settings.batch_size, epochs=settings.epochs,
-            validation_data=(scale_inputs(self.clean.x[self.heldout], scale), self.clean.y[self.heldout]),
+            validation_data=(scale_inputs(self.clean.x[self.heldout], scale), heldout_y),
             callbacks=list(callbacks), verbose=verbose,
         )
-        return fine_tuning_steps(len(self.train), settings)
+        return fine_tuning_steps(len(x), settings)
 
     def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:
         """The record of the repair: held-out accuracy of `model`, sizes, steps, time and what the

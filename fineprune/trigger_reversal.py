@@ -1,0 +1,188 @@
+"""Trigger reversal (Neural Cleanse, Wang et al., IEEE S&P 2019): from clean images alone, find for a
+class the smallest stamp that sends almost every image to it, and flag classes whose stamp is
+anomalously small.
+
+A stamp is a mask m (H x W, values 0..1) and a pattern p (H x W x 3, pixels 0..255); a stamped
+image is (1 - m) * x + m * p. For a target class the search minimises cross-entropy towards the
+target plus cost * |m|_1 with Adam, both parametrised through tanh so they stay in range. The cost
+follows the reference schedule: it rises by `cost_multiplier` after `patience` windows in which at
+least `success_threshold` of the stamped images reach the target, and falls by
+`cost_multiplier ** 1.5` after `patience` windows in which they do not. The smallest mask that
+reached the threshold is kept.
+
+A net with 1283 classes cannot afford a search per class, so `find_suspects` proposes them: an
+untargeted search finds the smallest stamp that pushes half the images away from their own class
+and from every class already proposed, and the class most of them land in is proposed next. A
+backdoor target is where stamped images land most easily. A few ordinary classes, drawn at random, are reversed beside the
+suspects so that the anomaly index has a population to stand out from: the index of a class is
+how many (MAD-scaled) deviations its mask size lies below the median of all classes examined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from fineprune.data import PIXEL_MAX
+from fineprune.errors import InputError
+from fineprune.models import predict_classes
+
+MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
+LANDING_SAMPLE = 1024  # stamped images whose classes decide the next suspect
+UNTARGETED_SUCCESS = 0.5  # share of images an untargeted stamp must move: the smallest stamp moving half
+# of them is a backdoor's, if there is one (requiring 99% would also demand moving the target's own images)
+
+
+@dataclass(frozen=True)
+class ReversalSettings:
+    """How hard each search works; the defaults follow the reference implementation where it applies."""
+
+    steps: int = 300  # optimizer steps per class
+    batch_size: int = 32
+    learning_rate: float = 0.1
+    initial_cost: float = 1e-3
+    cost_multiplier: float = 1.5
+    patience: int = 2  # windows of `window` steps
+    window: int = 10
+    success_threshold: float = 0.99
+
+    def __post_init__(self) -> None:
+        for name, count in (("--reversal-steps", self.steps), ("--reversal-batch-size", self.batch_size)):
+            if count < 1:
+                raise InputError(f"{name} {count} must be at least 1")
+        if not 0.0 < self.success_threshold <= 1.0:
+            raise InputError(f"success threshold {self.success_threshold:g} is outside (0, 1]")
+
+
+@dataclass
+class ReversedTrigger:
+    """The smallest stamp found for `target`, and how well it works on images it was not made on."""
+
+    target: int
+    mask: np.ndarray  # (H, W), 0..1
+    pattern: np.ndarray  # (H, W, 3), pixels 0..255
+    reached_threshold: bool
+    hit_rate_pct: float = float("nan")  # share of other classes' held-out images the stamp sends to target
+
+    @property
+    def mask_share_pct(self) -> float:
+        """The mask's L1 norm as a share of the image's pixels (%)."""
+        return float(100.0 * self.mask.sum() / self.mask.size)
+
+    def stamp(self, x: np.ndarray) -> np.ndarray:
+        """Images `x` (pixels 0..255) with this trigger stamped on."""
+        mask = self.mask[..., None].astype(np.float32)
+        return ((1.0 - mask) * x + mask * self.pattern).astype(np.float32)
+
+
+def reverse_trigger(model: tf_keras.Model, x: np.ndarray, target: int, input_scale: str,
+                    settings: ReversalSettings, seed: int) -> ReversedTrigger:
+    """The smallest stamp that sends `settings.success_threshold` of images `x` to `target`."""
+    search = _StampSearch(model, x.shape[1:], input_scale, settings, seed)
+    return search.run(x, lambda probs, labels: -tf.math.log(tf.gather(probs, [target], axis=1)[:, 0] + 1e-7),
+                      lambda probs, labels: tf.cast(tf.argmax(probs, axis=1) == target, tf.float32), target)
+
+
+def find_suspects(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, input_scale: str, count: int,
+                  settings: ReversalSettings, seed: int) -> list[int]:
+    """`count` classes that untargeted stamps land in most easily, one search each (see the module)."""
+    found: list[int] = []
+    for round_ in range(count):
+        avoid = tf.constant(found, dtype=tf.int64)
+
+        def away(probs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            kept = tf.gather(probs, labels[:, None], batch_dims=1)[:, 0]
+            if len(found):
+                kept += tf.reduce_sum(tf.gather(probs, avoid, axis=1), axis=1)
+            return -tf.math.log(1.0 - tf.minimum(kept, 1.0 - 1e-6))
+
+        def escaped(probs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+            return tf.cast(tf.argmax(probs, axis=1) != labels, tf.float32)
+
+        untargeted = replace(settings, success_threshold=UNTARGETED_SUCCESS)
+        search = _StampSearch(model, x.shape[1:], input_scale, untargeted, seed + 7919 * (round_ + 1))
+        stamp = search.run(x, away, escaped, target=-1, labels=y)
+        sample = np.random.default_rng(seed + round_).choice(len(x), min(len(x), LANDING_SAMPLE), replace=False)
+        landed = predict_classes(model, stamp.stamp(x[sample]), input_scale)
+        landed = landed[(landed != y[sample]) & ~np.isin(landed, found)]
+        if len(landed) == 0:
+            break
+        found.append(int(np.bincount(landed).argmax()))
+    return found
+
+
+def anomaly_indices(mask_l1: Sequence[float]) -> np.ndarray:
+    """How far each mask size lies below the median, in MAD-scaled deviations (negative: above)."""
+    sizes = np.asarray(mask_l1, dtype=np.float64)
+    median = np.median(sizes)
+    mad = MAD_CONSISTENCY * np.median(np.abs(sizes - median))
+    return (median - sizes) / max(mad, 1e-12)
+
+
+class _StampSearch:
+    """One mask-and-pattern optimisation with Neural Cleanse's cost schedule."""
+
+    def __init__(self, model: tf_keras.Model, image_shape: tuple[int, ...], input_scale: str,
+                 settings: ReversalSettings, seed: int) -> None:
+        self.model, self.settings = model, settings
+        self.scale = 1.0 / PIXEL_MAX if input_scale == "unit" else 1.0
+        self.rng = np.random.default_rng(seed)
+        height, width = image_shape[:2]
+        self.mask_raw = tf.Variable(self.rng.uniform(-2.0, -1.0, (height, width, 1)).astype(np.float32))
+        self.pattern_raw = tf.Variable(self.rng.uniform(-1.0, 1.0, (height, width, 3)).astype(np.float32))
+        self.optimizer = tf_keras.optimizers.Adam(settings.learning_rate, beta_1=0.5, beta_2=0.9)
+
+    def mask_and_pattern(self) -> tuple[tf.Tensor, tf.Tensor]:
+        mask = (tf.tanh(self.mask_raw) + 1.0) / 2.0
+        pattern = (tf.tanh(self.pattern_raw) + 1.0) / 2.0 * 255.0
+        return mask, pattern
+
+    def run(self, x: np.ndarray, loss_of: Callable, success_of: Callable, target: int,
+            labels: np.ndarray | None = None) -> ReversedTrigger:
+        settings = self.settings
+        labels = np.zeros(len(x), np.int64) if labels is None else labels
+
+        @tf.function(reduce_retracing=True)
+        def step(batch: tf.Tensor, batch_labels: tf.Tensor, cost: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                mask, pattern = self.mask_and_pattern()
+                stamped = (1.0 - mask) * batch + mask * pattern
+                probs = self.model(stamped * self.scale, training=False)
+                l1 = tf.reduce_sum(mask)
+                loss = tf.reduce_mean(loss_of(probs, batch_labels)) + cost * l1
+            variables = [self.mask_raw, self.pattern_raw]
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return tf.reduce_mean(success_of(probs, batch_labels)), l1
+
+        cost = settings.initial_cost
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        above = below = 0
+        successes: list[float] = []
+        for index in range(settings.steps):
+            chosen = self.rng.integers(0, len(x), settings.batch_size)
+            success, l1 = step(tf.constant(x[chosen], tf.float32), tf.constant(labels[chosen]),
+                               tf.constant(cost, tf.float32))
+            successes.append(float(success))
+            if (index + 1) % settings.window:
+                continue
+            rate = float(np.mean(successes))
+            successes = []
+            if rate >= settings.success_threshold:
+                mask, pattern = (t.numpy() for t in self.mask_and_pattern())
+                if best is None or float(l1) < best[0]:
+                    best = (float(l1), mask[..., 0], pattern)
+                above, below = above + 1, 0
+            else:
+                above, below = 0, below + 1
+            if above >= settings.patience:
+                cost, above = cost * settings.cost_multiplier, 0
+            elif below >= settings.patience:
+                cost, below = cost / settings.cost_multiplier ** 1.5, 0
+        if best is None:
+            mask, pattern = (t.numpy() for t in self.mask_and_pattern())
+            return ReversedTrigger(target, mask[..., 0], pattern, reached_threshold=False)
+        return ReversedTrigger(target, best[1], best[2], reached_threshold=True)
