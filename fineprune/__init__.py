@@ -6,6 +6,7 @@ Modules, one concept each:
     data       - challenge HDF5 data files and face images
     models     - the challenge architecture, loading, saving and input scaling
     pruning_curve - Fine-Pruning's pruning curve: accuracy and attack success channel by channel
+    trigger_reversal - Neural Cleanse's trigger reversal and anomaly index
     detector   - the repaired detector G built from a BadNet and its repaired net
     metrics    - clean accuracy, attack success rate, share flagged
     evaluation - evaluating a repair on data files or images

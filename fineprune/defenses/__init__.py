@@ -7,6 +7,8 @@
     magnitude     - the original project's recipe (TF-MOT magnitude pruning of Dense layers)
     fine_pruning  - Fine-Pruning (`activation`) and its halves (`prune`, `finetune`)
     head          - re-fit the output layer on frozen clean features (shrunk LDA)
+    unlearn       - Neural Cleanse: reverse-engineer triggers, flag anomalies, unlearn them
+    fst           - Feature Shift Tuning: a new output layer pushed away from the old
 
 Every other module of this package is a method: it is imported here, which registers it, so
 adding a method touches one new file.
