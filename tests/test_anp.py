@@ -1,0 +1,74 @@
+"""Tests for fineprune.defenses.anp: the perturbed layer computes what it claims, the learned masks
+prune the tinted BadNet's backdoor neurons within the accuracy budget; settings are checked."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import tf_keras
+
+from conftest import TintedBadNet
+from fineprune.defenses.anp import NeuronPruningSettings, PerturbedNeurons, adversarial_neuron_pruning, pruned_copy
+from fineprune.errors import InputError
+from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import predict_classes
+
+QUICK = dict(iterations=200, mask_batch_size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pruned(tinted: TintedBadNet):
+    before = [w.copy() for w in tinted.badnet.model.get_weights()]
+    return before, adversarial_neuron_pruning(tinted.badnet, tinted.clean, NeuronPruningSettings(**QUICK), verbose=0)
+
+
+def test_a_perturbed_layer_scales_each_neurons_kernel_and_bias(tinted: TintedBadNet) -> None:
+    conv = tinted.badnet.model.get_layer("conv_2")
+    wrapper = PerturbedNeurons(conv)
+    x = np.random.default_rng(0).normal(size=(2, *conv.input_shape[1:])).astype(np.float32)
+    np.testing.assert_allclose(wrapper(x), conv(x), rtol=1e-5, atol=1e-5)  # mask 1, no noise: the layer itself
+    mask = np.linspace(0, 1, conv.filters).astype(np.float32)
+    wrapper.mask.assign(mask)
+    wrapper.noise_kernel.assign(np.full(conv.filters, 0.25, np.float32))
+    wrapper.perturbed.assign(True)
+    kernel, bias = conv.get_weights()
+    expected = tf_keras.activations.relu(conv.convolution_op(x, kernel * (mask + 0.25)) + bias * mask)
+    np.testing.assert_allclose(wrapper(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pruning_removes_the_backdoor_within_the_budget(pruned, tinted: TintedBadNet) -> None:
+    before, result = pruned
+    test, poisoned = tinted.test, tinted.poisoned
+    assert result.heldout_accuracy_after_pct >= result.heldout_accuracy_before_pct - 2.0
+    assert attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y) < 50.0
+    assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 90.0
+    for original, now in zip(before, tinted.badnet.model.get_weights()):  # the BadNet is untouched
+        np.testing.assert_array_equal(original, now)
+
+
+def test_pruned_neurons_are_exactly_zero(pruned, tinted: TintedBadNet) -> None:
+    _, result = pruned
+    for layer_name, neurons in result.pruned_channels.items():
+        kernel, bias = result.model.get_layer(layer_name).get_weights()
+        assert not kernel[..., neurons].any() and not bias[neurons].any()
+    assert result.details["mask_threshold"] > 0
+
+
+def test_pruned_copy_leaves_the_model_alone(tinted: TintedBadNet) -> None:
+    model = tinted.badnet.model
+    copy = pruned_copy(model, {"fc_1": np.r_[np.zeros(3), np.ones(157)]}, 0.5)
+    assert not copy.get_layer("fc_1").get_weights()[0][:, :3].any()
+    assert model.get_layer("fc_1").get_weights()[0][:, :3].any()
+
+
+def test_settings_round_trip_and_are_checked() -> None:
+    settings = NeuronPruningSettings(**QUICK)
+    assert NeuronPruningSettings(**asdict(settings)) == settings
+    for bad, message in [(dict(epsilon=1.5), "--epsilon 1.5 is outside [0, 1]"),
+                         (dict(iterations=0), "--iterations 0 must be at least 1"),
+                         (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0")]:
+        with pytest.raises(InputError) as error:
+            NeuronPruningSettings(**bad)
+        assert str(error.value) == message
