@@ -59,6 +59,9 @@ def build_parser() -> cli.ArgumentParser:
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
     compare.add_argument("--badnet", action="append", metavar="NAME",
                          help="compare on this BadNet only (repeatable; default: all four)")
+    compare.add_argument("--method", action="append", metavar="NAME",
+                         help="run this repair method only (repeatable; default: every method of prune.py, "
+                         "and 'activation conv_4')")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
     oracle = commands.add_parser("oracle", help="an analysis, not a defense: prune the conv_3 channels each trigger "
                                  "raises most, then fine-tune; results/oracle.md and .json")
@@ -275,16 +278,25 @@ def ensure_data(data: Path) -> None:
 
 
 def run_comparison(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
     specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
     started = time.perf_counter()
-    ensure_data(data)
     cli.quiet_tensorflow()
     from fineprune import comparison, report
 
+    methods = comparison.standard_methods(args.seed)
+    if args.method:
+        labels = [method.label for method in methods]
+        unknown = [name for name in args.method if name not in labels]
+        if unknown:
+            raise InputError(f"--method {unknown[0]} is not one of {', '.join(labels)}")
+        methods = [method for method in methods if method.label in args.method]
+    ensure_data(data)
     outcome = comparison.compare_benchmark(
-        data, models, specs, comparison.standard_methods(args.seed), figures,
+        data, models, specs, methods, figures,
         progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"),
     )
     table = report.comparison_table(outcome.rows)

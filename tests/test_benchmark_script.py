@@ -26,6 +26,8 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "sweep", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
     assert_bad_input(run_cli("benchmark", "badnets", "--only", "nobody"), "benchmark.py", "--only nobody: no such BadNet")
     assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
+    assert_bad_input(run_cli("benchmark", "compare", "--method", "voodoo"), "benchmark.py",
+                     "--method voodoo is not one of magnitude,")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
                      f"{tmp_path}: no weights/ folder of real challenge BadNets here")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
