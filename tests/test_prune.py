@@ -201,3 +201,10 @@ def test_help_lists_every_method_and_its_settings(run_cli) -> None:
         assert f"  {name} " in result.out
     for option in defenses.option_fields():
         assert f"--{option.replace('_', '-')}" in result.out
+
+
+def test_a_fresh_clone_without_data_is_told_how_to_get_it(run_cli, workdir: TinyBenchmark, tmp_path) -> None:
+    missing = tmp_path / "fresh" / "data" / "clean_validation_data.h5"
+    result = run_cli("prune", workdir.badnet, "--clean-data", missing, *FAST)
+    assert_bad_input(result, "prune.py", f"{missing}: no such file; build the embedded benchmark's data with "
+                     "`make data`, or put the challenge's data files there")
