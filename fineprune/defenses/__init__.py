@@ -10,6 +10,7 @@
     unlearn       - Neural Cleanse: reverse-engineer triggers, flag anomalies, unlearn them
     fst           - Feature Shift Tuning: a new output layer pushed away from the old
     anp           - Adversarial Neuron Pruning: prune the neurons a small perturbation turns bad
+    ibau          - I-BAU: unlearn universal perturbations with the implicit hypergradient
 
 Every other module of this package is a method: it is imported here, which registers it, so
 adding a method touches one new file.
