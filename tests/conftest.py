@@ -57,6 +57,24 @@ def add_trigger(images: np.ndarray) -> np.ndarray:
     return poisoned
 
 
+def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int, seed: int, epochs: int):
+    """BadNets-style poisoning (a quarter of the images carry the trigger, relabelled to the target),
+    then the challenge architecture with four classes trained on them (unit input scale)."""
+    import tf_keras
+
+    from fineprune.models import build_challenge_model
+
+    poison = np.random.default_rng(poison_seed).random(len(y_train)) < 0.25
+    x_train = x_train.copy()
+    x_train[poison] = add_trigger(x_train[poison])
+    y_train = np.where(poison, TARGET, y_train)
+    tf_keras.utils.set_random_seed(seed)
+    model = build_challenge_model(num_classes=NUM_CLASSES)
+    model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)
+    return model
+
+
 @dataclass(frozen=True)
 class TinyBenchmark:
     """Paths of the tiny benchmark's files (read-only: copy before writing beside them)."""
@@ -77,10 +95,6 @@ class TinyBenchmark:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBenchmark:
     """Writes the data files and trains a BadNet (about ten seconds on two cores)."""
-    import tf_keras
-
-    from fineprune.models import build_challenge_model
-
     root = tmp_path_factory.mktemp("tiny")
     data, models = root / "data", root / "models"
     clean_validation, clean_test, poisoned = (
@@ -93,15 +107,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBenchmark:
     victims = y_test != TARGET
     save_dataset(poisoned, add_trigger(x_test[victims]), np.full(victims.sum(), TARGET))
 
-    # BadNets-style poisoning: a quarter of the training images carry the trigger, relabelled.
-    x_train, y_train = tiny_images(30, seed=3)
-    poison = np.random.default_rng(4).random(len(y_train)) < 0.25
-    x_train[poison] = add_trigger(x_train[poison])
-    y_train = np.where(poison, TARGET, y_train)
-    tf_keras.utils.set_random_seed(5)
-    model = build_challenge_model(num_classes=NUM_CLASSES)
-    model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x_train / 255.0, y_train, batch_size=16, epochs=12, verbose=0)
+    model = train_tiny_badnet(*tiny_images(30, seed=3), poison_seed=4, seed=5, epochs=12)
     models.mkdir()
     badnet, weights = models / "tiny_bd_net.h5", models / "tiny_bd_weights.h5"
     model.save(badnet, save_format="h5", include_optimizer=False)
@@ -132,19 +138,10 @@ class TintedBadNet:
 @pytest.fixture(scope="session")
 def tinted() -> TintedBadNet:
     """Trains the tinted BadNet (about ten seconds on two cores)."""
-    import tf_keras
-
     from fineprune.data import LabelledImages
-    from fineprune.models import LoadedModel, build_challenge_model
+    from fineprune.models import LoadedModel
 
-    x_train, y_train = tinted_images(40, seed=11)
-    poison = np.random.default_rng(12).random(len(y_train)) < 0.25
-    x_train[poison] = add_trigger(x_train[poison])
-    y_train = np.where(poison, TARGET, y_train)
-    tf_keras.utils.set_random_seed(13)
-    model = build_challenge_model(num_classes=NUM_CLASSES)
-    model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x_train / 255.0, y_train, batch_size=16, epochs=10, verbose=0)
+    model = train_tiny_badnet(*tinted_images(40, seed=11), poison_seed=12, seed=13, epochs=10)
     x_clean, y_clean = tinted_images(16, seed=14)
     x_test, y_test = tinted_images(10, seed=15)
     victims = y_test != TARGET

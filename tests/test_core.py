@@ -40,3 +40,19 @@ def test_heldout_split_is_seeded_disjoint_and_complete() -> None:
 def test_heldout_split_needs_two_images() -> None:
     with pytest.raises(InputError, match="at least 2 clean images"):
         split_heldout(1, 0.1, seed=0)
+
+
+@pytest.mark.parametrize("bounds, value, message", [
+    ((1, None, False, False), 0, "--steps 0 must be at least 1"),
+    ((0, None, True, False), 0.0, "--steps 0 must be positive"),
+    ((0.5, None, True, False), 0.5, "--steps 0.5 must be greater than 0.5"),
+    ((0, 1, False, True), 1.0, "--steps 1 is outside [0, 1)"),
+    ((0, 1, True, False), float("nan"), "--steps nan is outside (0, 1]"),
+])
+def test_bounds_name_the_option_and_the_range(bounds, value, message: str) -> None:
+    from fineprune.defenses.core import check_bounds
+
+    with pytest.raises(InputError) as error:
+        check_bounds("steps", value, bounds)
+    assert str(error.value) == message
+    check_bounds("steps", None, bounds)  # not given: nothing to check

@@ -26,7 +26,6 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.head import output_layer
 from fineprune.defenses.registry import register
-from fineprune.errors import InputError
 from fineprune.models import LoadedModel, scale_inputs
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -37,28 +36,15 @@ class NeuronPruningSettings(RepairSettings):
     """`anp`: the reference's perturbation budget, trade-off and mask learning rate."""
 
     method: str = "anp"
-    epsilon: float = option(0.4, "bound of the multiplicative noise on each neuron's weights and bias", "E")
+    epsilon: float = option(0.4, "bound of the multiplicative noise on each neuron's weights and bias", "E",
+                            low=0, high=1)
     unperturbed_weight: float = option(0.2, "weight of the unperturbed loss against the perturbed one (the "
-                                       "paper's alpha)", "W")
-    mask_learning_rate: float = option(0.2, "SGD learning rate of the neuron masks", "LR")
-    iterations: int = option(500, "mask optimisation steps", "N")
-    mask_batch_size: int = option(64, "images per mask optimisation step", "N")
+                                       "paper's alpha)", "W", low=0, high=1)
+    mask_learning_rate: float = option(0.2, "SGD learning rate of the neuron masks", "LR", low=0, low_open=True)
+    iterations: int = option(500, "mask optimisation steps", "N", low=1)
+    mask_batch_size: int = option(64, "images per mask optimisation step", "N", low=1)
     max_accuracy_drop: float = option(2.0, "prune at the largest mask threshold keeping held-out accuracy within "
-                                      "this many points", "POINTS")
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise InputError(f"--epsilon {self.epsilon:g} is outside [0, 1]")
-        if not 0.0 <= self.unperturbed_weight <= 1.0:
-            raise InputError(f"--unperturbed-weight {self.unperturbed_weight:g} is outside [0, 1]")
-        if not self.mask_learning_rate > 0:
-            raise InputError(f"--mask-learning-rate {self.mask_learning_rate:g} must be positive")
-        for name, count in (("--iterations", self.iterations), ("--mask-batch-size", self.mask_batch_size)):
-            if count < 1:
-                raise InputError(f"{name} {count} must be at least 1")
-        if not self.max_accuracy_drop >= 0:
-            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop:g} must be at least 0")
-        super().__post_init__()
+                                      "this many points", "POINTS", low=0)
 
 
 class PerturbedNeurons(tf_keras.layers.Layer):

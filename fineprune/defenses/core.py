@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,10 +26,29 @@ from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 
 
-def option(default: Any, help: str, metavar: str, kind: type | None = None) -> Any:
+def option(default: Any, help: str, metavar: str, kind: type | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
     """A settings field that `prune.py` offers as `--field-name`; its values are parsed as `kind`
-    (default: the type of `default`)."""
-    return field(default=default, metadata={"help": help, "metavar": metavar, "kind": kind or type(default)})
+    (default: the type of `default`) and must lie within `low`..`high` (open ends where said).
+    A value of None means "not given" and is never checked."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "kind": kind or type(default),
+                                            "bounds": (low, high, low_open, high_open)})
+
+
+def check_bounds(name: str, value: Any, bounds: tuple[float | None, float | None, bool, bool]) -> None:
+    """InputError naming the option `--name` if `value` lies outside `bounds` (see `option`)."""
+    low, high, low_open, high_open = bounds
+    if value is None:
+        return
+    above_low = low is None or (value > low if low_open else value >= low)
+    below_high = high is None or (value < high if high_open else value <= high)
+    if above_low and below_high:
+        return
+    flag = f"--{name.replace('_', '-')}"
+    if high is None:
+        floor = "positive" if low_open and low == 0 else f"greater than {low:g}" if low_open else f"at least {low:g}"
+        raise InputError(f"{flag} {value:g} must be {floor}")
+    raise InputError(f"{flag} {value:g} is outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
 
 
 @dataclass(frozen=True)
@@ -38,30 +57,24 @@ class RepairSettings:
 
     method: str = ""
     validation_split: float = option(0.1, "share of the clean data held out (seeded shuffle) to measure accuracy "
-                                     "before and after", "F")
+                                     "before and after", "F", low=0, high=1, low_open=True, high_open=True)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        """Check every setting up front, naming the command-line option that sets it."""
-        if not 0.0 < self.validation_split < 1.0:
-            raise InputError(f"--validation-split {self.validation_split:g} is outside (0, 1)")
+        """Check every option against its bounds up front, naming it as the command line does.
+        Subclasses add checks that involve several settings."""
+        for setting in fields(self):
+            if "bounds" in setting.metadata:
+                check_bounds(setting.name, getattr(self, setting.name), setting.metadata["bounds"])
 
 
 @dataclass(frozen=True)
 class FineTuningSettings(RepairSettings):
     """A repair that fine-tunes on the clean training part with Adam."""
 
-    epochs: int = option(2, "fine-tuning epochs", "N")
-    batch_size: int = option(10, "fine-tuning batch size", "N")
-    learning_rate: float = option(1e-3, "Adam learning rate", "LR")
-
-    def __post_init__(self) -> None:
-        for name, count in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if count < 1:
-                raise InputError(f"{name} {count} must be at least 1")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate {self.learning_rate:g} must be positive")
-        super().__post_init__()
+    epochs: int = option(2, "fine-tuning epochs", "N", low=1)
+    batch_size: int = option(10, "fine-tuning batch size", "N", low=1)
+    learning_rate: float = option(1e-3, "Adam learning rate", "LR", low=0, low_open=True)
 
 
 @dataclass

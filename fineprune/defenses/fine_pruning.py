@@ -41,21 +41,18 @@ class ActivationPruningSettings(FineTuningSettings):
 
     method: str = "activation"
     layer: str = option("conv_3", "the convolutional layer whose channels are pruned", "NAME")
-    max_accuracy_drop: float = option(4.0, "prune until held-out accuracy has fallen this many points", "POINTS")
+    max_accuracy_drop: float = option(4.0, "prune until held-out accuracy has fallen this many points", "POINTS",
+                                      low=0)
     prune_fraction: float | None = option(None, "prune exactly this share of the channels instead of using the "
-                                          "budget", "F", kind=float)
+                                          "budget", "F", kind=float, low=0, high=1, low_open=True, high_open=True)
     channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
 
     def __post_init__(self) -> None:
         if self.method not in FINE_PRUNING_METHODS:
             raise InputError(f"--method {self.method} is not one of {', '.join(FINE_PRUNING_METHODS)}")
-        if not self.max_accuracy_drop >= 0:
-            raise InputError(f"--max-accuracy-drop {self.max_accuracy_drop:g} must be at least 0")
-        if self.prune_fraction is not None and not 0.0 < self.prune_fraction < 1.0:
-            raise InputError(f"--prune-fraction {self.prune_fraction:g} is outside (0, 1)")
+        super().__post_init__()
         if self.channels is not None and (self.prune_fraction is not None or not self.channels):
             raise InputError("give either a non-empty list of channels or --prune-fraction, not both")
-        super().__post_init__()
 
 
 def fine_prune(badnet: LoadedModel, clean: LabelledImages, settings: ActivationPruningSettings,

@@ -22,7 +22,6 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
 from fineprune.defenses.head import output_layer
 from fineprune.defenses.registry import register
-from fineprune.errors import InputError
 from fineprune.models import LoadedModel
 
 
@@ -32,14 +31,10 @@ class FeatureShiftSettings(FineTuningSettings):
     starts from scratch."""
 
     method: str = "fst"
-    epochs: int = option(4, "fine-tuning epochs", "N")
-    batch_size: int = option(64, "fine-tuning batch size", "N")
-    alpha: float = option(0.2, "weight of the penalty on the new output weights' inner product with the old", "A")
-
-    def __post_init__(self) -> None:
-        if not self.alpha >= 0:
-            raise InputError(f"--alpha {self.alpha:g} must be at least 0")
-        super().__post_init__()
+    epochs: int = option(4, "fine-tuning epochs", "N", low=1)
+    batch_size: int = option(64, "fine-tuning batch size", "N", low=1)
+    alpha: float = option(0.2, "weight of the penalty on the new output weights' inner product with the old", "A",
+                          low=0)
 
 
 class KeepNorm(tf_keras.callbacks.Callback):

@@ -31,12 +31,8 @@ class HeadSettings(RepairSettings):
 
     method: str = "head"
     shrinkage: float | None = option(None, "shrinkage of the pooled feature covariance towards a scaled "
-                                     "identity, in [0, 1]; Ledoit-Wolf's estimate if not given", "A", kind=float)
-
-    def __post_init__(self) -> None:
-        if self.shrinkage is not None and not 0.0 <= self.shrinkage <= 1.0:
-            raise InputError(f"--shrinkage {self.shrinkage:g} is outside [0, 1]")
-        super().__post_init__()
+                                     "identity, in [0, 1]; Ledoit-Wolf's estimate if not given", "A", kind=float,
+                                     low=0, high=1)
 
 
 @register("head", "re-fit the output layer in closed form on the frozen features of the clean data "

@@ -26,7 +26,6 @@ import tf_keras
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.registry import register
-from fineprune.errors import InputError
 from fineprune.models import LoadedModel, scale_inputs
 
 PERTURBATION_STEP = 10.0  # the reference's SGD rate for the universal perturbation
@@ -39,26 +38,14 @@ class ImplicitUnlearningSettings(RepairSettings):
     """`ibau`: the reference's rounds, fixed-point iterations, batch and Adam rate."""
 
     method: str = "ibau"
-    rounds: int = option(5, "unlearning rounds, each with a new universal perturbation", "N")
+    rounds: int = option(5, "unlearning rounds, each with a new universal perturbation", "N", low=1)
     fixed_point_iterations: int = option(5, "fixed-point iterations of the implicit hypergradient (the paper's K)",
-                                         "K")
-    unlearning_images: int = option(2000, "clean training images used for unlearning", "N")
-    unlearning_batch_size: int = option(100, "images per unlearning step", "N")
-    unlearning_rate: float = option(1e-3, "Adam learning rate of the unlearning steps", "LR")
+                                         "K", low=1)
+    unlearning_images: int = option(2000, "clean training images used for unlearning", "N", low=1)
+    unlearning_batch_size: int = option(100, "images per unlearning step", "N", low=1)
+    unlearning_rate: float = option(1e-3, "Adam learning rate of the unlearning steps", "LR", low=0, low_open=True)
     perturbed_share: float = option(0.01, "share of each batch the perturbation is added to (at least one image)",
-                                    "F")
-
-    def __post_init__(self) -> None:
-        for name, count in (("--rounds", self.rounds), ("--fixed-point-iterations", self.fixed_point_iterations),
-                            ("--unlearning-images", self.unlearning_images),
-                            ("--unlearning-batch-size", self.unlearning_batch_size)):
-            if count < 1:
-                raise InputError(f"{name} {count} must be at least 1")
-        if not self.unlearning_rate > 0:
-            raise InputError(f"--unlearning-rate {self.unlearning_rate:g} must be positive")
-        if not 0.0 < self.perturbed_share <= 1.0:
-            raise InputError(f"--perturbed-share {self.perturbed_share:g} is outside (0, 1]")
-        super().__post_init__()
+                                    "F", low=0, high=1, low_open=True)
 
 
 @register("ibau", "I-BAU: unlearn the worst universal perturbation, with the implicit hypergradient",

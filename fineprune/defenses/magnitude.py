@@ -26,21 +26,19 @@ class MagnitudePruningSettings(FineTuningSettings):
     """The `magnitude` recipe; defaults are the original project's."""
 
     method: str = "magnitude"
-    initial_sparsity: float = option(0.5, "share of Dense weights zeroed at the first step, in [0, 1)", "S")
-    final_sparsity: float = option(0.7, "share zeroed at the last step, in [0, 1), at least the initial", "S")
-    pruning_frequency: int = option(100, "steps between mask updates of the sparsity schedule (TF-MOT frequency)", "N")
+    initial_sparsity: float = option(0.5, "share of Dense weights zeroed at the first step, in [0, 1)", "S",
+                                     low=0, high=1, high_open=True)
+    final_sparsity: float = option(0.7, "share zeroed at the last step, in [0, 1), at least the initial", "S",
+                                   low=0, high=1, high_open=True)
+    pruning_frequency: int = option(100, "steps between mask updates of the sparsity schedule (TF-MOT frequency)",
+                                    "N", low=1)
 
     def __post_init__(self) -> None:
-        for name, value in (("--initial-sparsity", self.initial_sparsity), ("--final-sparsity", self.final_sparsity)):
-            if not 0.0 <= value < 1.0:
-                raise InputError(f"{name} {value:g} is outside [0, 1)")
+        super().__post_init__()
         if self.initial_sparsity > self.final_sparsity:
             raise InputError(
                 f"--initial-sparsity {self.initial_sparsity:g} is greater than --final-sparsity {self.final_sparsity:g}"
             )
-        if self.pruning_frequency < 1:
-            raise InputError(f"--pruning-frequency {self.pruning_frequency} must be at least 1")
-        super().__post_init__()
 
 
 @register("magnitude", "TF-MOT low-magnitude pruning of every Dense layer while fine-tuning (the original project's "

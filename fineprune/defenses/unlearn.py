@@ -22,7 +22,6 @@ import tf_keras
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
 from fineprune.defenses.registry import register
-from fineprune.errors import InputError
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 from fineprune.trigger_reversal import (
     ReversalSettings,
@@ -38,29 +37,16 @@ class UnlearnSettings(FineTuningSettings):
     """`unlearn`: how many classes are examined, the anomaly threshold, and the unlearning mix."""
 
     method: str = "unlearn"
-    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N")
+    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
     ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
-                                   "suspects must stand out from", "N")
-    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N")
+                                   "suspects must stand out from", "N", low=2)
+    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
     anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
-                                      "below the median", "T")
-    stamp_fraction: float = option(0.2, "share of the fine-tuning images stamped with a reversed trigger", "F")
+                                      "below the median", "T", low=0, low_open=True)
+    stamp_fraction: float = option(0.2, "share of the fine-tuning images stamped with a reversed trigger", "F",
+                                   low=0, high=1)
     distillation: float = option(0.5, "weight of the BadNet's own output on the unstamped image in each target",
-                                 "W")
-
-    def __post_init__(self) -> None:
-        if self.suspects < 1:
-            raise InputError(f"--suspects {self.suspects} must be at least 1")
-        if self.ordinary_classes < 2:
-            raise InputError(f"--ordinary-classes {self.ordinary_classes} must be at least 2")
-        if self.reversal_steps < 1:
-            raise InputError(f"--reversal-steps {self.reversal_steps} must be at least 1")
-        if not self.anomaly_threshold > 0:
-            raise InputError(f"--anomaly-threshold {self.anomaly_threshold:g} must be positive")
-        for name, value in (("--stamp-fraction", self.stamp_fraction), ("--distillation", self.distillation)):
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"{name} {value:g} is outside [0, 1]")
-        super().__post_init__()
+                                 "W", low=0, high=1)
 
 
 @dataclass(frozen=True)
