@@ -12,6 +12,7 @@ the float32 result: peak memory stays near the size of that result instead of th
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -63,7 +64,7 @@ def load_dataset(
     float or integer, values 0..255. Raises InputError naming the file on any problem.
     """
     path = Path(path)
-    with _open_hdf5(path) as h5:
+    with open_hdf5(path) as h5:
         data = _dataset(h5, "data", path)
         labels = _dataset(h5, "label", path)
         channels_first, height, width = _image_layout(data.shape, path, image_shape)
@@ -139,7 +140,9 @@ def _first_run_hint(path: Path) -> str:
     return ""
 
 
-def _open_hdf5(path: Path) -> h5py.File:
+def open_hdf5(path: Path) -> h5py.File:
+    """An HDF5 file opened for reading, or InputError saying what is wrong with it (missing, a folder,
+    not HDF5, cut short)."""
     if not path.exists():
         raise InputError(f"{path}: no such file{_first_run_hint(path)}")
     if not path.is_file():
@@ -149,6 +152,10 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as error:
+        cut = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(error))
+        if cut:
+            raise InputError(f"{path}: the file is cut short ({int(cut[1]):,} of {int(cut[2]):,} bytes); "
+                             "copy or download it again") from None
         raise InputError(f"{path}: cannot open the HDF5 file ({first_line(error)})") from None
 
 

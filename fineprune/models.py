@@ -26,7 +26,7 @@ import numpy as np
 import tf_keras
 from tf_keras import layers
 
-from fineprune.data import CHALLENGE_IMAGE_SHAPE, PIXEL_MAX
+from fineprune.data import CHALLENGE_IMAGE_SHAPE, PIXEL_MAX, open_hdf5
 from fineprune.errors import InputError
 from fineprune.files import first_line, replacing
 
@@ -90,12 +90,10 @@ def load_model(
     what the repaired net made from this BadNet records), else unit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if not h5py.is_hdf5(path):
+    if path.is_file() and not h5py.is_hdf5(path):
         raise InputError(f"{path}: not a Keras model (not an HDF5 file)")
     metadata = read_metadata(path)
-    with h5py.File(path, "r") as h5:
+    with open_hdf5(path) as h5:
         kind = "full" if "model_config" in h5.attrs else "weights" if "layer_names" in h5.attrs else None
     if kind is None:
         raise InputError(f"{path}: not a Keras model (no model_config or layer_names in the HDF5 file)")
@@ -135,7 +133,7 @@ def resolve_input_scale(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """What this tool recorded in a model file it wrote ({} for files from elsewhere)."""
-    with h5py.File(path, "r") as h5:
+    with open_hdf5(Path(path)) as h5:
         raw = h5.attrs.get(METADATA_ATTR)
     if raw is None:
         return {}

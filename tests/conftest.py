@@ -190,6 +190,13 @@ def file_digests(folder: Path) -> dict[str, str]:
     }
 
 
+def cut_short(path: Path, name: str) -> Path:
+    """A copy of `path` beside it, named `name`, with only its first half: a broken download."""
+    copy = path.with_name(name)
+    copy.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return copy
+
+
 def assert_bad_input(result: CliResult, script: str, message: str) -> None:
     """Exit status 2, and the error is one line, the last on stderr, naming the problem; progress
     lines may come before it, a traceback may not."""

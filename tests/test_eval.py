@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_bad_input, REPO_ROOT, TinyBenchmark, add_trigger, file_digests, require_shared_csaw, tiny_images
+from conftest import (REPO_ROOT, TinyBenchmark, add_trigger, assert_bad_input, cut_short, file_digests, require_shared_csaw,
+                      tiny_images)
 from fineprune.data import load_dataset, save_dataset
 from fineprune.models import build_challenge_model, load_model, save_model
 
@@ -206,11 +207,17 @@ def _benchmark_badnet_on_other_data(bench: TinyBenchmark) -> list[object]:
         (lambda b: [_png(b.root, "face.png", (47, 55)), b.badnet, "--repaired", b.badnet, "--plots", b.root],
          "face.png: --plots needs .h5 data with labels, not images"),
         (lambda b: [b.poisoned, b.badnet, "--repaired", b.badnet, "--plots", b.badnet], "--plots names a file, not a folder"),
+        (lambda b: [b.poisoned, cut_short(b.badnet, "cut_bd_net.h5"), "--repaired", b.badnet],
+         "cut_bd_net.h5: the file is cut short"),
+        (lambda b: [b.poisoned, b.badnet, "--repaired", cut_short(b.badnet, "cut_rp.h5")], "cut_rp.h5: the file is cut short"),
+        (lambda b: [cut_short(b.poisoned, "cut_poisoned_data.h5"), b.badnet, "--repaired", b.badnet, "--clean-data",
+                    b.clean_test], "cut_poisoned_data.h5: the file is cut short"),
     ],
     ids=["missing-model", "data-mismatch", "missing-data", "missing-repaired", "repaired-not-a-model", "repaired-classes",
          "labels-out-of-range", "model-input-mismatch", "missing-clean-data", "image-size", "missing-image",
          "unreadable-image", "mixed-inputs", "unknown-input", "no-data",
-         "json-is-model", "json-is-data", "plots-of-images", "plots-is-a-file"],
+         "json-is-model", "json-is-data", "plots-of-images", "plots-is-a-file", "model-cut-short", "repaired-cut-short",
+         "data-cut-short"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     run_cli, workdir: TinyBenchmark, make_args, message: str

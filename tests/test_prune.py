@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from conftest import TinyBenchmark, assert_bad_input, file_digests
+from conftest import TinyBenchmark, assert_bad_input, cut_short, file_digests
 from fineprune.data import save_dataset
 from fineprune.models import build_challenge_model, read_metadata
 
@@ -117,11 +117,12 @@ def _other_input_size_model(bench: TinyBenchmark) -> list[object]:
          "clean_validation_data.h5: --output would overwrite the input"),
         (lambda b: [b.badnet, "--method", "voodoo"], "invalid choice: 'voodoo'"),
         (lambda b: [b.badnet, "--method", "head"], "--epochs does not apply to --method head"),
+        (lambda b: [cut_short(b.badnet, "cut_bd_net.h5")], "cut_bd_net.h5: the file is cut short"),
     ],
     ids=["missing-model", "not-a-model", "missing-data", "no-data-set", "no-labels", "labels-out-of-range",
          "wrong-image-size", "model-input-mismatch", "sparsity-range", "initial-above-final", "output-is-input",
          "output-is-clean-data",
-         "unknown-method", "option-of-another-method"],
+         "unknown-method", "option-of-another-method", "model-cut-short"],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     run_cli, workdir: TinyBenchmark, make_args, message: str
