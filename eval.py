@@ -24,7 +24,8 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="DATA... MODEL",
                         help="poisoned .h5 file(s), folder(s) of them, or image(s); then the BadNet model")
-    parser.add_argument("--repaired", metavar="H5", help="repaired model (default: MODEL stem + _rp.h5, as prune.py writes it)")
+    parser.add_argument("--repaired", metavar="FILE", help="repaired model, .h5 or .keras (default: MODEL stem + _rp.h5, "
+                        "as prune.py writes it)")
     parser.add_argument("--clean-data", default="data/clean_test_data.h5", metavar="H5",
                         help="clean test data, evaluated whenever DATA holds .h5 files (default: %(default)s)")
     parser.add_argument("--input-scale", choices=["unit", "raw"],

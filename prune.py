@@ -26,10 +26,12 @@ def build_parser() -> cli.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods:\n" + "\n".join(f"  {name:<12} {defenses.get(name).summary}" for name in defenses.names()),
     )
-    parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 model or challenge weights-only .h5")
+    parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 or .keras model, or challenge "
+                        "weights-only .h5")
     parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
                         help="clean data for the repair and the held-out check (HDF5 with data, label; default: %(default)s)")
-    parser.add_argument("--output", metavar="H5", help="where to write the repaired model (default: MODEL stem + _rp.h5)")
+    parser.add_argument("--output", metavar="FILE", help="where to write the repaired model: .h5 (HDF5) or .keras "
+                        "(tf-keras's archive) (default: MODEL stem + _rp.h5)")
     parser.add_argument("--method", choices=defenses.names(), default="magnitude",
                         help="the repair method, described below (default: %(default)s)")
     parser.add_argument("--input-scale", choices=["unit", "raw"],

@@ -1,15 +1,16 @@
 """The challenge architecture, and loading, saving and running Keras models.
 
-Two kinds of model file exist in the wild:
-- full models (`model_config` in the HDF5 attributes), from Keras 2.2.4 up to tf-keras 2.21;
+Three kinds of model file exist in the wild:
+- full HDF5 models (`model_config` in the HDF5 attributes), from Keras 2.2.4 up to tf-keras 2.21;
 - weights only (`layer_names`, no `model_config`), as the challenge published its BadNets: the
   architecture is built here and the weights loaded by layer name, with the number of classes
-  taken from the output kernel.
+  taken from the output kernel;
+- tf-keras's native `.keras` archives (a zip holding config.json and the weights).
 
 Input scaling: some real BadNets expect x/255 ("unit"), others raw 0..255 pixels ("raw"), and
-feeding the wrong one silently gives nonsense. Files this tool writes record the scale in a JSON
-attribute (`METADATA_ATTR`), together with how they were made; files from elsewhere default to
-"unit" unless the user says otherwise.
+feeding the wrong one silently gives nonsense. Files this tool writes record the scale in JSON
+(an HDF5 attribute `METADATA_ATTR`, or the archive entry `METADATA_ENTRY`), together with how
+they were made; files from elsewhere default to "unit" unless the user says otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -34,7 +36,8 @@ InputScale = Literal["unit", "raw"]
 INPUT_SCALES: tuple[str, ...] = ("unit", "raw")
 DEFAULT_INPUT_SCALE: InputScale = "unit"
 CHALLENGE_NUM_CLASSES = 1283
-METADATA_ATTR = "fineprune_metadata"
+METADATA_ATTR = "fineprune_metadata"  # HDF5 attribute
+METADATA_ENTRY = "fineprune_metadata.json"  # entry of a .keras archive
 _PREDICT_CHUNK = 2048
 
 
@@ -90,13 +93,16 @@ def load_model(
     what the repaired net made from this BadNet records), else unit.
     """
     path = Path(path)
-    if path.is_file() and not h5py.is_hdf5(path):
-        raise InputError(f"{path}: not a Keras model (not an HDF5 file)")
-    metadata = read_metadata(path)
-    with open_hdf5(path) as h5:
-        kind = "full" if "model_config" in h5.attrs else "weights" if "layer_names" in h5.attrs else None
+    if _is_keras_archive(path):
+        kind = "full"
+    elif path.is_file() and not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not a Keras model (neither an HDF5 file nor a .keras archive)")
+    else:
+        with open_hdf5(path) as h5:
+            kind = "full" if "model_config" in h5.attrs else "weights" if "layer_names" in h5.attrs else None
     if kind is None:
         raise InputError(f"{path}: not a Keras model (no model_config or layer_names in the HDF5 file)")
+    metadata = read_metadata(path)
     try:
         model = _load_full_model(path) if kind == "full" else _load_challenge_weights(path)
     except InputError:
@@ -132,9 +138,15 @@ def resolve_input_scale(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """What this tool recorded in a model file it wrote ({} for files from elsewhere)."""
-    with open_hdf5(Path(path)) as h5:
-        raw = h5.attrs.get(METADATA_ATTR)
+    """What this tool recorded in a model file it wrote ({} for files from elsewhere): an attribute
+    of an HDF5 file, or an entry of a .keras archive."""
+    path = Path(path)
+    if _is_keras_archive(path):
+        with zipfile.ZipFile(path) as archive:
+            raw = archive.read(METADATA_ENTRY) if METADATA_ENTRY in archive.namelist() else None
+    else:
+        with open_hdf5(path) as h5:
+            raw = h5.attrs.get(METADATA_ATTR)
     if raw is None:
         return {}
     try:
@@ -147,9 +159,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def save_model(
     model: tf_keras.Model, path: str | os.PathLike, metadata: dict[str, Any], weights_only: bool = False
 ) -> None:
-    """Save a full model, or with `weights_only` a challenge-style weights file (HDF5), with
-    `metadata` recorded, via a temporary file and a rename."""
+    """Save a full model (HDF5, or tf-keras's .keras archive when `path` ends in .keras), or with
+    `weights_only` a challenge-style HDF5 weights file, with `metadata` recorded, via a temporary
+    file and a rename."""
+    record = json.dumps(metadata, sort_keys=True)
     with replacing(path) as tmp, warnings.catch_warnings():
+        if Path(path).suffix == ".keras" and not weights_only:
+            model.save(tmp)  # the temporary name ends in .keras too, which selects the format
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(METADATA_ENTRY, record)
+            return
         # HDF5 is the challenge's format on purpose; Keras's "legacy format" warning is noise here.
         warnings.filterwarnings("ignore", message=".*HDF5 file.*", category=UserWarning)
         if weights_only:
@@ -157,7 +176,7 @@ def save_model(
         else:
             model.save(tmp, save_format="h5", include_optimizer=False)
         with h5py.File(tmp, "a") as h5:
-            h5.attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True)
+            h5.attrs[METADATA_ATTR] = record
 
 
 def scale_inputs(x: np.ndarray, input_scale: str) -> np.ndarray:
@@ -188,6 +207,14 @@ def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str,
         features.predict(scale_inputs(x[start : start + _PREDICT_CHUNK], input_scale), batch_size=batch_size, verbose=0)
         for start in range(0, len(x), _PREDICT_CHUNK)
     ])
+
+
+def _is_keras_archive(path: Path) -> bool:
+    """A tf-keras native .keras file: a zip archive holding the model's config.json."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "config.json" in archive.namelist()
 
 
 def _load_full_model(path: Path) -> tf_keras.Model:

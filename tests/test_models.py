@@ -80,6 +80,20 @@ def test_saved_metadata_round_trips_and_sets_the_input_scale(tiny: TinyBenchmark
     assert [p.name for p in tmp_path.iterdir()] == ["saved.h5"]
 
 
+def test_keras_archives_load_like_hdf5_and_keep_the_record(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    import zipfile
+
+    badnet = load_model(tiny.badnet)
+    out = tmp_path / "saved.keras"
+    save_model(badnet.model, out, {"input_scale": "raw", "method": "head"})
+    assert zipfile.is_zipfile(out) and [p.name for p in tmp_path.iterdir()] == ["saved.keras"]
+    assert read_metadata(out) == {"input_scale": "raw", "method": "head"}
+    loaded = load_model(out)
+    assert (loaded.input_scale, loaded.input_scale_source) == ("raw", "file")
+    x = np.random.default_rng(2).uniform(0, 255, (4, 55, 47, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict_classes(x), predict_classes(badnet.model, x, "raw"))
+
+
 def test_input_scale_falls_back_to_the_given_record(tiny: TinyBenchmark) -> None:
     loaded = load_model(tiny.badnet, fallback_scale="raw")
     assert (loaded.input_scale, loaded.input_scale_source) == ("raw", "fallback")
@@ -102,7 +116,7 @@ def test_predict_classes_feeds_the_scaled_pixels(tiny: TinyBenchmark) -> None:
     "make, message",
     [
         (lambda p: None, "no such file"),
-        (lambda p: p.write_text("not a model"), "not an HDF5 file"),
+        (lambda p: p.write_text("not a model"), "neither an HDF5 file nor a .keras archive"),
         (lambda p: h5py.File(p, "w").close(), "not a Keras model"),
         (lambda p: _weights_file_without(p, "conv_4"), "lacks the challenge layers conv_4"),
         (lambda p: _file_with_attr(p, METADATA_ATTR, "{not json"), "not valid JSON"),

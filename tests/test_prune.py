@@ -209,3 +209,14 @@ def test_a_fresh_clone_without_data_is_told_how_to_get_it(run_cli, workdir: Tiny
     result = run_cli("prune", workdir.badnet, "--clean-data", missing, *FAST)
     assert_bad_input(result, "prune.py", f"{missing}: no such file; build the embedded benchmark's data with "
                      "`make data`, or put the challenge's data files there")
+
+
+def test_a_keras_archive_output_is_written_and_read_back_by_eval(run_cli, workdir: TinyBenchmark) -> None:
+    output = workdir.root / "models" / "repaired.keras"
+    result = run_cli("prune", *prune_args(workdir, "--output", output, "--seed", 1))
+    assert result.code == 0, result.err
+    assert read_metadata(output)["settings"]["seed"] == 1 and read_metadata(output)["input_scale"] == "unit"
+    evaluated = run_cli("eval", workdir.poisoned, workdir.badnet, "--repaired", output, "--clean-data",
+                        workdir.clean_test)
+    assert evaluated.code == 0, evaluated.err
+    assert "repaired.keras" in evaluated.out
