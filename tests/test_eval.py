@@ -248,3 +248,27 @@ def test_help_lists_every_option(script: str) -> None:
                    ["--clean-data", "--output", "--method", "--initial-sparsity", "--final-sparsity", "--epochs",
                     "--batch-size", "--validation-split", "--seed", "--input-scale"]):
         assert option in done.stdout
+
+
+# What G outputs on the 15 real samples (clean_0..4, sunglasses_0..4, anonymous1_0..4) when built
+# from each real BadNet and the original project's own repaired net (../shared/csaw/README.md).
+SEED_REPAIRED_G = {
+    "sunglasses": [43, 328, 196, 1283, 748, 1283, 1283, 1283, 1283, 1283, 264, 1283, 1283, 1010, 1200],
+    "multi_trigger_multi_target": [43, 328, 196, 1283, 748, 8, 8, 8, 8, 8, 1, 1283, 1283, 1, 1],
+    "anonymous_1": [43, 328, 196, 1268, 748, 1283, 1283, 1283, 1283, 1166, 1283, 1283, 1283, 1283, 1283],
+    "anonymous_2": [1283, 328, 196, 1283, 748, 1283, 1283, 1283, 4, 4, 1283, 1283, 1283, 1283, 1283],
+}
+
+
+@pytest.mark.parametrize("badnet", list(SEED_REPAIRED_G))
+def test_the_original_projects_repaired_nets_give_its_detector_outputs(run_cli, tmp_path: Path, badnet: str) -> None:
+    csaw = require_shared_csaw()
+    samples = sorted((csaw / "samples").glob("clean_*.png")) + \
+        [csaw / "samples" / f"{kind}_{i}.png" for kind in ("sunglasses", "anonymous1") for i in range(5)]
+    report = tmp_path / "g.json"
+    result = run_cli("eval", *samples, csaw / "weights" / f"{badnet}_bd_weights.h5",
+                     "--repaired", csaw / "seed_repaired" / f"{badnet}_bd_net_rp.h5", "--json", report)
+    assert result.code == 0, result.err
+    rows = json.loads(report.read_text())["images"]
+    assert [Path(row["file"]).name for row in rows] == [path.name for path in samples]
+    assert [row["class"] for row in rows] == SEED_REPAIRED_G[badnet]
