@@ -18,7 +18,7 @@ backdoor is in those channels and whether fine-tuning on clean data brings it ba
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -104,6 +104,36 @@ def compare_methods(
                               mistakes_per_kind=mistakes_per_kind)
         outcomes.append(MethodOutcome(method, result.summary(), result.removed, evaluation))
     return outcomes
+
+
+def annotate_targets(outcome: MethodOutcome, spec: BadNetSpec) -> MethodOutcome:
+    """A repair that names suspected targets (`unlearn`) gets, in its "removed" text, how many of
+    the BadNet's true targets it found and how many classes it flagged wrongly."""
+    flagged = outcome.repair.get("details", {}).get("flagged")
+    if flagged is None:
+        return outcome
+    targets = set(spec.triggers.values())
+    found, wrong = len(targets & set(flagged)), len(set(flagged) - targets)
+    note = f"; true targets found {found}/{len(targets)}" + (f", {wrong} flagged wrongly" if wrong else "")
+    return replace(outcome, removed=outcome.removed + note)
+
+
+def best_methods(rows: Sequence[ComparisonRow]) -> dict[str, ComparisonRow]:
+    """Per BadNet, the method whose worst trigger lets least through G, ties broken by G's clean
+    accuracy; returned as that method's row for its worst trigger."""
+    worst: dict[tuple[str, str], ComparisonRow] = {}
+    for row in rows:
+        if row.method == "none":
+            continue
+        key = (row.badnet, row.method)
+        if key not in worst or row.asr_detector_pct > worst[key].asr_detector_pct:
+            worst[key] = row
+    best: dict[str, ComparisonRow] = {}
+    for (badnet, _), row in worst.items():
+        if badnet not in best or (row.asr_detector_pct, -row.accuracy_detector_pct) < (
+                best[badnet].asr_detector_pct, -best[badnet].accuracy_detector_pct):
+            best[badnet] = row
+    return best
 
 
 def comparison_rows(badnet_name: str, outcomes: Sequence[MethodOutcome]) -> list[ComparisonRow]:
@@ -212,7 +242,9 @@ def compare_benchmark(
         report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
         result.curves[spec.name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
         del poisoned
-        outcomes = compare_methods(badnet, clean, clean_test, poisoned_files, methods, report, MISTAKES_PER_KIND)
+        outcomes = [annotate_targets(outcome, spec)
+                    for outcome in compare_methods(badnet, clean, clean_test, poisoned_files, methods, report,
+                                                   MISTAKES_PER_KIND)]
         result.outcomes[spec.name] = outcomes
         result.rows += comparison_rows(spec.name, outcomes)
         for outcome in outcomes:

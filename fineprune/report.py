@@ -183,6 +183,15 @@ def comparison_table(rows: Sequence[Any]) -> str:
     ])
 
 
+def best_method_lines(best: dict[str, Any]) -> str:
+    """One line per BadNet naming its best method (`comparison.best_methods`) and its worst trigger."""
+    return "\n".join(
+        f"- {badnet}: {row.method} (worst trigger {row.trigger}: G's ASR {row.asr_detector_pct:.2f}%, "
+        f"G's clean accuracy {row.accuracy_detector_pct:.2f}%, {row.repair_seconds:.0f} s"
+        f"{', meets the bar' if row.meets_bar else ''})"
+        for badnet, row in best.items())
+
+
 def oracle_table(results: Sequence[Any]) -> str:
     """The oracle analysis (`comparison.OracleResult`s): where each trigger's channels sit in
     Fine-Pruning's order, and what pruning them, then fine-tuning, does to accuracy and ASR."""

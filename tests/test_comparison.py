@@ -11,7 +11,11 @@ from PIL import Image
 from conftest import TinyBenchmark
 from fineprune.benchmark.build import BadNetSpec
 from fineprune.comparison import (
+    ComparisonRow,
     Method,
+    MethodOutcome,
+    annotate_targets,
+    best_methods,
     compare_benchmark,
     comparison_rows,
     meets_bar,
@@ -148,3 +152,25 @@ def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tin
     pruned = prune_channels(badnet.model, "conv_3", result.channels)
     assert result.asr_pruned_pct == attack_success_pct(predict_classes(pruned, poisoned.x, "unit"), poisoned.y)
     assert 0.0 <= result.asr_fine_tuned_pct <= 100.0 and 0.0 <= result.accuracy_fine_tuned_pct <= 100.0
+
+
+def _row(badnet: str, trigger: str, method: str, asr: float, accuracy: float) -> ComparisonRow:
+    return ComparisonRow(badnet, trigger, method, "nothing", 1.0, accuracy, asr, accuracy, asr, 0.0, False)
+
+
+def test_the_best_method_is_judged_by_its_worst_trigger() -> None:
+    rows = [_row("multi", "a", "none", 100.0, 96.0),
+            _row("multi", "a", "x", 0.5, 90.0), _row("multi", "b", "x", 40.0, 90.0),
+            _row("multi", "a", "y", 10.0, 92.0), _row("multi", "b", "y", 12.0, 92.0),
+            _row("multi", "a", "z", 12.0, 94.0), _row("multi", "b", "z", 1.0, 94.0)]
+    best = best_methods(rows)["multi"]
+    assert (best.method, best.trigger) == ("z", "a")  # 12% worst, as y, but more accurate
+
+
+def test_unlearn_rows_say_whether_the_true_targets_were_found() -> None:
+    spec = BadNetSpec("multi", {"eyebrows": 1, "lipstick": 5, "sunglasses": 8}, ())
+    outcome = MethodOutcome(Method("unlearn", settings_for("unlearn")), {"details": {"flagged": [5, 8, 77]}},
+                            "reversed triggers of class 5, 8, 77 unlearned", evaluation=None)
+    assert annotate_targets(outcome, spec).removed.endswith("; true targets found 2/3, 1 flagged wrongly")
+    other = MethodOutcome(Method("head", settings_for("head")), {"details": {}}, "the output layer", evaluation=None)
+    assert annotate_targets(other, spec) is other

@@ -214,3 +214,12 @@ def test_prune_summary_shows_what_a_method_found_with_records_as_a_table() -> No
     assert cells(lines[start + 2]) == ["target", "anomaly index"]
     assert cells(lines[start + 4]) == ["0", "3.25"] and cells(lines[start + 5]) == ["7", "-0.50"]
     assert "Fine-tuned for 18 steps" in text
+
+
+def test_best_method_lines_name_the_method_and_its_worst_trigger() -> None:
+    from fineprune.comparison import ComparisonRow
+    from fineprune.report import best_method_lines
+
+    row = ComparisonRow("multi", "lipstick", "head", "output layer", 3.0, 94.0, 0.5, 93.5, 0.5, 12.0, True)
+    assert best_method_lines({"multi": row}) == (
+        "- multi: head (worst trigger lipstick: G's ASR 0.50%, G's clean accuracy 93.50%, 3 s, meets the bar)")
