@@ -23,6 +23,7 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune.data import LabelledImages
+from fineprune.defenses.channels import zero_channels
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.head import output_layer
 from fineprune.defenses.registry import register
@@ -161,9 +162,5 @@ def pruned_copy(model: tf_keras.Model, masks: dict[str, np.ndarray], threshold: 
     slice and bias zeroed, so it outputs activation(0))."""
     copy = copy_model(model)
     for name, neurons in below(masks, threshold).items():
-        layer = copy.get_layer(name)
-        kernel, bias = layer.get_weights()
-        kernel[..., neurons] = 0.0
-        bias[neurons] = 0.0
-        layer.set_weights([kernel, bias])
+        zero_channels(copy.get_layer(name), np.array(neurons, dtype=np.int64))
     return copy

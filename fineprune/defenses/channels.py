@@ -89,12 +89,13 @@ def channel_indices(channels: Sequence[int], layer: tf_keras.layers.Conv2D) -> n
     return indices
 
 
-def zero_channels(layer: tf_keras.layers.Conv2D, indices: np.ndarray) -> None:
-    """Zero the kernel slice and bias of the given output channels of `layer`, in place."""
+def zero_channels(layer: tf_keras.layers.Layer, indices: np.ndarray) -> None:
+    """Zero the kernel slice and bias of the given output channels of a Conv2D layer (or units of
+    a Dense layer), in place."""
     if len(indices) == 0:
         return
     weights = layer.get_weights()
-    weights[0][..., indices] = 0.0  # a Conv2D kernel is (h, w, in, filters) whatever the data format
+    weights[0][..., indices] = 0.0  # the last kernel axis is the output: (h, w, in, filters) or (in, units)
     if layer.use_bias:
         weights[1][indices] = 0.0
     layer.set_weights(weights)
