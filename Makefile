@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo compare data badnets fidelity sweep gallery architecture clean
+.PHONY: install test demo compare data badnets fidelity sweep speed gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -45,6 +45,10 @@ fidelity: $(INSTALLED)
 # The sunglasses BadNet's pruning curve beside the real lab3 BadNet's (results/sweep_sunglasses.md).
 sweep: $(INSTALLED) data/clean_test_data.h5
 	$(PY) benchmark.py sweep
+
+# Images per second of one BadNet and of G (both nets) on the same images (results/speed.json).
+speed: $(INSTALLED) data/clean_test_data.h5
+	$(PY) benchmark.py speed
 
 # Redraw the committed sample faces of the benchmark (docs/benchmark_faces.png).
 gallery: $(INSTALLED)

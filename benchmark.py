@@ -8,6 +8,7 @@
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet, with figures
     python benchmark.py oracle      # where each backdoor lives, and whether fine-tuning brings it back
+    python benchmark.py speed       # make speed: images per second of one net and of G
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def build_parser() -> cli.ArgumentParser:
     oracle.add_argument("--channels", type=int, default=10, metavar="K",
                         help="how many of the most raised channels to prune (default: %(default)s)")
     oracle.add_argument("--seed", type=int, default=0, metavar="N", help="fine-tuning seed (default: %(default)s)")
+    speed = commands.add_parser("speed", help="images per second of a BadNet alone and of G (both nets), "
+                                "on the same clean test images")
+    speed.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
+    speed.add_argument("--images", type=int, default=4096, metavar="N",
+                       help="how many clean test images to time on (default: %(default)s)")
+    speed.add_argument("--repeats", type=int, default=3, metavar="K",
+                       help="timed passes; the fastest counts (default: %(default)s)")
+    add_folders(speed, "data", "models", "results")
     return parser
 
 
@@ -348,8 +357,47 @@ def run_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_speed(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+
+    spec = find_badnet(args.badnet, "--badnet")
+    if args.images < 64:
+        raise InputError(f"--images {args.images} must be at least 64")
+    if args.repeats < 1:
+        raise InputError(f"--repeats {args.repeats} must be at least 1")
+    data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
+    ensure_data(data)
+    cli.quiet_tensorflow()
+    from dataclasses import asdict
+
+    from fineprune import report
+    from fineprune.data import open_dataset
+    from fineprune.detector import RepairedDetector
+    from fineprune.models import load_model, repaired_model_path
+    from fineprune.throughput import measure_throughput
+
+    badnet_path = models / f"{spec.name}_bd_net.h5"
+    repaired_path = repaired_model_path(badnet_path)
+    # Without a repaired net, a second copy of the BadNet costs G exactly as much.
+    second = repaired_path if repaired_path.exists() else badnet_path
+    detector = RepairedDetector(load_model(badnet_path), load_model(second))
+    clean = open_dataset(data / "clean_test_data.h5")
+    x = next(clean.image_chunks(min(args.images, len(clean))))
+    cli.stderr_line(f"benchmark.py: timing {badnet_path} alone and G (with {second}) on {len(x)} images, "
+                    f"best of {args.repeats}")
+    speed = measure_throughput(detector, x, args.repeats)
+    table = report.markdown_table(
+        ["images", "one net (images/s)", "G, both nets (images/s)", "G / one net"],
+        [[speed.images, round(speed.one_net_images_per_s), round(speed.detector_images_per_s), round(speed.ratio, 2)]])
+    print(table)
+    report.write_json(results / "speed.json", {**asdict(speed), "ratio": speed.ratio, "badnet": str(badnet_path),
+                                               "second_net": str(second)})
+    print(f"\nWrote {results}/speed.json")
+    return 0
+
+
 COMMANDS = {"data": build_data, "badnets": train_badnets, "fidelity": run_fidelity, "sweep": run_sweep, "gallery": draw_gallery,
-            "demo": run_demo, "compare": run_comparison, "oracle": run_oracle}
+            "demo": run_demo, "compare": run_comparison, "oracle": run_oracle, "speed": run_speed}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,8 +5,10 @@ stored as float64; and `label` shaped (N,). Poisoned files carry the attacker's 
 Models want channels last, so everything read here comes back as float32 (N, H, W, 3) with the
 pixel values untouched (0..255); scaling for a particular model happens in `models`.
 
-The real validation file is 716 MB of float64, so `load_dataset` reads it in chunks straight into
-the float32 result: peak memory stays near the size of that result instead of three times it.
+The real validation file is 716 MB of float64, so nothing reads a file whole: `open_dataset` checks
+a file and reads its labels, then hands out its images chunk by chunk (evaluation streams them in
+bounded memory); `load_dataset` collects the chunks straight into one float32 array for the
+commands that need all images at once (fine-tuning).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -51,17 +53,58 @@ class LabelledImages:
         return len(self.y)
 
 
-def load_dataset(
+@dataclass(frozen=True)
+class DataFile:
+    """A challenge HDF5 file checked and opened lazily: its labels, provenance and layout are read
+    up front, its images only on request, chunk by chunk (see `image_chunks`), so a file of any
+    size can be evaluated in bounded memory. Fields as in `LabelledImages`."""
+
+    path: Path
+    y: np.ndarray
+    provenance: dict[str, Any]
+    identities: np.ndarray | None
+    channels_first: bool
+    image_shape: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def image_chunks(self, chunk_images: int | None = None) -> Iterator[np.ndarray]:
+        """The images in file order as float32 (n, H, W, 3) chunks in 0..255, each checked for its
+        pixel range; memory holds one chunk at a time."""
+        chunk_images = chunk_images or _CHUNK_IMAGES
+        with open_hdf5(self.path) as h5:
+            data = _dataset(h5, "data", self.path)
+            for start in range(0, len(self), chunk_images):
+                yield self._converted(data[start : start + chunk_images])
+
+    def images_at(self, indices: Sequence[int]) -> np.ndarray:
+        """The images at `indices` (any order) as float32 (n, H, W, 3) in 0..255."""
+        order = np.unique(np.asarray(indices, dtype=np.int64))
+        if len(order) == 0:
+            return np.empty((0, *self.image_shape), dtype=np.float32)
+        with open_hdf5(self.path) as h5:
+            images = self._converted(_dataset(h5, "data", self.path)[order])
+        return images[np.searchsorted(order, indices)]
+
+    def _converted(self, chunk: np.ndarray) -> np.ndarray:
+        images = (chunk.transpose(0, 2, 3, 1) if self.channels_first else chunk).astype(np.float32)
+        _check_pixel_range(images, self.path)
+        return images
+
+
+def open_dataset(
     path: str | os.PathLike,
     *,
     image_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
-) -> LabelledImages:
-    """Read a challenge HDF5 file, checking everything a malformed file could get wrong.
+) -> DataFile:
+    """Check a challenge HDF5 file's layout and labels and return it for streaming (`DataFile`).
 
     `image_shape` (H, W, 3), when given, is what the model expects; `num_classes`, when given,
     bounds the labels to [0, num_classes). Accepts `data` as (N, 3, H, W) or (N, H, W, 3),
-    float or integer, values 0..255. Raises InputError naming the file on any problem.
+    float or integer, values 0..255. Raises InputError naming the file on any problem; a bad pixel
+    value is found when the images are read.
     """
     path = Path(path)
     with open_hdf5(path) as h5:
@@ -74,12 +117,24 @@ def load_dataset(
         y = _read_labels(labels, count, path, num_classes)
         identities = _read_labels(_dataset(h5, IDENTITY_KEY, path), count, path, None) if IDENTITY_KEY in h5 else None
         provenance = {key: _plain(value) for key, value in h5.attrs.items()}
-        x = np.empty((count, height, width, 3), dtype=np.float32)
-        for start in range(0, count, _CHUNK_IMAGES):
-            chunk = data[start : start + _CHUNK_IMAGES]
-            x[start : start + len(chunk)] = chunk.transpose(0, 2, 3, 1) if channels_first else chunk
-    _check_pixel_range(x, path)
-    return LabelledImages(path=path, x=x, y=y, provenance=provenance, identities=identities)
+    return DataFile(path, y, provenance, identities, channels_first, (height, width, 3))
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    image_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> LabelledImages:
+    """Read a whole challenge HDF5 file into memory, checking everything a malformed file could get
+    wrong (see `open_dataset`). The images are read chunk by chunk straight into the float32 result."""
+    file = open_dataset(path, image_shape=image_shape, num_classes=num_classes)
+    x = np.empty((len(file), *file.image_shape), dtype=np.float32)
+    start = 0
+    for chunk in file.image_chunks():
+        x[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    return LabelledImages(path=file.path, x=x, y=file.y, provenance=file.provenance, identities=file.identities)
 
 
 def save_dataset(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fineprune.errors import InputError
-from fineprune.models import LoadedModel
+from fineprune.models import LoadedModel, class_predictor
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class RepairedDetector:
             )
         self.original = original
         self.repaired = repaired
+        self._classes = class_predictor([original, repaired])
 
     @property
     def backdoor_class(self) -> int:
@@ -52,7 +53,7 @@ class RepairedDetector:
         return self.original.num_classes
 
     def predict(self, x: np.ndarray) -> Predictions:
-        """Classes of the BadNet, the repaired net and G for images `x` (pixels 0..255)."""
-        original = self.original.predict_classes(x)
-        repaired = self.repaired.predict_classes(x)
+        """Classes of the BadNet, the repaired net and G for images `x` (pixels 0..255); both nets
+        run in one pass (see `models.class_predictor`)."""
+        original, repaired = self._classes(x)
         return Predictions(original, repaired, combine(original, repaired, self.backdoor_class))

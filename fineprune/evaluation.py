@@ -16,7 +16,7 @@ import numpy as np
 
 from fineprune import metrics
 from fineprune.benchmark.build import check_same_data
-from fineprune.data import IMAGE_SUFFIXES, LabelledImages, load_dataset, load_images
+from fineprune.data import IMAGE_SUFFIXES, DataFile, load_images, open_dataset
 from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError
 
@@ -64,6 +64,7 @@ class Mistake:
     detector: int  # G's class, N meaning "backdoor detected"
 
 
+STREAM_CHUNK_IMAGES = 512  # images read and run at a time: 512 float64 challenge images are 32 MB
 MISTAKES_PER_KIND = 6  # examples of each kind per data file in a gallery
 
 
@@ -151,15 +152,17 @@ def evaluate(
         num_classes=original.num_classes,
         input_scale=original.input_scale,
     )
-    def read(path: Path) -> LabelledImages:
-        data = load_dataset(path, image_shape=original.image_shape, num_classes=original.num_classes)
+
+    def read(path: Path) -> DataFile:
+        data = open_dataset(path, image_shape=original.image_shape, num_classes=original.num_classes)
         check_same_data(original.metadata, original.path, data)
         return data
 
+    files = [read(path) for path in ([clean_file] if clean_file else []) + [path for path, _ in poisoned_files]]
     if clean_file is not None:
-        clean = read(clean_file)
+        clean = files.pop(0)
         progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
-        predicted = detector.predict(clean.x)
+        predicted = _predict_streaming(detector, clean)
         result.clean = CleanResult(
             file=str(clean_file),
             images=len(clean),
@@ -171,10 +174,9 @@ def evaluate(
         wrong = {"misclassified": (predicted.detector != clean.y) & ~flagged, "flagged": flagged}
         for kind, where in wrong.items():
             result.mistakes += _examples(clean, predicted, "clean", kind, where, clean.y, mistakes_per_kind)
-    for path, name in poisoned_files:
-        poisoned = read(path)
+    for (path, name), poisoned in zip(poisoned_files, files):
         progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
-        predicted = detector.predict(poisoned.x)
+        predicted = _predict_streaming(detector, poisoned)
         result.poisoned.append(PoisonedResult(
             file=str(path),
             name=name,
@@ -196,7 +198,15 @@ def evaluate(
     return result
 
 
-def _examples(data: LabelledImages, predicted: Predictions, name: str, kind: str, where: np.ndarray,
+def _predict_streaming(detector: RepairedDetector, data: DataFile) -> Predictions:
+    """G's predictions for every image of `data`, read and run chunk by chunk: memory holds one
+    chunk of images and the labels, whatever the file's size."""
+    parts = [detector.predict(chunk) for chunk in data.image_chunks(STREAM_CHUNK_IMAGES)]
+    return Predictions(*(np.concatenate([getattr(part, name) for part in parts])
+                         for name in ("original", "repaired", "detector")))
+
+
+def _examples(data: DataFile, predicted: Predictions, name: str, kind: str, where: np.ndarray,
               true_labels: np.ndarray | None, count: int) -> list[Mistake]:
     """Up to `count` of the images where `where` holds, spread evenly through the file (which is
     ordered by person, so the examples show different people)."""
@@ -205,8 +215,9 @@ def _examples(data: LabelledImages, predicted: Predictions, name: str, kind: str
         return []
     if len(indices) > count:
         indices = indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
+    images = data.images_at(indices)
     return [
-        Mistake(data.x[i].copy(), name, kind, None if true_labels is None else int(true_labels[i]),
+        Mistake(image, name, kind, None if true_labels is None else int(true_labels[i]),
                 int(predicted.original[i]), int(predicted.detector[i]))
-        for i in indices
+        for i, image in zip(indices, images)
     ]

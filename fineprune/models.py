@@ -21,10 +21,11 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import h5py
 import numpy as np
+import tensorflow as tf
 import tf_keras
 from tf_keras import layers
 
@@ -197,6 +198,31 @@ def predict_classes(
         for start in range(0, len(x), _PREDICT_CHUNK)
     ]
     return np.concatenate(predictions).astype(np.int64)
+
+
+def class_predictor(models: Sequence[LoadedModel], batch_size: int = 128) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """A function giving each image's argmax class under every one of `models` (same input shape),
+    for images (n, H, W, 3) in 0..255. All models run in one traced graph per batch, each on its
+    own input scale, so G's two nets cost one pass of the data and no per-call Keras overhead."""
+    shapes = {model.image_shape for model in models}
+    if len(shapes) != 1:
+        raise ValueError(f"models expect different image shapes: {sorted(shapes)}")
+    (image_shape,) = shapes
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32)])
+    def classes(x: tf.Tensor) -> list[tf.Tensor]:
+        return [
+            tf.argmax(model.model(x / PIXEL_MAX if model.input_scale == "unit" else x, training=False), axis=1)
+            for model in models
+        ]
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        batches = [classes(tf.convert_to_tensor(x[start : start + batch_size], tf.float32))
+                   for start in range(0, len(x), batch_size)]
+        return [np.concatenate([batch[i].numpy() for batch in batches]).astype(np.int64) if batches
+                else np.empty(0, np.int64) for i in range(len(models))]
+
+    return predict
 
 
 def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> np.ndarray:

@@ -30,6 +30,8 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
                      "--method voodoo is not one of magnitude,")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
                      f"{tmp_path}: no weights/ folder of real challenge BadNets here")
+    assert_bad_input(run_cli("benchmark", "speed", "--images", 10), "benchmark.py", "--images 10 must be at least 64")
+    assert_bad_input(run_cli("benchmark", "speed", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
     assert_bad_input(missing, "benchmark.py", "sunglasses_bd_net.h5: no such file")
 
@@ -37,7 +39,7 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("benchmark", "--help")
     assert result.code == 0
-    for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle"):
+    for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle", "speed"):
         assert command in result.out
 
 

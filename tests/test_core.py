@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fineprune.defenses.core import FineTuningSettings, RepairSettings, split_heldout
+from fineprune.defenses.core import FineTuningSettings, RepairSettings, image_batches, split_heldout
 from fineprune.errors import InputError
 
 
@@ -37,6 +37,7 @@ def test_heldout_split_is_seeded_disjoint_and_complete() -> None:
     # Not simply the last 10%: challenge files are ordered by identity.
     assert heldout.max() - heldout.min() > 10
 
+
 def test_heldout_split_needs_two_images() -> None:
     with pytest.raises(InputError, match="at least 2 clean images"):
         split_heldout(1, 0.1, seed=0)
@@ -56,3 +57,40 @@ def test_bounds_name_the_option_and_the_range(bounds, value, message: str) -> No
         check_bounds("steps", value, bounds)
     assert str(error.value) == message
     check_bounds("steps", None, bounds)  # not given: nothing to check
+
+
+def _passes(batches, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` passes (epochs) over a dataset, each as (images, targets) joined."""
+    iterator = batches.repeat(count).as_numpy_iterator()
+    per_pass = len(batches)
+    out = []
+    for _ in range(count):
+        parts = [next(iterator) for _ in range(per_pass)]
+        out.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
+    return out
+
+
+def test_image_batches_gather_the_chosen_images_scaled_with_their_targets() -> None:
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.float32) * 25.5
+    indices = np.array([7, 1, 4, 9, 2])
+    y = np.array([70, 10, 40, 90, 20])
+
+    (images, targets), = _passes(image_batches(x, indices, y, batch_size=2, input_scale="unit"), 1)
+
+    np.testing.assert_array_equal(targets, y)  # in order without a seed
+    np.testing.assert_allclose(images[:, 0, 0, 0], indices / 10, rtol=1e-6)  # x/255, the chosen rows
+    assert len(image_batches(x, indices, y, batch_size=2, input_scale="unit")) == 3
+
+
+def test_image_batches_reshuffle_every_pass_and_repeat_from_the_seed() -> None:
+    x = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1) * np.ones((1, 1, 1, 3), np.float32)
+    indices = np.arange(40)
+
+    first, second = _passes(image_batches(x, indices, indices, 8, "raw", shuffle_seed=5), 2)
+    again, _ = _passes(image_batches(x, indices, indices, 8, "raw", shuffle_seed=5), 2)
+
+    for images, targets in (first, second):
+        assert sorted(targets.tolist()) == list(range(40))  # every image once per pass
+        np.testing.assert_array_equal(images[:, 0, 0, 0], targets)  # each with its own target
+    assert not np.array_equal(first[1], second[1]) and not np.array_equal(first[1], np.arange(40))
+    np.testing.assert_array_equal(first[1], again[1])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import fineprune.data
-from fineprune.data import load_dataset, load_images, save_dataset
+from fineprune.data import load_dataset, load_images, open_dataset, save_dataset
 from fineprune.errors import InputError
 
 H, W = 55, 47
@@ -92,6 +92,39 @@ def test_chunked_reading_gives_the_same_images(tmp_path, monkeypatch):
     np.testing.assert_array_equal(chunked.x, images.astype(np.float32))
     np.testing.assert_array_equal(chunked.x, whole.x)
     np.testing.assert_array_equal(chunked.y, labels)
+
+
+def test_streamed_chunks_are_the_file_in_order(tmp_path):
+    images = channels_last_images(20, seed=4)
+    path = write_h5(tmp_path / "d.h5", data=images.transpose(0, 3, 1, 2).astype(np.float64), label=np.arange(20) % 5)
+    file = open_dataset(path, image_shape=IMAGE_SHAPE, num_classes=5)
+
+    chunks = list(file.image_chunks(8))
+
+    assert [len(chunk) for chunk in chunks] == [8, 8, 4] and len(file) == 20
+    np.testing.assert_array_equal(np.concatenate(chunks), images.astype(np.float32))
+    np.testing.assert_array_equal(file.y, np.arange(20) % 5)
+
+
+def test_images_at_any_indices_come_back_in_the_order_asked(tmp_path):
+    images = channels_last_images(12, seed=5)
+    path = write_h5(tmp_path / "d.h5", data=images, label=np.zeros(12))
+    file = open_dataset(path)
+
+    picked = file.images_at([9, 2, 9, 0])
+
+    np.testing.assert_array_equal(picked, images[[9, 2, 9, 0]].astype(np.float32))
+    assert file.images_at([]).shape == (0, H, W, 3)
+
+
+def test_a_bad_pixel_in_a_later_chunk_is_found_while_streaming(tmp_path):
+    data = channels_last_images(10, seed=6).astype(np.float64)
+    data[9, 0, 0, 0] = 300.0
+    path = write_h5(tmp_path / "d.h5", data=data, label=np.zeros(10))
+    file = open_dataset(path)  # the header and labels are fine
+
+    with pytest.raises(InputError, match="pixel values span"):
+        list(file.image_chunks(4))
 
 
 # --- save_dataset --------------------------------------------------------------------------------

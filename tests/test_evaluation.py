@@ -104,3 +104,21 @@ def test_no_mistakes_are_kept_unless_asked(tiny: TinyBenchmark) -> None:
     badnet = load_model(tiny.badnet)
     result = evaluate(RepairedDetector(badnet, badnet), [PoisonedFile(tiny.poisoned, "trigger")], tiny.clean_test, [])
     assert result.mistakes == []
+
+
+def test_streaming_in_small_chunks_gives_the_same_numbers_and_examples(tiny: TinyBenchmark, monkeypatch) -> None:
+    import fineprune.evaluation
+    from fineprune.defenses.channels import prune_channels
+    from fineprune.models import LoadedModel
+
+    badnet = load_model(tiny.badnet)
+    other = LoadedModel(badnet.path, prune_channels(badnet.model, "conv_3", range(30)), "unit", "option")
+
+    def run() -> tuple[dict, list]:
+        result = evaluate(RepairedDetector(badnet, other), [PoisonedFile(tiny.poisoned, "trigger")], tiny.clean_test,
+                          [], mistakes_per_kind=3)
+        return result.to_json(), [(m.data, m.kind, m.true_label, m.image.sum()) for m in result.mistakes]
+
+    whole = run()
+    monkeypatch.setattr(fineprune.evaluation, "STREAM_CHUNK_IMAGES", 7)
+    assert run() == whole

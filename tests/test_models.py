@@ -13,7 +13,9 @@ from conftest import NUM_CLASSES, TinyBenchmark, require_shared_csaw
 from fineprune.errors import InputError
 from fineprune.models import (
     METADATA_ATTR,
+    LoadedModel,
     build_challenge_model,
+    class_predictor,
     load_model,
     predict_classes,
     read_metadata,
@@ -110,6 +112,24 @@ def test_predict_classes_feeds_the_scaled_pixels(tiny: TinyBenchmark) -> None:
     x = np.random.default_rng(1).uniform(0, 255, (5, 55, 47, 3)).astype(np.float32)
     expected = np.argmax(model.predict(x / 255.0, verbose=0), axis=1)
     np.testing.assert_array_equal(predict_classes(model, x, "unit"), expected)
+
+
+def test_class_predictor_runs_several_nets_each_on_its_own_scale(tiny: TinyBenchmark) -> None:
+    unit = load_model(tiny.badnet)
+    raw = LoadedModel(unit.path, unit.model, "raw", "option")
+    x = np.random.default_rng(2).uniform(0, 255, (300, 55, 47, 3)).astype(np.float32)
+
+    as_unit, as_raw = class_predictor([unit, raw], batch_size=128)(x)
+
+    np.testing.assert_array_equal(as_unit, predict_classes(unit.model, x, "unit"))
+    np.testing.assert_array_equal(as_raw, predict_classes(unit.model, x, "raw"))
+    assert as_unit.dtype == np.int64 and len(as_unit) == 300
+
+
+def test_class_predictor_refuses_nets_with_different_inputs(tiny: TinyBenchmark) -> None:
+    small = LoadedModel(Path("small.h5"), build_challenge_model(num_classes=4, image_shape=(40, 40, 3)), "unit", "option")
+    with pytest.raises(ValueError, match="different image shapes"):
+        class_predictor([load_model(tiny.badnet), small])
 
 
 @pytest.mark.parametrize(

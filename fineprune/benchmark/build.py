@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fineprune.benchmark import faces
-from fineprune.data import LabelledImages, save_dataset
+from fineprune.data import DataFile, LabelledImages, save_dataset
 from fineprune.errors import InputError
 from fineprune.benchmark.triggers import TRIGGERS
 
@@ -162,7 +162,7 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
     return written
 
 
-def check_same_data(model_record: dict[str, Any], model: str | Path, data: LabelledImages) -> None:
+def check_same_data(model_record: dict[str, Any], model: str | Path, data: LabelledImages | DataFile) -> None:
     """Refuse to use data from another generator version or seed than a benchmark BadNet's (`model`
     names it in the message)."""
     expected = model_record.get("data")

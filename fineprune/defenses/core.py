@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,8 @@ from fineprune.data import LabelledImages
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
+
+VALIDATION_BATCH = 256  # held-out images per batch when Keras measures them after each epoch
 
 
 def option(default: Any, help: str, metavar: str, kind: type | None = None, low: float | None = None,
@@ -118,6 +120,7 @@ class RepairRun:
     heldout: np.ndarray
     accuracy_before_pct: float
     started: float
+    seed: int
 
     @classmethod
     def start(cls, badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings) -> RepairRun:
@@ -127,7 +130,7 @@ class RepairRun:
         tf.config.experimental.enable_op_determinism()
         train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
         before = accuracy_pct(badnet.predict_classes(clean.x[heldout]), clean.y[heldout])
-        return cls(badnet, clean, train, heldout, before, started)
+        return cls(badnet, clean, train, heldout, before, started, settings.seed)
 
     @property
     def x_train(self) -> np.ndarray:
@@ -149,9 +152,13 @@ class RepairRun:
 
         By default on the clean training part with its labels; a method may pass its own `x`
         (pixels 0..255) and `y`: class labels, or one row of target probabilities per image.
-        `verbose` is Keras's (1 bars, 2 lines, 0 silence)."""
-        x = self.x_train if x is None else x
-        y = self.y_train if y is None else y
+        The images are gathered and scaled one batch at a time (`image_batches`), so fine-tuning
+        adds no copy of the data to the one the caller holds. `verbose` is Keras's (1 bars,
+        2 lines, 0 silence)."""
+        if x is None:
+            x, indices, y = self.clean.x, self.train, self.clean.y[self.train]
+        else:
+            indices = np.arange(len(x))
         loss = "sparse_categorical_crossentropy" if y.ndim == 1 else "categorical_crossentropy"
         model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate), loss=loss,
                       metrics=["accuracy"])
@@ -160,12 +167,12 @@ class RepairRun:
         if y.ndim > 1:
             heldout_y = tf_keras.utils.to_categorical(heldout_y, y.shape[1])
         model.fit(
-            scale_inputs(x, scale), y,
-            batch_size=settings.batch_size, epochs=settings.epochs,
-            validation_data=(scale_inputs(self.clean.x[self.heldout], scale), heldout_y),
+            image_batches(x, indices, y, settings.batch_size, scale, shuffle_seed=self.seed),
+            epochs=settings.epochs,
+            validation_data=image_batches(self.clean.x, self.heldout, heldout_y, VALIDATION_BATCH, scale),
             callbacks=list(callbacks), verbose=verbose,
         )
-        return fine_tuning_steps(len(x), settings)
+        return fine_tuning_steps(len(indices), settings)
 
     def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:
         """The record of the repair: held-out accuracy of `model`, sizes, steps, time and what the
@@ -180,6 +187,24 @@ class RepairRun:
             seconds=time.perf_counter() - self.started,
             **found,
         )
+
+
+def image_batches(x: np.ndarray, indices: np.ndarray, y: np.ndarray, batch_size: int, input_scale: str,
+                  shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of the images `x[indices]` (pixels 0..255) scaled for the model, with their targets
+    `y` (one per index), gathered from `x` one batch at a time so that no copy of the selected images
+    is ever made whole. With `shuffle_seed`, every pass (epoch) takes a new seeded order."""
+    rng = np.random.default_rng(shuffle_seed)
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = rng.permutation(len(indices)) if shuffle_seed is not None else np.arange(len(indices))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            yield np.asarray(scale_inputs(x[indices[chosen]], input_scale), np.float32), y[chosen]
+
+    signature = (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None, *y.shape[1:]), y.dtype))
+    batches = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return batches.apply(tf.data.experimental.assert_cardinality(math.ceil(len(indices) / batch_size))).prefetch(2)
 
 
 def fine_tuning_steps(train_images: int, settings: FineTuningSettings) -> int:
