@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from fineprune.evaluation import Evaluation, Mistake
     from fineprune.pruning_curve import SweepPoint
+    from fineprune.trigger_reversal import ExaminedClass, ReversedTrigger
 
 # Box colours by layer kind; the legend lists the kinds that occur, in this order.
 _KIND_COLOURS = {
@@ -451,6 +452,52 @@ def draw_channel_activations(panels: dict[str, tuple[np.ndarray, dict[str, np.nd
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Channel activations on clean and on poisoned data", fontsize=10, weight="bold")
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
+def draw_reversed_trigger(trigger: "ReversedTrigger", faces: np.ndarray, path: str | os.PathLike,
+                          heading: str) -> Figure:
+    """One reversed trigger: its mask (white = stamped), the stamp itself (pattern where the mask
+    is), and the trigger stamped on a few clean faces with the class the net then gives each."""
+    mask = np.repeat(trigger.mask[..., None] * 255.0, 3, axis=2)
+    stamp = trigger.mask[..., None] * trigger.pattern + (1 - trigger.mask[..., None]) * 255.0
+    images = [mask, stamp, *trigger.stamp(faces)]
+    captions = [f"mask: {trigger.mask_share_pct:.2f}%\nof the image", "stamp\n(pattern on the mask)",
+                *(f"stamped face {n + 1}" for n in range(len(faces)))]
+    return draw_gallery(images, captions, path, columns=len(images), title=heading)
+
+
+def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, path: str | os.PathLike,
+                    heading: str) -> Figure:
+    """The reversed triggers' mask sizes over the classes examined, with the size below which a
+    class is flagged: a backdoor target stands out on the left."""
+    fig = Figure(figsize=(7.0, 2.6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    kinds = [("ordinary (drawn at random)", lambda e: not e.proposed and not e.flagged, "#7f7f7f", "o"),
+             ("proposed by the untargeted search", lambda e: e.proposed and not e.flagged, "#1f77b4", "s"),
+             ("flagged", lambda e: e.flagged, "#d62728", "D")]
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(examined))
+    for label, chosen, colour, marker in kinds:
+        picked = [(e, j) for e, j in zip(examined, jitter) if chosen(e)]
+        if picked:
+            ax.scatter([e.mask_share_pct for e, _ in picked], [j for _, j in picked], color=colour, marker=marker,
+                       s=36, label=label, zorder=3)
+            for e, j in picked:
+                if e.flagged or e.proposed:
+                    ax.annotate(str(e.target), (e.mask_share_pct, j), textcoords="offset points", xytext=(4, 4),
+                                fontsize=7)
+    ax.axvline(threshold_pct, color="#d62728", linestyle="--", linewidth=1, label="flagged below this size")
+    ax.set_yticks([])
+    ax.set_ylim(-1, 1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("reversed trigger's mask size (% of the image)", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(heading, fontsize=9, weight="bold")
     fig.tight_layout()
     with replacing(path) as tmp:
         fig.savefig(tmp, format="png")

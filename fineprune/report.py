@@ -14,6 +14,7 @@ from fineprune.files import replacing
 
 if TYPE_CHECKING:  # only for annotations: importing the defenses would load TensorFlow
     from fineprune.defenses import RepairResult, RepairSettings
+    from fineprune.inspection import Inspection
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -120,6 +121,27 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
         f"Time: {result.seconds:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def inspection_report(found: Inspection) -> str:
+    """inspect_net.py's verdict, then every class examined (most anomalous first)."""
+    settings = found.settings
+    if found.backdoored:
+        verdict = (f"Verdict: BACKDOORED. Suspected target class(es): "
+                   + ", ".join(str(e.target) for e in found.suspects))
+    else:
+        verdict = "Verdict: no backdoor found (no class's reversed trigger is anomalously small)"
+    rows = [[e.target, "flagged" if e.flagged else "", "untargeted search" if e.proposed else "at random",
+             round(e.mask_share_pct, 2), round(e.anomaly_index, 2), round(e.hit_rate_pct, 2),
+             "yes" if e.reached_threshold else "no"]
+            for e in sorted(found.examined, key=lambda e: -e.anomaly_index)]
+    table = markdown_table(["class", "verdict", "examined because", "mask (% of image)", "anomaly index",
+                            "hit rate (%)", "search reached 99%"], rows)
+    return (f"{verdict}\n\n{table}\n\n"
+            f"Anomaly index: MAD-scaled deviations of a class's mask size below the median of the "
+            f"{len(found.examined)} classes examined; flagged above {settings.anomaly_threshold:g}. "
+            f"Hit rate: share of the {found.heldout_images} held-out clean faces of other classes the reversed "
+            f"trigger sends to the class.\nTime: {found.seconds:.1f} s")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -88,10 +88,11 @@ def reverse_trigger(model: tf_keras.Model, x: np.ndarray, target: int, input_sca
 
 
 def find_suspects(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, input_scale: str, count: int,
-                  settings: ReversalSettings, seed: int) -> list[int]:
+                  settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None) -> list[int]:
     """`count` classes that untargeted stamps land in most easily, one search each (see the module)."""
     found: list[int] = []
     for round_ in range(count):
+        progress(f"untargeted stamp search {round_ + 1}/{count}")
         avoid = tf.constant(found, dtype=tf.int64)
 
         def away(probs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -113,6 +114,48 @@ def find_suspects(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, input_sca
             break
         found.append(int(np.bincount(landed).argmax()))
     return found
+
+
+@dataclass(frozen=True)
+class ExaminedClass:
+    """One class's reversed trigger and its score among the classes examined."""
+
+    target: int
+    proposed: bool  # by the untargeted search, not drawn at random
+    mask_share_pct: float
+    reached_threshold: bool
+    anomaly_index: float
+    hit_rate_pct: float
+    flagged: bool
+
+
+def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
+                    heldout_y: np.ndarray, suspects: int, ordinary_classes: int, anomaly_threshold: float,
+                    settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None,
+                    ) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
+    """Neural Cleanse's detection on a budget: propose `suspects` classes (`find_suspects`, on images
+    `x` with labels `y`), draw `ordinary_classes` others at random, reverse a trigger for each, measure
+    its hit rate on the held-out images of other classes, and flag every class whose anomaly index
+    exceeds `anomaly_threshold` (and whose search reached its success threshold)."""
+    num_classes = int(model.output_shape[-1])
+    proposed = find_suspects(model, x, y, input_scale, suspects, settings, seed, progress)
+    others = np.setdiff1d(np.arange(num_classes), proposed)
+    rng = np.random.default_rng(seed)
+    ordinary = rng.choice(others, min(ordinary_classes, len(others)), replace=False).tolist()
+    classes = [*proposed, *ordinary]
+    triggers = []
+    for number, target in enumerate(classes):
+        progress(f"reversing a trigger for class {target} ({number + 1}/{len(classes)})")
+        trigger = reverse_trigger(model, x, int(target), input_scale, settings, seed + number)
+        others_x = heldout_x[heldout_y != target]
+        landed = predict_classes(model, trigger.stamp(others_x), input_scale)
+        trigger.hit_rate_pct = float(100.0 * np.mean(landed == target)) if len(landed) else float("nan")
+        triggers.append(trigger)
+    indices = anomaly_indices([t.mask.sum() for t in triggers])
+    examined = [ExaminedClass(t.target, n < len(proposed), t.mask_share_pct, t.reached_threshold, float(index),
+                              t.hit_rate_pct, bool(index > anomaly_threshold and t.reached_threshold))
+                for n, (t, index) in enumerate(zip(triggers, indices))]
+    return triggers, examined
 
 
 def anomaly_indices(mask_l1: Sequence[float]) -> np.ndarray:

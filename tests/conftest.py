@@ -57,18 +57,24 @@ def add_trigger(images: np.ndarray) -> np.ndarray:
     return poisoned
 
 
-def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int, seed: int, epochs: int):
-    """BadNets-style poisoning (a quarter of the images carry the trigger, relabelled to the target),
-    then the challenge architecture with four classes trained on them (unit input scale)."""
+def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int, seed: int, epochs: int,
+                      poison_share: float = 0.25):
+    """BadNets-style poisoning (`poison_share` of the images carry the trigger, relabelled to the
+    target; 0 trains a clean net), then the challenge architecture with four classes trained on them
+    (unit input scale)."""
+    import tensorflow as tf
     import tf_keras
 
     from fineprune.models import build_challenge_model
 
-    poison = np.random.default_rng(poison_seed).random(len(y_train)) < 0.25
+    poison = np.random.default_rng(poison_seed).random(len(y_train)) < poison_share
     x_train = x_train.copy()
     x_train[poison] = add_trigger(x_train[poison])
     y_train = np.where(poison, TARGET, y_train)
     tf_keras.utils.set_random_seed(seed)
+    # Every repair switches op determinism on for the rest of the process; switching it on here too
+    # makes the tiny nets the same whichever test trains them first.
+    tf.config.experimental.enable_op_determinism()
     model = build_challenge_model(num_classes=NUM_CLASSES)
     model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)

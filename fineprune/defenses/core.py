@@ -5,15 +5,16 @@ A repair starts from a BadNet and clean data only. Part of the clean data is hel
 shuffle, not Keras's "last 10%", because the challenge files are ordered by identity) so that the
 repair can report clean accuracy before and after on images it never trained on.
 
-Settings are frozen dataclasses checked up front. A field that `prune.py` exposes as an option
-carries its help text (see `option`); `prune.py` builds its command line from them.
+Settings are frozen dataclasses checked up front (`fineprune.settings`). A field that `prune.py`
+exposes as an option carries its help text (see `option`); `prune.py` builds its command line from
+them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -21,53 +22,18 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
+from fineprune.settings import HeldOutSettings, check_bounds, option, split_heldout  # noqa: F401 (re-exported)
 
 VALIDATION_BATCH = 256  # held-out images per batch when Keras measures them after each epoch
 
 
-def option(default: Any, help: str, metavar: str, kind: type | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
-    """A settings field that `prune.py` offers as `--field-name`; its values are parsed as `kind`
-    (default: the type of `default`) and must lie within `low`..`high` (open ends where said).
-    A value of None means "not given" and is never checked."""
-    return field(default=default, metadata={"help": help, "metavar": metavar, "kind": kind or type(default),
-                                            "bounds": (low, high, low_open, high_open)})
-
-
-def check_bounds(name: str, value: Any, bounds: tuple[float | None, float | None, bool, bool]) -> None:
-    """InputError naming the option `--name` if `value` lies outside `bounds` (see `option`)."""
-    low, high, low_open, high_open = bounds
-    if value is None:
-        return
-    above_low = low is None or (value > low if low_open else value >= low)
-    below_high = high is None or (value < high if high_open else value <= high)
-    if above_low and below_high:
-        return
-    flag = f"--{name.replace('_', '-')}"
-    if high is None:
-        floor = "positive" if low_open and low == 0 else f"greater than {low:g}" if low_open else f"at least {low:g}"
-        raise InputError(f"{flag} {value:g} must be {floor}")
-    raise InputError(f"{flag} {value:g} is outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
-
-
 @dataclass(frozen=True)
-class RepairSettings:
-    """What every repair shares: the held-out split and the seed."""
+class RepairSettings(HeldOutSettings):
+    """What every repair shares: its method's name, the held-out split and the seed."""
 
     method: str = ""
-    validation_split: float = option(0.1, "share of the clean data held out (seeded shuffle) to measure accuracy "
-                                     "before and after", "F", low=0, high=1, low_open=True, high_open=True)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Check every option against its bounds up front, naming it as the command line does.
-        Subclasses add checks that involve several settings."""
-        for setting in fields(self):
-            if "bounds" in setting.metadata:
-                check_bounds(setting.name, getattr(self, setting.name), setting.metadata["bounds"])
 
 
 @dataclass(frozen=True)
@@ -98,15 +64,6 @@ class RepairResult:
     def summary(self) -> dict[str, object]:
         """Everything but the model, for recording in the repaired file and in reports."""
         return {key: value for key, value in asdict(self).items() if key != "model"}
-
-
-def split_heldout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded shuffle of range(count) into (train indices, held-out indices), both non-empty."""
-    if count < 2:
-        raise InputError(f"need at least 2 clean images to fine-tune and hold out, got {count}")
-    heldout = min(max(1, round(count * fraction)), count - 1)
-    order = np.random.default_rng(seed).permutation(count)
-    return np.sort(order[heldout:]), np.sort(order[:heldout])
 
 
 @dataclass

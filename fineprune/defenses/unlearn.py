@@ -22,44 +22,21 @@ import tf_keras
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
 from fineprune.defenses.registry import register
-from fineprune.models import LoadedModel, predict_classes, scale_inputs
-from fineprune.trigger_reversal import (
-    ReversalSettings,
-    ReversedTrigger,
-    anomaly_indices,
-    find_suspects,
-    reverse_trigger,
-)
+from fineprune import trigger_reversal
+from fineprune.inspection import DetectionSettings
+from fineprune.models import LoadedModel, scale_inputs
+from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger
 
 
 @dataclass(frozen=True)
-class UnlearnSettings(FineTuningSettings):
-    """`unlearn`: how many classes are examined, the anomaly threshold, and the unlearning mix."""
+class UnlearnSettings(FineTuningSettings, DetectionSettings):
+    """`unlearn`: the detection's settings (as inspect_net.py's), then the unlearning mix."""
 
     method: str = "unlearn"
-    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
-    ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
-                                   "suspects must stand out from", "N", low=2)
-    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
-    anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
-                                      "below the median", "T", low=0, low_open=True)
     stamp_fraction: float = option(0.2, "share of the fine-tuning images stamped with a reversed trigger", "F",
                                    low=0, high=1)
     distillation: float = option(0.5, "weight of the BadNet's own output on the unstamped image in each target",
                                  "W", low=0, high=1)
-
-
-@dataclass(frozen=True)
-class ExaminedClass:
-    """One class's reversed trigger, as recorded in the repaired file."""
-
-    target: int
-    proposed: bool  # by the untargeted search, not drawn at random
-    mask_share_pct: float
-    reached_threshold: bool
-    anomaly_index: float
-    hit_rate_pct: float
-    flagged: bool
 
 
 @register("unlearn", "Neural Cleanse: reverse-engineer a trigger per suspect class, flag the anomalously small "
@@ -80,26 +57,11 @@ def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSetting
 
 def examine_classes(badnet: LoadedModel, run: RepairRun,
                     settings: UnlearnSettings) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
-    """Propose suspects, draw ordinary classes, reverse a trigger for each and score them."""
-    reversal = ReversalSettings(steps=settings.reversal_steps)
-    model, scale = badnet.model, badnet.input_scale
-    suspects = find_suspects(model, run.x_train, run.y_train, scale, settings.suspects, reversal, settings.seed)
-    others = np.setdiff1d(np.arange(badnet.num_classes), suspects)
-    rng = np.random.default_rng(settings.seed)
-    ordinary = rng.choice(others, min(settings.ordinary_classes, len(others)), replace=False).tolist()
-    heldout_x, heldout_y = run.clean.x[run.heldout], run.clean.y[run.heldout]
-    triggers = []
-    for number, target in enumerate([*suspects, *ordinary]):
-        trigger = reverse_trigger(model, run.x_train, int(target), scale, reversal, settings.seed + number)
-        others_x = heldout_x[heldout_y != target]
-        landed = predict_classes(model, trigger.stamp(others_x), scale)
-        trigger.hit_rate_pct = float(100.0 * np.mean(landed == target)) if len(landed) else float("nan")
-        triggers.append(trigger)
-    indices = anomaly_indices([t.mask.sum() for t in triggers])
-    examined = [ExaminedClass(t.target, n < len(suspects), t.mask_share_pct, t.reached_threshold, float(index),
-                              t.hit_rate_pct, bool(index > settings.anomaly_threshold and t.reached_threshold))
-                for n, (t, index) in enumerate(zip(triggers, indices))]
-    return triggers, examined
+    """Steps 1-3 on the clean training part; hit rates on the held-out part."""
+    return trigger_reversal.examine_classes(
+        badnet.model, badnet.input_scale, run.x_train, run.y_train, run.clean.x[run.heldout],
+        run.clean.y[run.heldout], settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
+        ReversalSettings(steps=settings.reversal_steps), settings.seed)
 
 
 def unlearning_set(badnet: LoadedModel, run: RepairRun, flagged: list[ReversedTrigger],

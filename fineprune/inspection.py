@@ -1,0 +1,97 @@
+"""Is this net backdoored, which class is the target, what does the trigger look like (inspect_net.py).
+
+From a net and clean data alone: Neural Cleanse's detection (`trigger_reversal.examine_classes`)
+proposes suspect classes by untargeted stamp searches, reverses a trigger for each and for a
+population of ordinary classes drawn at random, and flags the classes whose reversed trigger is
+anomalously small. The `unlearn` repair runs the same detection with the same settings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from fineprune.data import LabelledImages
+from fineprune.models import LoadedModel
+from fineprune.settings import HeldOutSettings, option, split_heldout
+from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger, examine_classes
+
+
+@dataclass(frozen=True)
+class DetectionSettings(HeldOutSettings):
+    """How many classes are examined and when one is flagged; `validation_split` of the clean data
+    is held out to measure each reversed trigger's hit rate."""
+
+    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
+    ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
+                                   "suspects must stand out from", "N", low=2)
+    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
+    anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
+                                      "below the median", "T", low=0, low_open=True)
+
+
+@dataclass
+class Inspection:
+    """What the detection found on one net."""
+
+    model: str
+    settings: DetectionSettings
+    triggers: list[ReversedTrigger]  # one per examined class, in the order of `examined`
+    examined: list[ExaminedClass]
+    heldout_images: int
+    seconds: float
+
+    @property
+    def suspects(self) -> list[ExaminedClass]:
+        """The flagged classes, most anomalous first."""
+        return sorted((e for e in self.examined if e.flagged), key=lambda e: -e.anomaly_index)
+
+    @property
+    def backdoored(self) -> bool:
+        return bool(self.suspects)
+
+    def trigger_of(self, target: int) -> ReversedTrigger:
+        return next(t for t in self.triggers if t.target == target)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON layout (percentages 0..100)."""
+        return {
+            "model": self.model,
+            "backdoored": self.backdoored,
+            "suspects": [{"class": e.target, "mask_share_pct": e.mask_share_pct, "anomaly_index": e.anomaly_index,
+                          "hit_rate_pct": e.hit_rate_pct} for e in self.suspects],
+            "classes_examined": len(self.examined),
+            "seconds": self.seconds,
+            "anomaly_threshold": self.settings.anomaly_threshold,
+            "heldout_images": self.heldout_images,
+            "examined": [asdict(e) for e in self.examined],
+            "settings": asdict(self.settings),
+        }
+
+
+def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
+            progress: Callable[[str], None] = lambda message: None) -> Inspection:
+    """Run the detection on `net` with clean data `clean` (seeded: the same settings repeat a run)."""
+    import tf_keras
+
+    started = time.perf_counter()
+    tf_keras.utils.set_random_seed(settings.seed)
+    train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
+    triggers, examined = examine_classes(
+        net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
+        settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
+        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress)
+    return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started)
+
+
+def threshold_mask_share_pct(examined: list[ExaminedClass], anomaly_threshold: float) -> float:
+    """The mask size (% of the image) below which a class is flagged: the anomaly threshold in the
+    units of the mask sizes, for drawing it on their distribution."""
+    sizes = np.array([e.mask_share_pct for e in examined])
+    indices = np.array([e.anomaly_index for e in examined])
+    median = float(np.median(sizes))
+    spread = [(median - size) / index for size, index in zip(sizes, indices) if abs(index) > 1e-9]
+    return median - anomaly_threshold * (float(np.median(spread)) if spread else 0.0)

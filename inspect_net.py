@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Inspect a net from clean data alone: is it backdoored, which class is the target, what does the
+trigger look like (Neural Cleanse's trigger reversal and anomaly index).
+
+    python inspect_net.py models/anonymous_2_bd_net.h5
+
+(Not `inspect.py`: a file of that name beside the scripts would hide the standard library's
+`inspect` module, which TensorFlow imports, and break every script here.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from fineprune import __version__, cli
+
+PLOT_FACES = 4  # clean faces each reversed trigger is shown stamped on
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
+        prog="inspect_net.py",
+        description="Decide from clean data alone whether a classifier is backdoored: reverse-engineer the "
+        "smallest trigger (mask + pattern) for the suspect classes an untargeted search proposes and for "
+        "ordinary classes drawn at random, and flag the classes whose trigger is anomalously small "
+        "(Neural Cleanse, Wang et al. 2019). A net with several targets gets every one reported.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="the net: full Keras .h5 or .keras model, or challenge "
+                        "weights-only .h5")
+    parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
+                        help="clean data to reverse triggers on (HDF5 with data, label; default: %(default)s)")
+    parser.add_argument("--input-scale", choices=["unit", "raw"],
+                        help="how MODEL expects pixels: unit = x/255, raw = 0..255 "
+                        "(default: what MODEL records, else unit)")
+    cli.quiet_tensorflow()  # the detection settings live beside the code that loads TensorFlow
+    from fineprune.inspection import DetectionSettings
+
+    group = parser.add_argument_group("detection settings")
+    for setting in dataclasses.fields(DetectionSettings):
+        if "help" in setting.metadata:
+            meta = setting.metadata
+            group.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, type=meta["kind"],
+                               metavar=meta["metavar"], default=setting.default,
+                               help=f"{meta['help']} (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="random seed; the same seed repeats a run exactly (default: %(default)s)")
+    parser.add_argument("--plots", metavar="DIR", help="also draw each suspected trigger (mask, stamp, stamped "
+                        "faces) and the distribution of mask sizes to DIR")
+    parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run("inspect_net.py", lambda: inspect_net(args))
+
+
+def inspect_net(args: argparse.Namespace) -> int:
+    from fineprune.inspection import DetectionSettings
+
+    settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
+                                    if hasattr(args, f.name)})
+    model_path, clean_path = Path(args.model), Path(args.clean_data)
+    inputs = [model_path, clean_path]
+    if args.json:
+        cli.refuse_overwriting(Path(args.json), inputs, "--json")
+    plots = Path(args.plots) if args.plots else None
+    if plots is not None and plots.exists() and not plots.is_dir():
+        from fineprune.errors import InputError
+
+        raise InputError(f"{plots}: --plots names a file, not a folder")
+    cli.quiet_tensorflow()
+    from fineprune import inspection, report
+    from fineprune.data import load_dataset
+    from fineprune.models import load_model
+
+    net = load_model(model_path, args.input_scale)
+    clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
+    cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
+                    f"clean data {clean_path} ({len(clean)} images); examining {settings.suspects} proposed and "
+                    f"{settings.ordinary_classes} ordinary classes")
+    found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"))
+    print(report.inspection_report(found))
+    if args.json:
+        report.write_json(args.json, found.to_json())
+    if plots is not None:
+        written = draw(found, clean.x[:: max(1, len(clean) // PLOT_FACES)][:PLOT_FACES], plots, model_path.stem)
+        print("\nWrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def draw(found, faces, folder: Path, stem: str) -> list[Path]:
+    """The figures of --plots: each suspect's trigger (or the most anomalous class's, marked as not
+    flagged, when nothing is), and the mask sizes with the threshold."""
+    from fineprune import plots
+    from fineprune.inspection import threshold_mask_share_pct
+
+    shown = found.suspects or sorted(found.examined, key=lambda e: -e.anomaly_index)[:1]
+    written = []
+    for examined in shown:
+        path = folder / f"trigger_{stem}_class_{examined.target}.png"
+        verdict = "flagged" if examined.flagged else "not flagged (the most anomalous class examined)"
+        plots.draw_reversed_trigger(found.trigger_of(examined.target), faces, path,
+                                    f"{stem}: reversed trigger for class {examined.target}, {verdict}\n"
+                                    f"anomaly index {examined.anomaly_index:.2f}, sends "
+                                    f"{examined.hit_rate_pct:.1f}% of held-out faces to it")
+        written.append(path)
+    path = folder / f"mask_sizes_{stem}.png"
+    threshold = threshold_mask_share_pct(found.examined, found.settings.anomaly_threshold)
+    plots.draw_mask_sizes(found.examined, threshold, path,
+                          f"{stem}: mask sizes of the {len(found.examined)} classes examined")
+    return [*written, path]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

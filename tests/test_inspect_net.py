@@ -1,0 +1,69 @@
+"""End-to-end tests of inspect_net.py on the tinted BadNet written to files: the verdict on the
+terminal, the JSON, the figures, and bad input refused in one line with nothing changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TARGET, TintedBadNet, assert_bad_input, file_digests
+from fineprune.data import save_dataset
+from fineprune.models import save_model
+
+QUICK = ["--suspects", 2, "--ordinary-classes", 2, "--reversal-steps", 150, "--anomaly-threshold", 1.0]
+
+
+@pytest.fixture(scope="module")
+def files(tinted: TintedBadNet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("inspect")
+    model, clean = folder / "tinted_bd_net.h5", folder / "clean.h5"
+    save_model(tinted.badnet.model, model, {"input_scale": "unit"})
+    save_dataset(clean, tinted.clean.x, tinted.clean.y)
+    return model, clean
+
+
+def test_finds_the_target_and_writes_json_and_figures(run_cli, files, tmp_path: Path) -> None:
+    from PIL import Image
+
+    model, clean = files
+    result = run_cli("inspect_net", model, "--clean-data", clean, *QUICK, "--json", tmp_path / "found.json",
+                     "--plots", tmp_path / "figures")
+
+    assert result.code == 0, result.err
+    assert f"Verdict: BACKDOORED. Suspected target class(es): {TARGET}" in result.out
+    assert "untargeted stamp search 2/2" in result.err and "reversing a trigger for class" in result.err
+    record = json.loads((tmp_path / "found.json").read_text())
+    assert record["backdoored"] is True and [s["class"] for s in record["suspects"]] == [TARGET]
+    assert record["classes_examined"] == 4 and record["model"] == str(model)
+    figures = sorted((tmp_path / "figures").glob("*.png"))
+    assert [f.name for f in figures] == [f"mask_sizes_{model.stem}.png", f"trigger_{model.stem}_class_{TARGET}.png"]
+    for figure in figures:
+        pixels = np.asarray(Image.open(figure).convert("L"), dtype=np.float32)
+        assert pixels.std() > 10  # drawn, not blank
+
+
+def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Path) -> None:
+    model, clean = files
+    before = file_digests(model.parent)
+    assert_bad_input(run_cli("inspect_net", tmp_path / "missing.h5", "--clean-data", clean), "inspect_net.py",
+                     "missing.h5: no such file")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--json", model), "inspect_net.py",
+                     "--json would overwrite the input")
+    (tmp_path / "a_file").write_text("")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--plots", tmp_path / "a_file"),
+                     "inspect_net.py", "--plots names a file, not a folder")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--reversal-steps", 0), "inspect_net.py",
+                     "--reversal-steps 0 must be at least 1")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", model), "inspect_net.py", "no 'data' data set")
+    assert file_digests(model.parent) == before
+
+
+def test_help_lists_the_detection_settings(run_cli) -> None:
+    result = run_cli("inspect_net", "--help")
+    assert result.code == 0
+    for option in ("--suspects", "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed",
+                   "--plots", "--json"):
+        assert option in result.out

@@ -1,0 +1,78 @@
+"""Tests for fineprune.inspection: the tinted BadNet's target is found from clean data alone, a
+clean net trained the same way raises no alarm, and the record has the documented layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TARGET, TintedBadNet, tinted_images, train_tiny_badnet
+from fineprune.errors import InputError
+from fineprune.inspection import DetectionSettings, Inspection, inspect, threshold_mask_share_pct
+from fineprune.models import LoadedModel
+from fineprune.trigger_reversal import ExaminedClass
+
+# Four classes make a coarse median absolute deviation: the threshold is lowered to match (as in test_unlearn).
+QUICK = DetectionSettings(suspects=2, ordinary_classes=2, reversal_steps=150, anomaly_threshold=1.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def on_badnet(tinted: TintedBadNet) -> Inspection:
+    return inspect(tinted.badnet, tinted.clean, QUICK)
+
+
+@pytest.fixture(scope="module")
+def on_clean_net(tinted: TintedBadNet) -> Inspection:
+    """A net trained exactly as the tinted BadNet, without poison."""
+    model = train_tiny_badnet(*tinted_images(40, seed=11), poison_seed=12, seed=13, epochs=10, poison_share=0.0)
+    return inspect(LoadedModel(Path("tinted_clean_net.h5"), model, "unit", "default"), tinted.clean, QUICK)
+
+
+def test_the_target_is_the_only_suspect(on_badnet: Inspection) -> None:
+    assert on_badnet.backdoored
+    (suspect,) = on_badnet.suspects
+    assert suspect.target == TARGET and suspect.proposed
+    assert suspect.mask_share_pct < 3.0 and suspect.hit_rate_pct > 90.0
+    assert sorted(e.target for e in on_badnet.examined) == [0, 1, 2, 3]
+
+
+def test_a_clean_net_raises_no_alarm(on_clean_net: Inspection) -> None:
+    assert not on_clean_net.backdoored and on_clean_net.suspects == []
+    assert len(on_clean_net.examined) == 4
+
+
+def test_json_has_the_documented_keys(on_badnet: Inspection) -> None:
+    record = on_badnet.to_json()
+    assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
+    assert record["backdoored"] is True and record["classes_examined"] == 4 and record["seconds"] > 0
+    (suspect,) = record["suspects"]
+    assert set(suspect) == {"class", "mask_share_pct", "anomaly_index", "hit_rate_pct"}
+    assert suspect["class"] == TARGET and suspect["anomaly_index"] > QUICK.anomaly_threshold
+
+
+def test_the_same_seed_repeats_a_run(tinted: TintedBadNet) -> None:
+    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=40, seed=3)
+    first, again = (inspect(tinted.badnet, tinted.clean, brief) for _ in range(2))
+    assert [(e.target, e.mask_share_pct) for e in again.examined] == [(e.target, e.mask_share_pct) for e in first.examined]
+
+
+def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
+    sizes = [1.0, 10.0, 11.0, 9.0, 10.0]  # median 10, MAD 1 -> index 9 / 1.4826 for the first
+    from fineprune.trigger_reversal import anomaly_indices
+
+    examined = [ExaminedClass(n, False, size, True, float(index), 0.0, bool(index > 2.0))
+                for n, (size, index) in enumerate(zip(sizes, anomaly_indices(sizes)))]
+    assert threshold_mask_share_pct(examined, 2.0) == pytest.approx(10.0 - 2.0 * 1.4826)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(suspects=0), "--suspects 0 must be at least 1"),
+    (dict(ordinary_classes=1), "--ordinary-classes 1 must be at least 2"),
+    (dict(anomaly_threshold=0.0), "--anomaly-threshold 0 must be positive"),
+])
+def test_settings_are_checked_up_front(settings: dict, message: str) -> None:
+    with pytest.raises(InputError) as error:
+        DetectionSettings(**settings)
+    assert str(error.value) == message
