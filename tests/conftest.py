@@ -62,7 +62,6 @@ def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int
     """BadNets-style poisoning (`poison_share` of the images carry the trigger, relabelled to the
     target; 0 trains a clean net), then the challenge architecture with four classes trained on them
     (unit input scale)."""
-    import tensorflow as tf
     import tf_keras
 
     from fineprune.models import build_challenge_model
@@ -72,9 +71,6 @@ def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int
     x_train[poison] = add_trigger(x_train[poison])
     y_train = np.where(poison, TARGET, y_train)
     tf_keras.utils.set_random_seed(seed)
-    # Every repair switches op determinism on for the rest of the process; switching it on here too
-    # makes the tiny nets the same whichever test trains them first.
-    tf.config.experimental.enable_op_determinism()
     model = build_challenge_model(num_classes=NUM_CLASSES)
     model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)

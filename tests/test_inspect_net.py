@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TARGET, TintedBadNet, assert_bad_input, file_digests
+from conftest import TintedBadNet, assert_bad_input, file_digests
 from fineprune.data import save_dataset
 from fineprune.models import save_model
 
-QUICK = ["--suspects", 2, "--ordinary-classes", 2, "--reversal-steps", 150, "--anomaly-threshold", 1.0]
+# The verdict's correctness is test_inspection's; here only what the command does with it, so the
+# search is kept brief.
+BRIEF = ["--suspects", 1, "--ordinary-classes", 2, "--reversal-steps", 40]
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +27,24 @@ def files(tinted: TintedBadNet, tmp_path_factory: pytest.TempPathFactory) -> tup
     return model, clean
 
 
-def test_finds_the_target_and_writes_json_and_figures(run_cli, files, tmp_path: Path) -> None:
+def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path: Path) -> None:
     from PIL import Image
 
     model, clean = files
-    result = run_cli("inspect_net", model, "--clean-data", clean, *QUICK, "--json", tmp_path / "found.json",
+    result = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--json", tmp_path / "found.json",
                      "--plots", tmp_path / "figures")
 
     assert result.code == 0, result.err
-    assert f"Verdict: BACKDOORED. Suspected target class(es): {TARGET}" in result.out
-    assert "untargeted stamp search 2/2" in result.err and "reversing a trigger for class" in result.err
+    assert "Verdict: " in result.out and "| class | verdict |" in result.out
+    assert "untargeted stamp search 1/1" in result.err and "reversing a trigger for class" in result.err
     record = json.loads((tmp_path / "found.json").read_text())
-    assert record["backdoored"] is True and [s["class"] for s in record["suspects"]] == [TARGET]
-    assert record["classes_examined"] == 4 and record["model"] == str(model)
+    assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
+    assert record["classes_examined"] == 3 and record["model"] == str(model)
+    assert record["backdoored"] == bool(record["suspects"])
+    shown = [s["class"] for s in record["suspects"]] or [max(record["examined"], key=lambda e: e["anomaly_index"])["target"]]
     figures = sorted((tmp_path / "figures").glob("*.png"))
-    assert [f.name for f in figures] == [f"mask_sizes_{model.stem}.png", f"trigger_{model.stem}_class_{TARGET}.png"]
+    assert [f.name for f in figures] == [f"mask_sizes_{model.stem}.png",
+                                         *(f"trigger_{model.stem}_class_{k}.png" for k in sorted(shown))]
     for figure in figures:
         pixels = np.asarray(Image.open(figure).convert("L"), dtype=np.float32)
         assert pixels.std() > 10  # drawn, not blank

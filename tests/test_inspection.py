@@ -53,7 +53,7 @@ def test_json_has_the_documented_keys(on_badnet: Inspection) -> None:
 
 
 def test_the_same_seed_repeats_a_run(tinted: TintedBadNet) -> None:
-    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=40, seed=3)
+    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
     first, again = (inspect(tinted.badnet, tinted.clean, brief) for _ in range(2))
     assert [(e.target, e.mask_share_pct) for e in again.examined] == [(e.target, e.mask_share_pct) for e in first.examined]
 
