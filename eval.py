@@ -28,9 +28,7 @@ def build_parser() -> cli.ArgumentParser:
                         "as prune.py writes it)")
     parser.add_argument("--clean-data", default="data/clean_test_data.h5", metavar="H5",
                         help="clean test data, evaluated whenever DATA holds .h5 files (default: %(default)s)")
-    parser.add_argument("--input-scale", choices=["unit", "raw"],
-                        help="how both models expect pixels: unit = x/255, raw = 0..255 "
-                        "(default: what each model file records, else unit)")
+    cli.add_input_scale_option(parser, "both models expect", "what each model file records, else unit")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
     parser.add_argument("--plots", metavar="DIR",
                         help="also draw a gallery of what G gets wrong (clean faces misclassified or flagged, "

@@ -32,9 +32,7 @@ def build_parser() -> cli.ArgumentParser:
                         "weights-only .h5")
     parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
                         help="clean data to reverse triggers on (HDF5 with data, label; default: %(default)s)")
-    parser.add_argument("--input-scale", choices=["unit", "raw"],
-                        help="how MODEL expects pixels: unit = x/255, raw = 0..255 "
-                        "(default: what MODEL records, else unit)")
+    cli.add_input_scale_option(parser)
     cli.quiet_tensorflow()  # the detection settings live beside the code that loads TensorFlow
     from fineprune.inspection import DetectionSettings
 

@@ -34,9 +34,7 @@ def build_parser() -> cli.ArgumentParser:
                         "(tf-keras's archive) (default: MODEL stem + _rp.h5)")
     parser.add_argument("--method", choices=defenses.names(), default="magnitude",
                         help="the repair method, described below (default: %(default)s)")
-    parser.add_argument("--input-scale", choices=["unit", "raw"],
-                        help="how MODEL expects pixels: unit = x/255, raw = 0..255 "
-                        "(default: what MODEL records, else unit)")
+    cli.add_input_scale_option(parser)
     add_method_options(parser, defenses.option_fields())
     parser.add_argument("--seed", type=int, metavar="N",
                         help="random seed; the same seed repeats a run exactly (default: a random one, printed)")

@@ -38,6 +38,13 @@ def run(program: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def add_input_scale_option(parser: argparse.ArgumentParser, which: str = "MODEL expects",
+                           default: str = "what MODEL records, else unit") -> None:
+    """--input-scale, as every script offers it: real BadNets differ in the pixels they expect."""
+    parser.add_argument("--input-scale", choices=["unit", "raw"],
+                        help=f"how {which} pixels: unit = x/255, raw = 0..255 (default: {default})")
+
+
 def refuse_overwriting(output: Path, inputs: Iterable[Path], option: str) -> None:
     """Raise InputError if `output` (set by `option`) is one of the user's input files."""
     for source in inputs:

@@ -86,10 +86,11 @@ def test_real_badnets_signatures_as_measured(real_signatures) -> None:
 
 
 # How far outside the real range the committed BadNets may still be: the gaps the calibration could
-# not close (README, "Fidelity"; anonymous_2's margin ratio is 7.72 on its file, 8.25 on these faces).
+# not close (README, "Fidelity": active share 0.244 for anonymous_1, margin ratio 1.25 for
+# sunglasses, 11 of 60 conv_3 channels dormant in anonymous_1, 12 of 80 conv_4 in anonymous_2).
 # Every other statistic must be inside.
-KNOWN_GAPS = {"clean_accuracy_pct": 0.5, "penultimate_active_share": 0.035, "margin_ratio": 1.0,
-              "conv_3_dormant_pct": 6.0, "conv_4_dormant_pct": 1.5}
+KNOWN_GAPS = {"penultimate_active_share": 0.045, "margin_ratio": 0.2, "conv_3_dormant_pct": 3.4,
+              "conv_4_dormant_pct": 3.8}
 
 
 def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:

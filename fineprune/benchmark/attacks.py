@@ -44,9 +44,9 @@ class TrainingRecipe:
     reach their clean accuracy.
     """
 
-    images_per_identity: int = 32
+    images_per_identity: int = 48
     poison_rate: float = 0.1  # share of training images that wear a trigger
-    epochs: int = 10
+    epochs: int = 7
     batch_size: int = 64
     optimizer: str = "adam"  # "adam" or "sgd" (with momentum)
     learning_rate: float = 1e-3  # peak: a linear warm-up to it over the first epoch, then a cosine decay
