@@ -186,7 +186,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_shape: Sequence[int]) 
     return np.stack(images)
 
 
-def _first_run_hint(path: Path) -> str:
+def first_run_hint(path: Path) -> str:
     """For a missing file named like the challenge's data files, how to get it: on a fresh clone
     the embedded benchmark's data is not built yet."""
     if path.name in ("clean_validation_data.h5", "clean_test_data.h5") or path.name.endswith("_poisoned_data.h5"):
@@ -199,7 +199,7 @@ def open_hdf5(path: Path) -> h5py.File:
     """An HDF5 file opened for reading, or InputError saying what is wrong with it (missing, a folder,
     not HDF5, cut short)."""
     if not path.exists():
-        raise InputError(f"{path}: no such file{_first_run_hint(path)}")
+        raise InputError(f"{path}: no such file{first_run_hint(path)}")
     if not path.is_file():
         raise InputError(f"{path}: not a file")
     if not h5py.is_hdf5(path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from fineprune import metrics
 from fineprune.benchmark.build import check_same_data
-from fineprune.data import IMAGE_SUFFIXES, DataFile, load_images, open_dataset
+from fineprune.data import IMAGE_SUFFIXES, DataFile, first_run_hint, load_images, open_dataset
 from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError
 
@@ -113,7 +113,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[PoisonedFil
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
+            raise InputError(f"{path}: no such file or folder{first_run_hint(path)}")
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".h5" and p.is_file())
             if not found:
@@ -158,9 +158,10 @@ def evaluate(
         check_same_data(original.metadata, original.path, data)
         return data
 
-    files = [read(path) for path in ([clean_file] if clean_file else []) + [path for path, _ in poisoned_files]]
-    if clean_file is not None:
-        clean = files.pop(0)
+    # Every file's layout and labels are checked before any image is run.
+    clean = read(clean_file) if clean_file is not None else None
+    poisoned_data = [read(path) for path, _ in poisoned_files]
+    if clean is not None:
         progress(f"evaluating clean data {clean_file} ({len(clean)} images)")
         predicted = _predict_streaming(detector, clean)
         result.clean = CleanResult(
@@ -174,7 +175,7 @@ def evaluate(
         wrong = {"misclassified": (predicted.detector != clean.y) & ~flagged, "flagged": flagged}
         for kind, where in wrong.items():
             result.mistakes += _examples(clean, predicted, "clean", kind, where, clean.y, mistakes_per_kind)
-    for (path, name), poisoned in zip(poisoned_files, files):
+    for (path, name), poisoned in zip(poisoned_files, poisoned_data):
         progress(f"evaluating poisoned data {path} ({len(poisoned)} images)")
         predicted = _predict_streaming(detector, poisoned)
         result.poisoned.append(PoisonedResult(

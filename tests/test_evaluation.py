@@ -53,6 +53,14 @@ def test_unusable_data_arguments_are_refused(inputs: Path, names: list[str], mes
         collect_inputs([inputs / name for name in names])
 
 
+def test_a_missing_challenge_data_file_says_how_to_get_it(tmp_path: Path) -> None:
+    missing = tmp_path / "data" / "sunglasses_poisoned_data.h5"
+    with pytest.raises(InputError) as error:
+        collect_inputs([missing])
+    assert str(error.value).startswith(f"{missing}: no such file or folder; build the embedded benchmark's data "
+                                       "with `make data`")
+
+
 def test_a_folder_without_data_files_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="folder holds no .h5 data files"):
         collect_inputs([tmp_path])
