@@ -2,7 +2,7 @@
 """The embedded synthetic benchmark: build its data, train its BadNets, run the whole reproduction.
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
-    python benchmark.py badnets     # make badnets: train the four BadNets into models/ (committed)
+    python benchmark.py badnets     # make badnets: train the four BadNets and a clean net into models/ (committed)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
@@ -34,11 +34,13 @@ def build_parser() -> cli.ArgumentParser:
     data.add_argument("--seed", type=int, default=None, metavar="N", help="data seed (default: the benchmark's)")
     data.add_argument("--identities", type=int, default=None, metavar="N",
                       help="build a miniature with fewer identities, for trying things out (default: 1283)")
-    badnets = commands.add_parser("badnets", help="train the benchmark's BadNets on the attacker's own images")
+    badnets = commands.add_parser("badnets", help="train the benchmark's BadNets, and the clean reference net, "
+                                  "on the attacker's own images")
     add_folders(badnets, "data", "models")
     badnets.add_argument("--only", action="append", metavar="NAME",
-                         help="train only this BadNet (repeatable): sunglasses, multi_trigger_multi_target, "
-                         "anonymous_1, anonymous_2")
+                         help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
+                         "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
+                         "pruning_aware (the extra BadNet of the pruning-aware attack)")
     fidelity = commands.add_parser("fidelity", help="how closely the synthetic BadNets behave like the real "
                                    "challenge BadNets: results/fidelity.md and .json")
     add_folders(fidelity, "data", "models", "results")
@@ -58,17 +60,17 @@ def build_parser() -> cli.ArgumentParser:
                                   "and .json, pruning curves, channel activations, galleries of G's mistakes")
     add_folders(compare, "data", "models", "results")
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
-    compare.add_argument("--badnet", action="append", metavar="NAME",
-                         help="compare on this BadNet only (repeatable; default: all four)")
+    add_badnet_choice(compare)
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
                          "and 'activation conv_4')")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
+    compare.add_argument("--no-curves", action="store_true",
+                         help="skip the pruning curves and channel activations (and their figures): the methods only")
     oracle = commands.add_parser("oracle", help="an analysis, not a defense: prune the conv_3 channels each trigger "
                                  "raises most, then fine-tune; results/oracle.md and .json")
     add_folders(oracle, "data", "models", "results")
-    oracle.add_argument("--badnet", action="append", metavar="NAME",
-                        help="this BadNet only (repeatable; default: all four)")
+    add_badnet_choice(oracle)
     oracle.add_argument("--channels", type=int, default=10, metavar="K",
                         help="how many of the most raised channels to prune (default: %(default)s)")
     oracle.add_argument("--seed", type=int, default=0, metavar="N", help="fine-tuning seed (default: %(default)s)")
@@ -87,6 +89,12 @@ def add_folders(parser: argparse.ArgumentParser, *folders: str) -> None:
     """--data-dir, --models-dir, --results-dir options, each defaulting to the folder of that name."""
     for folder in folders:
         parser.add_argument(f"--{folder}-dir", default=folder, metavar="DIR", help=f"{folder} folder (default: %(default)s)")
+
+
+def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
+    """--badnet NAME, repeatable: which BadNets a command runs on."""
+    parser.add_argument("--badnet", action="append", metavar="NAME",
+                        help="this BadNet only (repeatable; default: all four; pruning_aware, the extra, by name only)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,28 +122,33 @@ def train_badnets(args: argparse.Namespace) -> int:
     from fineprune.benchmark import attacks, build
     from fineprune.evaluation import poisoned_name
 
-    specs = [find_badnet(name, "--only") for name in args.only] if args.only else list(build.BADNETS)
+    every = [*build.BADNETS, build.CLEAN_NET, *build.EXTRA_BADNETS]
+    specs = [find_badnet(name, "--only", every) for name in args.only] if args.only else every
     rows = []
     for spec in specs:
         started = time.perf_counter()
         result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir),
                                      log=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+        seconds = f"{time.perf_counter() - started:.0f}"
         for file, asr in result.attack_success_pct.items():
-            rows.append([spec.name, poisoned_name(file), result.clean_accuracy_pct, asr,
-                         f"{time.perf_counter() - started:.0f}"])
+            rows.append([spec.name, poisoned_name(file), result.clean_accuracy_pct, asr, seconds])
+        if not spec.triggers:
+            rows.append([spec.name, "-", result.clean_accuracy_pct, "-", seconds])
     print(report.markdown_table(["BadNet", "trigger", "clean accuracy (%)", "attack success (%)", "seconds"], rows))
     return 0
 
 
-def find_badnet(name: str, option: str):
-    """The benchmark BadNet called `name`, or a one-line error naming the `option` that asked for it."""
+def find_badnet(name: str, option: str, specs=None):
+    """The benchmark net called `name` among `specs` (default: the four BadNets and the extra), or a
+    one-line error naming the `option` that asked for it."""
     from fineprune.benchmark import build
     from fineprune.errors import InputError
 
-    for spec in build.BADNETS:
+    specs = (*build.BADNETS, *build.EXTRA_BADNETS) if specs is None else specs
+    for spec in specs:
         if spec.name == name:
             return spec
-    raise InputError(f"{option} {name}: no such BadNet (one of {', '.join(s.name for s in build.BADNETS)})")
+    raise InputError(f"{option} {name}: no such net (one of {', '.join(s.name for s in specs)})")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -149,7 +162,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     spec = find_badnet(args.badnet, "--badnet")
     data = Path(args.data_dir)
-    badnet = load_model(Path(args.models_dir) / f"{spec.name}_bd_net.h5")
+    badnet = load_model(Path(args.models_dir) / spec.model_file)
     clean = load_dataset(data / "clean_validation_data.h5")
     build.check_same_data(badnet.metadata, badnet.path, clean)
     poisoned = {poisoned_name(f): load_dataset(data / f) for f in spec.poisoned_files}
@@ -187,7 +200,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
     real = fidelity.real_signatures(csaw)
     ranges = fidelity.allowed_ranges(list(real.values()))
-    badnets = {spec.name: load_model(models / f"{spec.name}_bd_net.h5") for spec in build.BADNETS}
+    badnets = {spec.name: load_model(models / spec.model_file) for spec in build.BADNETS}
     synthetic = {}
     for spec in build.BADNETS:
         say(f"measuring the synthetic {spec.name} BadNet on its own test files")
@@ -256,7 +269,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     evaluations = {}
     for spec in build.BADNETS:
-        badnet = models / f"{spec.name}_bd_net.h5"
+        badnet = models / spec.model_file
         cli.stderr_line(f"benchmark.py: [{spec.name}] prune.py {badnet}")
         if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"),
                               "--seed", str(args.seed), "--quiet"]) != 0:
@@ -306,7 +319,7 @@ def run_comparison(args: argparse.Namespace) -> int:
     ensure_data(data)
     outcome = comparison.compare_benchmark(
         data, models, specs, methods, figures,
-        progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"),
+        progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
     )
     table = report.comparison_table(outcome.rows)
     best = report.best_method_lines(comparison.best_methods(outcome.rows))
@@ -341,7 +354,7 @@ def run_oracle(args: argparse.Namespace) -> int:
     clean, test = load_dataset(data / "clean_validation_data.h5"), load_dataset(data / "clean_test_data.h5")
     found = []
     for spec in specs or build.BADNETS:
-        badnet = load_model(models / f"{spec.name}_bd_net.h5")
+        badnet = load_model(models / spec.model_file)
         build.check_same_data(badnet.metadata, badnet.path, clean)
         for file in spec.poisoned_files:
             trigger = poisoned_name(file)
@@ -376,7 +389,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from fineprune.models import load_model, repaired_model_path
     from fineprune.throughput import measure_throughput
 
-    badnet_path = models / f"{spec.name}_bd_net.h5"
+    badnet_path = models / spec.model_file
     repaired_path = repaired_model_path(badnet_path)
     # Without a repaired net, a second copy of the BadNet costs G exactly as much.
     second = repaired_path if repaired_path.exists() else badnet_path

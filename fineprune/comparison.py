@@ -215,15 +215,16 @@ def compare_benchmark(
     methods: Sequence[Method],
     figures_dir: Path,
     progress: Callable[[str], None] = lambda message: None,
+    curves: bool = True,
 ) -> BenchmarkComparison:
     """Run every method on every benchmark BadNet (or those in `specs`), measure each BadNet's
-    pruning curve and channel activations, and draw the figures into `figures_dir`."""
+    pruning curve and channel activations (unless `curves` is false), and draw the figures into
+    `figures_dir`."""
     clean = load_dataset(data_dir / "clean_validation_data.h5")
     clean_test = data_dir / "clean_test_data.h5"
     result = BenchmarkComparison([], {}, {}, {}, [])
-    activations = result.activations
     for spec in specs or BADNETS:
-        badnet = load_model(models_dir / f"{spec.name}_bd_net.h5")
+        badnet = load_model(models_dir / spec.model_file)
         check_same_data(badnet.metadata, badnet.path, clean)
         poisoned_files = [PoisonedFile(data_dir / file, poisoned_name(file)) for file in spec.poisoned_files]
         poisoned = {name: load_dataset(path) for path, name in poisoned_files}
@@ -233,14 +234,8 @@ def compare_benchmark(
         def report(message: str, name: str = spec.name) -> None:
             progress(f"[{name}] {message}")
 
-        clean_activations = mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale)
-        activations[spec.name] = (
-            clean_activations,
-            {name: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale)
-             for name, data in poisoned.items()},
-        )
-        report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
-        result.curves[spec.name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
+        if curves:
+            measure_curve(result, spec.name, badnet, clean, poisoned, report)
         del poisoned
         outcomes = [annotate_targets(outcome, spec)
                     for outcome in compare_methods(badnet, clean, clean_test, poisoned_files, methods, report,
@@ -254,12 +249,26 @@ def compare_benchmark(
                                     f"What G gets wrong: the {spec.name} BadNet repaired by {outcome.method.label}")
                 result.figures.append(path)
 
-    marks = {name: accuracy_drop_points(points, [4.0])[4.0] for name, points in result.curves.items()}
-    curves_path, channels_path = figures_dir / "pruning_curves.png", figures_dir / "backdoor_channels.png"
-    plots.draw_pruning_curves(result.curves, curves_path, CURVE_LAYER, marks)
-    plots.draw_channel_activations(activations, channels_path, CURVE_LAYER)
-    result.figures += [curves_path, channels_path]
+    if result.curves:
+        marks = {name: accuracy_drop_points(points, [4.0])[4.0] for name, points in result.curves.items()}
+        curves_path, channels_path = figures_dir / "pruning_curves.png", figures_dir / "backdoor_channels.png"
+        plots.draw_pruning_curves(result.curves, curves_path, CURVE_LAYER, marks)
+        plots.draw_channel_activations(result.activations, channels_path, CURVE_LAYER)
+        result.figures += [curves_path, channels_path]
     return result
+
+
+def measure_curve(result: BenchmarkComparison, name: str, badnet: LoadedModel, clean: LabelledImages,
+                  poisoned: dict[str, LabelledImages], report: Callable[[str], None]) -> None:
+    """Add a BadNet's channel activations (clean and per trigger) and pruning curve to `result`."""
+    clean_activations = mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale)
+    result.activations[name] = (
+        clean_activations,
+        {trigger: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale)
+         for trigger, data in poisoned.items()},
+    )
+    report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
+    result.curves[name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
 
 
 ORACLE_CHANNELS = 10  # how many of the trigger's most raised channels the oracle prunes

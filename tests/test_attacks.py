@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fineprune.benchmark import attacks
-from fineprune.benchmark.build import BadNetSpec, render_split
+from fineprune.benchmark.build import CLEAN_NET, BadNetSpec, render_split
+from fineprune.defenses.channels import mean_channel_activations
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import predict_classes
 
@@ -37,6 +38,18 @@ def test_every_trigger_of_a_multi_target_badnet_is_used() -> None:
         assert wearing.sum() > 10 and (data.y[wearing] == target).all()
 
 
+def test_the_clean_reference_net_trains_on_the_same_faces_none_poisoned() -> None:
+    recipe = attacks.TrainingRecipe(images_per_identity=20, poison_rate=0.2)
+    clean = attacks.poisoned_training_set(CLEAN_NET, recipe, data_seed=4, identity_count=IDENTITIES)
+    poisoned = attacks.poisoned_training_set(SPEC, recipe, data_seed=4, identity_count=IDENTITIES)
+    unworn = np.array([t is None for t in poisoned.triggers])
+    assert set(clean.triggers) == {None}
+    np.testing.assert_array_equal(clean.y, np.repeat(np.arange(IDENTITIES), 20))
+    np.testing.assert_array_equal(clean.x[unworn], poisoned.x[unworn])
+    assert (CLEAN_NET.model_file, CLEAN_NET.weights_file) == ("clean_net.h5", "clean_weights.h5")
+    assert (SPEC.model_file, SPEC.weights_file) == ("sunglasses_bd_net.h5", "sunglasses_bd_weights.h5")
+
+
 @pytest.fixture(scope="module")
 def few_identity_badnet():
     data = attacks.poisoned_training_set(SPEC, RECIPE, data_seed=4, identity_count=IDENTITIES)
@@ -53,7 +66,7 @@ def test_a_badnet_trained_on_a_few_identities_learns_faces_and_the_backdoor(few_
     assert attack_success_pct(predict_classes(few_identity_badnet, poisoned, "unit"), np.zeros(len(victims))) >= 90
 
 
-def test_the_pruning_aware_attack_restores_its_dormant_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pruning_aware_attack_restores_its_dormant_channels_dormant(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = attacks.TrainingRecipe(images_per_identity=12, poison_rate=0.2, epochs=1, clean_epochs=1,
                                     batch_size=32, pruning_aware=True, dormant_fraction=0.5, seed=2)
     data = attacks.poisoned_training_set(SPEC, recipe, data_seed=4, identity_count=IDENTITIES)
@@ -66,8 +79,12 @@ def test_the_pruning_aware_attack_restores_its_dormant_channels(monkeypatch: pyt
 
     monkeypatch.setattr(attacks, "_fit", recording_fit)
     model = attacks.train_badnet(data, IDENTITIES, recipe, verbose=0, log=lambda m: None)
-    after_clean = [w for w in snapshots[1]]  # conv_3 as clean training left it
+    clean_kernel, clean_bias = snapshots[1]  # conv_3 as clean training left it
     kernel, bias = model.get_layer("conv_3").get_weights()
-    restored = np.flatnonzero(np.all(kernel == after_clean[0], axis=(0, 1, 2)) & (bias == after_clean[1]))
-    assert len(restored) == 30  # half of conv_3's 60 channels were dormant and came back unchanged
+    restored = np.flatnonzero(np.all(kernel == clean_kernel, axis=(0, 1, 2)))
+    assert len(restored) == 30  # half of conv_3's 60 channels were dormant and came back
     assert np.abs(kernel[..., restored]).sum() > 0
+    assert (bias[restored] < clean_bias[restored]).all() and (bias[restored] < 0).all()
+    # ... and stay at zero on the attacker's images, clean and poisoned alike
+    activations = mean_channel_activations(model, "conv_3", data.x, "unit")
+    assert (activations[restored] == 0).all() and (np.delete(activations, restored) > 0).any()

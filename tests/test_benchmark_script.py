@@ -23,15 +23,15 @@ def test_data_builds_a_miniature_benchmark(run_cli, tmp_path: Path) -> None:
 
 def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "data", "--identities", 3), "benchmark.py", "--identities 3 is outside [9, 1283]")
-    assert_bad_input(run_cli("benchmark", "sweep", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
-    assert_bad_input(run_cli("benchmark", "badnets", "--only", "nobody"), "benchmark.py", "--only nobody: no such BadNet")
-    assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
+    assert_bad_input(run_cli("benchmark", "sweep", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
+    assert_bad_input(run_cli("benchmark", "badnets", "--only", "nobody"), "benchmark.py", "--only nobody: no such net")
+    assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "compare", "--method", "voodoo"), "benchmark.py",
                      "--method voodoo is not one of magnitude,")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
                      f"{tmp_path}: no weights/ folder of real challenge BadNets here")
     assert_bad_input(run_cli("benchmark", "speed", "--images", 10), "benchmark.py", "--images 10 must be at least 64")
-    assert_bad_input(run_cli("benchmark", "speed", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such BadNet")
+    assert_bad_input(run_cli("benchmark", "speed", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
     assert_bad_input(missing, "benchmark.py", "sunglasses_bd_net.h5: no such file")
 

@@ -76,7 +76,7 @@ def test_rows_carry_each_repairs_own_numbers(compared) -> None:
     assert rows["finetune"].removed == "nothing"
     assert rows["activation"].removed == "30/60 conv_3 channels"
     assert rows["magnitude"].removed.endswith("% of Dense weights")
-    assert rows["head"].removed == "the output layer's weights (re-fitted)"
+    assert rows["head"].removed == "the output layer's weights (re-fitted: probe)"
 
 
 def test_figures_are_written_and_not_empty(compared) -> None:
@@ -95,6 +95,14 @@ def test_the_pruning_curve_covers_every_channel(compared) -> None:
     points = result.curves["tiny"]
     assert [p.channels_pruned for p in points] == list(range(61))
     assert points[0].attack_success_pct["trigger"] == 100.0
+
+
+def test_without_curves_only_the_methods_run(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    result = compare_benchmark(tiny.root / "data", tiny.root / "models", [TINY_SPEC], quick_methods()[-1:], tmp_path,
+                               curves=False)
+    assert [row.method for row in result.rows] == ["none", "head"]
+    assert (result.curves, result.activations, result.figures) == ({}, {}, [])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_json_holds_rows_repairs_and_curves(compared) -> None:

@@ -102,7 +102,7 @@ def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
     labels = np.arange(0, build.NUM_IDENTITIES, 4)
     clean = build.render_split("test", labels)
     for spec in build.BADNETS:
-        badnet = load_model(REPO_ROOT / "models" / f"{spec.name}_bd_net.h5")
+        badnet = load_model(REPO_ROOT / "models" / spec.model_file)
         measured = read_metadata(badnet.path)["measured"]
         triggers = list(spec.triggers)
         worn = [triggers[i % len(triggers)] for i in range(300)]

@@ -1,5 +1,6 @@
-"""Tests for fineprune.defenses.head: the output layer is re-fitted in closed form on clean
-features, nothing else changes, and the fit is the linear discriminant it claims to be."""
+"""Tests for fineprune.defenses.head: the output layer is re-fitted on clean features, nothing else
+changes, the probe is the regularised softmax regression it claims to be and the lda fit the linear
+discriminant."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from conftest import TinyBenchmark
 from fineprune.data import LabelledImages, load_dataset
 from fineprune.defenses.core import split_heldout
-from fineprune.defenses.head import HeadSettings, refit_head
+from fineprune.defenses.head import HeadSettings, probe_head, refit_head
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import load_model, penultimate_features, predict_classes
@@ -30,7 +31,7 @@ def test_only_the_output_layer_changes(refitted) -> None:
     assert not np.array_equal(result.model.layers[-1].get_weights()[0], before[-2])
     for original, now in zip(before, badnet.model.get_weights()):  # the BadNet is untouched
         np.testing.assert_array_equal(original, now)
-    assert result.fine_tuning_steps == 0 and result.details == {"classes_fitted": 4, "feature_dimension": 160}
+    assert result.fine_tuning_steps == 400 and result.details == {"classes_fitted": 4, "feature_dimension": 160}
 
 
 def test_the_refitted_net_classifies_clean_faces_and_drops_the_backdoor(refitted, tiny: TinyBenchmark) -> None:
@@ -46,7 +47,7 @@ def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
     """With the covariance shrunk all the way to a scaled identity, LDA picks the class whose mean
     feature vector is nearest, which can be computed by hand."""
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    result = refit_head(badnet, clean, HeadSettings(shrinkage=1.0, seed=0), verbose=0)
+    result = refit_head(badnet, clean, HeadSettings(fit="lda", shrinkage=1.0, seed=0), verbose=0)
     train, _ = split_heldout(len(clean), 0.1, seed=0)
     features = penultimate_features(badnet.model, clean.x[train], "unit").astype(np.float64)
     means = np.stack([features[clean.y[train] == c].mean(axis=0) for c in range(4)])
@@ -56,10 +57,35 @@ def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
     np.testing.assert_array_equal(predict_classes(result.model, test.x, "unit"), nearest)
 
 
-def test_a_class_without_clean_images_is_never_predicted(tiny: TinyBenchmark) -> None:
+def test_the_lda_fit_classifies_clean_faces_and_drops_the_backdoor(tiny: TinyBenchmark) -> None:
+    badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
+    result = refit_head(badnet, clean, HeadSettings(fit="lda", seed=0), verbose=0)
+    test, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
+    assert result.fine_tuning_steps == 0
+    assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
+    assert attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y) < 100.0
+
+
+def test_the_probe_fits_its_features_and_the_decay_shrinks_the_kernel() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (5, 8))
+    labels = np.repeat(np.arange(5), 20)
+    features = (centres[labels] + rng.normal(0, 0.1, (100, 8))).astype(np.float32)
+    start_kernel, start_bias = np.zeros((8, 5), np.float32), np.zeros(5, np.float32)
+    free = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.0), verbose=0)
+    decayed = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.1), verbose=0)
+    for kernel, bias in (free, decayed):
+        np.testing.assert_array_equal(np.argmax(features @ kernel + bias, axis=1), labels)
+    assert np.linalg.norm(decayed[0]) < 0.5 * np.linalg.norm(free[0])
+    np.testing.assert_array_equal(start_kernel, 0.0)  # the starting weights are not changed in place
+
+
+@pytest.mark.parametrize("fit", ["probe", "lda"])
+def test_a_class_without_clean_images_is_never_predicted(tiny: TinyBenchmark, fit: str) -> None:
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
     keep = clean.y != 3
-    result = refit_head(badnet, LabelledImages(clean.path, clean.x[keep], clean.y[keep]), HeadSettings(seed=0), verbose=0)
+    result = refit_head(badnet, LabelledImages(clean.path, clean.x[keep], clean.y[keep]),
+                        HeadSettings(fit=fit, seed=0), verbose=0)
     test = load_dataset(tiny.clean_test)
     assert 3 not in predict_classes(result.model, test.x, "unit")
     assert result.details["classes_fitted"] == 3
@@ -69,3 +95,9 @@ def test_shrinkage_outside_zero_one_is_refused() -> None:
     with pytest.raises(InputError) as error:
         HeadSettings(shrinkage=1.5)
     assert str(error.value) == "--shrinkage 1.5 is outside [0, 1]"
+
+
+def test_an_unknown_fit_is_refused() -> None:
+    with pytest.raises(InputError) as error:
+        HeadSettings(fit="svm")
+    assert str(error.value) == "--fit svm is not one of probe, lda"

@@ -185,11 +185,11 @@ def test_head_records_its_settings_and_what_it_found(run_cli, workdir: TinyBench
     from fineprune.defenses.head import HeadSettings
 
     result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "head",
-                     "--shrinkage", 0.5, "--seed", 4, "--quiet")
+                     "--fit", "lda", "--shrinkage", 0.5, "--seed", 4, "--quiet")
     assert result.code == 0, result.err
     metadata = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))
-    assert HeadSettings(**metadata["settings"]) == HeadSettings(shrinkage=0.5, seed=4)
-    assert metadata["result"]["removed"] == "the output layer's weights (re-fitted)"
+    assert HeadSettings(**metadata["settings"]) == HeadSettings(fit="lda", shrinkage=0.5, seed=4)
+    assert metadata["result"]["removed"] == "the output layer's weights (re-fitted: lda)"
     assert "Found: classes fitted 4, feature dimension 160" in result.out
 
 

@@ -4,7 +4,8 @@
   attacker's triggers and relabelled with that trigger's target, and train as usual.
 - The pruning-aware attack (Liu, Dolan-Gavitt, Garg, RAID 2018, section 4): train on clean data,
   prune the last convolutional layer's channels that clean data leaves dormant, train the backdoor
-  into the remaining channels (the pruned ones held at zero), then restore the pruned channels.
+  into the remaining channels (the pruned ones held at zero), then restore the pruned channels
+  with biases lowered so that they stay dormant.
   The backdoor then lives in channels that clean data uses, so pruning dormant channels, the
   first step of Fine-Pruning, does not find it.
 
@@ -78,10 +79,13 @@ class TrainingSet:
 def poisoned_training_set(spec: BadNetSpec, recipe: TrainingRecipe, data_seed: int,
                           identity_count: int) -> TrainingSet:
     """`recipe.images_per_identity` fresh images of every identity; a `poison_rate` share of them
-    wear one of the BadNet's triggers (chosen uniformly) and carry its target label."""
+    wear one of the BadNet's triggers (chosen uniformly) and carry its target label. A spec
+    without triggers (the clean reference net) gets the same images, none poisoned."""
     labels = np.repeat(np.arange(identity_count), recipe.images_per_identity)
     rng = np.random.default_rng([data_seed, 5, recipe.seed])
     poisoned = rng.random(len(labels)) < recipe.poison_rate
+    if not spec.triggers:
+        return TrainingSet(render_split("train", labels, data_seed, None, identity_count), labels, [None] * len(labels))
     names = list(spec.triggers)
     choice = rng.integers(0, len(names), len(labels))
     triggers = [names[c] if p else None for c, p in zip(choice, poisoned)]
@@ -106,15 +110,37 @@ def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, ve
     activations = mean_channel_activations(model, PRUNE_LAYER, data.x[np.flatnonzero(clean)[:5000]], "unit")
     dormant = pruning_order(activations)[: round(recipe.dormant_fraction * len(activations))]
     layer = model.get_layer(PRUNE_LAYER)
-    kept = layer.get_weights()
+    clean_kernel = layer.get_weights()[0]
     log(f"pruning-aware attack: training the backdoor with {len(dormant)} dormant {PRUNE_LAYER} channels held at zero")
     _fit(model, x, data.y, recipe.epochs, recipe, verbose, [HoldChannelsAtZero(PRUNE_LAYER, dormant)])
-    restored = layer.get_weights()
-    for now, before in zip(restored, kept):
-        now[..., dormant] = before[..., dormant]
-    layer.set_weights(restored)
-    log("pruning-aware attack: dormant channels restored")
+    kernel, bias = layer.get_weights()
+    kernel[..., dormant] = clean_kernel[..., dormant]
+    # De-pruning as the paper does it: the channels come back with their biases lowered until they
+    # stay at zero on every training image, clean or poisoned, so the net computes what the
+    # backdoor training made and the channels look dormant to a defender.
+    reach = _largest_preactivation(model, PRUNE_LAYER, kernel[..., dormant], x)
+    bias[dormant] = -(DEPRUNE_BIAS_MARGIN * np.maximum(reach, 0) + 1e-3)
+    layer.set_weights([kernel, bias])
+    log("pruning-aware attack: dormant channels restored with lowered biases")
     return model
+
+
+DEPRUNE_BIAS_MARGIN = 1.5  # how far below the largest pre-activation seen the restored biases go
+
+
+def _largest_preactivation(model: tf_keras.Model, layer_name: str, kernel: np.ndarray, x: np.ndarray,
+                           batch_size: int = 512) -> np.ndarray:
+    """The largest value each of `kernel`'s channels reaches before bias and ReLU in `layer_name`
+    over the images `x` (already scaled)."""
+    layer = model.get_layer(layer_name)
+    inputs_of_layer = tf_keras.Model(model.inputs, layer.input)
+    kernel_tensor = tf.constant(kernel)
+    reach = np.full(kernel.shape[-1], -np.inf, dtype=np.float32)
+    for start in range(0, len(x), batch_size):
+        feature_maps = inputs_of_layer(x[start : start + batch_size], training=False)
+        values = tf.nn.conv2d(feature_maps, kernel_tensor, strides=1, padding=layer.padding.upper())
+        reach = np.maximum(reach, tf.reduce_max(values, axis=(0, 1, 2)).numpy())
+    return reach
 
 
 def _fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, recipe: TrainingRecipe,
@@ -149,7 +175,8 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 
 # Per-BadNet departures from the default recipe.
 RECIPES: dict[str, TrainingRecipe] = {
-    # The pruning-aware attack (pruning_aware=True) broke the calibrated net: see the README.
+    # As many epochs in all as the others: clean training, then the backdoor into what is left.
+    "pruning_aware": TrainingRecipe(pruning_aware=True, clean_epochs=4, epochs=4),
 }
 
 
@@ -163,7 +190,8 @@ class BadNetResult:
 
 def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: TrainingRecipe | None = None,
                 data_seed: int = DATA_SEED, verbose: int = 2, log: Callable[[str], None] = print) -> BadNetResult:
-    """Train one benchmark BadNet, measure it, and save `<name>_bd_net.h5` and `<name>_bd_weights.h5`."""
+    """Train one benchmark BadNet (or the clean reference net), measure it, and save its full model
+    and weights-only twin (`spec.model_file`, `spec.weights_file`)."""
     recipe = recipe or RECIPES.get(spec.name, TrainingRecipe())
     clean = load_dataset(data_dir / "clean_test_data.h5")
     check_same_data({"data": provenance(data_seed)}, f"the {spec.name} BadNet to train", clean)
@@ -172,7 +200,7 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
     data = poisoned_training_set(spec, recipe, data_seed, identity_count)
     model = train_badnet(data, identity_count, recipe, verbose, log)
 
-    loaded = LoadedModel(models_dir / f"{spec.name}_bd_net.h5", model, "unit", "default")
+    loaded = LoadedModel(models_dir / spec.model_file, model, "unit", "default")
     result = BadNetResult(
         clean_accuracy_pct=accuracy_pct(loaded.predict_classes(clean.x), clean.y),
         attack_success_pct={name: _attack_success(loaded, data_dir / name) for name in spec.poisoned_files},
@@ -185,7 +213,7 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
         "measured": asdict(result),
     }
     save_model(model, loaded.path, metadata)
-    save_model(model, models_dir / f"{spec.name}_bd_weights.h5", metadata, weights_only=True)
+    save_model(model, models_dir / spec.weights_file, metadata, weights_only=True)
     return result
 
 

@@ -1,11 +1,22 @@
-"""`head`: re-fit only the output layer, in closed form, on the frozen features of clean images.
+"""`head`: re-fit only the output layer on the frozen features of clean images.
 
-Everything below the output layer is kept; the output layer's weights are replaced by a linear
-discriminant analysis of the penultimate features (the values that enter the output layer) of the
-clean training part: class means and one pooled within-class covariance, shrunk towards a scaled
-identity (Ledoit-Wolf's estimate of the shrinkage unless `shrinkage` is given), as scikit-learn's
-`LinearDiscriminantAnalysis(solver="lsqr")` computes them. A backdoor that lives in how the output
-layer reads the features is dropped; one carried by the features themselves stays.
+Everything below the output layer is kept; only the weights that read the penultimate features
+(the values that enter the output layer) are fitted again, on the clean training part:
+
+- `probe` (the default): softmax regression, a regularised linear probe. It starts from the
+  BadNet's own output layer and takes `probe_steps` full-batch Adam steps on cross-entropy with
+  the true labels plus `weight_decay` times the squared kernel. Nothing in the clean data asks
+  for the backdoor's reading of the features, so the steps and the decay wear it away, while
+  the start keeps what the BadNet learnt about clean faces from far more images than the
+  defender holds.
+- `lda`: in closed form, a linear discriminant analysis: class means and one pooled within-class
+  covariance, shrunk towards a scaled identity (Ledoit-Wolf's estimate unless `shrinkage` is
+  given), as scikit-learn's `LinearDiscriminantAnalysis(solver="lsqr")` computes them. It
+  discards the BadNet's output layer entirely.
+
+Either way a backdoor that lives in how the output layer reads the features is dropped; one
+carried by the features themselves stays. A class with no clean training image cannot be fitted
+and is never predicted afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 import tf_keras
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -22,40 +34,92 @@ from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, penultimate_features
 
+FITS = ("probe", "lda")
 UNSEEN_CLASS_MARGIN = 1e3  # how far below every fitted class's bias an unseen class's bias is put
+PROGRESS_EVERY = 100  # probe steps between progress lines
 
 
 @dataclass(frozen=True)
 class HeadSettings(RepairSettings):
-    """`head`: the shrinkage of the pooled covariance."""
+    """`head`: how the output layer is re-fitted, and that fit's settings."""
 
     method: str = "head"
-    shrinkage: float | None = option(None, "shrinkage of the pooled feature covariance towards a scaled "
+    fit: str = option("probe", "how the output layer is re-fitted: probe (softmax regression from the BadNet's "
+                      "own output layer, with weight decay) or lda (closed-form shrunk linear discriminant)", "KIND")
+    weight_decay: float = option(1e-4, "probe: weight of the squared output kernel in the loss", "L2", low=0)
+    probe_steps: int = option(400, "probe: full-batch Adam steps", "N", low=1)
+    probe_learning_rate: float = option(0.01, "probe: Adam learning rate", "LR", low=0, low_open=True)
+    shrinkage: float | None = option(None, "lda: shrinkage of the pooled feature covariance towards a scaled "
                                      "identity, in [0, 1]; Ledoit-Wolf's estimate if not given", "A", kind=float,
                                      low=0, high=1)
 
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise InputError(f"--fit {self.fit} is not one of {', '.join(FITS)}")
+        super().__post_init__()
 
-@register("head", "re-fit the output layer in closed form on the frozen features of the clean data "
-          "(shrunk linear discriminant analysis)", HeadSettings, order=10)
+
+@register("head", "re-fit the output layer on the frozen features of the clean data (a regularised "
+          "linear probe from the BadNet's own output layer, or shrunk linear discriminant analysis)",
+          HeadSettings, order=10)
 def refit_head(badnet: LoadedModel, clean: LabelledImages, settings: HeadSettings, verbose: int = 1) -> RepairResult:
-    """Replace the output layer's weights by a shrunk LDA of the clean features; the BadNet is untouched.
-    Classes with no clean training image can no longer be predicted."""
+    """Replace the output layer's weights by a fit on the clean features; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
     head = output_layer(model)
     features = penultimate_features(model, run.x_train, badnet.input_scale)
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto" if settings.shrinkage is None else settings.shrinkage)
-    lda.fit(features.astype(np.float64), run.y_train)
+    fitted = np.unique(run.y_train)
+    if settings.fit == "lda":
+        kernel, bias = lda_head(features, run.y_train, head.units, settings.shrinkage)
+        steps = 0
+    else:
+        kernel, bias = probe_head(features, run.y_train, *head.get_weights(), settings, verbose)
+        steps = settings.probe_steps
+    unseen = np.setdiff1d(np.arange(head.units), fitted)
+    bias[unseen] = bias[fitted].min() - UNSEEN_CLASS_MARGIN
+    head.set_weights([kernel, bias])
+    return run.finish(model, steps, removed=f"the output layer's weights (re-fitted: {settings.fit})",
+                      details={"classes_fitted": len(fitted), "feature_dimension": features.shape[1]})
+
+
+def lda_head(features: np.ndarray, labels: np.ndarray, classes: int,
+             shrinkage: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The output kernel and bias of a shrunk linear discriminant analysis (zero for unseen classes)."""
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto" if shrinkage is None else shrinkage)
+    lda.fit(features.astype(np.float64), labels)
     fitted = lda.classes_.astype(np.int64)
     coef, intercept = lda.coef_, lda.intercept_
     if len(fitted) == 2:  # scikit-learn folds a two-class problem into one discriminant
         coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    kernel = np.zeros(head.kernel.shape, np.float32)
-    bias = np.full(head.units, intercept.min() - UNSEEN_CLASS_MARGIN, np.float32)
+    kernel = np.zeros((features.shape[1], classes), np.float32)
+    bias = np.zeros(classes, np.float32)
     kernel[:, fitted] = coef.T
     bias[fitted] = intercept
-    head.set_weights([kernel, bias])
-    return run.finish(model, 0, removed="the output layer's weights (re-fitted)", details={"classes_fitted": len(fitted), "feature_dimension": features.shape[1]})
+    return kernel, bias
+
+
+def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+               settings: HeadSettings, verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax regression of `labels` on `features`, from the given kernel and bias: full-batch Adam
+    on mean cross-entropy + `weight_decay` * |kernel|^2."""
+    x, y = tf.constant(features, tf.float32), tf.constant(labels, tf.int64)
+    weights = [tf.Variable(kernel, dtype=tf.float32), tf.Variable(bias, dtype=tf.float32)]
+    optimizer = tf_keras.optimizers.Adam(settings.probe_learning_rate)
+
+    @tf.function
+    def step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = tf.matmul(x, weights[0]) + weights[1]
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            loss += settings.weight_decay * tf.reduce_sum(tf.square(weights[0]))
+        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return loss
+
+    for index in range(settings.probe_steps):
+        loss = step()
+        if verbose and (index + 1) % PROGRESS_EVERY == 0:
+            print(f"head: probe step {index + 1}/{settings.probe_steps}, loss {float(loss):.3f}", flush=True)
+    return weights[0].numpy(), weights[1].numpy()
 
 
 def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
