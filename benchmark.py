@@ -63,7 +63,7 @@ def build_parser() -> cli.ArgumentParser:
     add_badnet_choice(compare)
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
-                         "and 'activation conv_4')")
+                         "and the variants 'activation conv_4' and 'head lda')")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
     compare.add_argument("--no-curves", action="store_true",
                          help="skip the pruning curves and channel activations (and their figures): the methods only")

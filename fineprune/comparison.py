@@ -51,10 +51,11 @@ class Method:
 
 
 def standard_methods(seed: int = 0) -> list[Method]:
-    """Every registered method at its defaults, plus Fine-Pruning on the other branch's layer
-    (conv_4), which measures the choice of layer."""
+    """Every registered method at its defaults, plus two variants that measure a choice: Fine-Pruning
+    on the other branch's layer (conv_4), and `head`'s closed-form fit."""
     return [*(Method(name, settings_for(name, seed=seed)) for name in names()),
-            Method("activation conv_4", settings_for("activation", layer="conv_4", seed=seed))]
+            Method("activation conv_4", settings_for("activation", layer="conv_4", seed=seed)),
+            Method("head lda", settings_for("head", fit="lda", seed=seed))]
 
 
 @dataclass(frozen=True)

@@ -133,12 +133,13 @@ def test_the_bar(original: float, detector: float, asr: float, seconds: float, e
     assert meets_bar(original, detector, asr, seconds) is expected
 
 
-def test_standard_methods_are_every_registered_method_plus_conv_4() -> None:
+def test_standard_methods_are_every_registered_method_plus_two_variants() -> None:
     methods = standard_methods(seed=7)
-    assert [m.label for m in methods] == [*names(), "activation conv_4"]
+    assert [m.label for m in methods] == [*names(), "activation conv_4", "head lda"]
+    assert (methods[-2].settings.layer, methods[-1].settings.fit) == ("conv_4", "lda")
     assert names()[:4] == ["magnitude", "finetune", "prune", "activation"]
     assert all(m.settings.seed == 7 for m in methods)
-    assert methods[-1].settings.layer == "conv_4" and methods[3].settings == ActivationPruningSettings(seed=7)
+    assert methods[3].settings == ActivationPruningSettings(seed=7)
 
 
 def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tiny: TinyBenchmark) -> None:
