@@ -27,7 +27,8 @@ compare: $(INSTALLED)
 	$(PY) benchmark.py compare --figures-dir docs
 	$(PY) benchmark.py oracle
 
-# The embedded benchmark: data (ignored by git, rebuilt in under a minute) and BadNets (committed).
+# The embedded benchmark: data (ignored by git, rebuilt in under two minutes), the BadNets and the clean
+# reference net (committed).
 data: $(INSTALLED)
 	$(PY) benchmark.py data
 

@@ -2,7 +2,7 @@
 """The embedded synthetic benchmark: build its data, train its BadNets, run the whole reproduction.
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
-    python benchmark.py badnets     # make badnets: train the four BadNets and a clean net into models/ (committed)
+    python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
@@ -122,8 +122,9 @@ def train_badnets(args: argparse.Namespace) -> int:
     from fineprune.benchmark import attacks, build
     from fineprune.evaluation import poisoned_name
 
-    every = [*build.BADNETS, build.CLEAN_NET, *build.EXTRA_BADNETS]
-    specs = [find_badnet(name, "--only", every) for name in args.only] if args.only else every
+    every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets by name only
+    specs = ([find_badnet(name, "--only", [*every, *build.EXTRA_BADNETS]) for name in args.only] if args.only
+             else every)
     rows = []
     for spec in specs:
         started = time.perf_counter()
