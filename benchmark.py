@@ -326,10 +326,10 @@ def run_comparison(args: argparse.Namespace) -> int:
     best = report.best_method_lines(comparison.best_methods(outcome.rows))
     report.write_text(results / "comparison.md", "All values in percent, measured on the clean test data and each "
                       "trigger's poisoned file; \"net\" is the repaired net alone, G the repaired detector.\n\n"
-                      + table + "\n\nBest method per BadNet (lowest G ASR on its worst trigger):\n\n" + best + "\n")
+                      + table + "\n\nBest method per BadNet (lowest G ASR plus G accuracy loss, on its worst trigger):\n\n" + best + "\n")
     report.write_json(results / "comparison.json", outcome.to_json())
     print(table)
-    print(f"\nBest method per BadNet (lowest G ASR on its worst trigger):\n{best}")
+    print(f"\nBest method per BadNet (lowest G ASR plus G accuracy loss, on its worst trigger):\n{best}")
     print(f"\nWrote {results}/comparison.md and comparison.json, figures in {figures}/, "
           f"in {time.perf_counter() - started:.0f} s")
     return 0

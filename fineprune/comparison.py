@@ -120,8 +120,15 @@ def annotate_targets(outcome: MethodOutcome, spec: BadNetSpec) -> MethodOutcome:
 
 
 def best_methods(rows: Sequence[ComparisonRow]) -> dict[str, ComparisonRow]:
-    """Per BadNet, the method whose worst trigger lets least through G, ties broken by G's clean
-    accuracy; returned as that method's row for its worst trigger."""
+    """Per BadNet, the method whose worst trigger scores lowest on G's ASR plus G's loss of clean
+    accuracy (points against the BadNet's own "none" row): a repair is judged by what it lets
+    through and what it costs together, so stopping everything by breaking the net does not win.
+    Returned as that method's row for its worst trigger."""
+    own = {row.badnet: row.accuracy_detector_pct for row in rows if row.method == "none"}
+
+    def cost(row: ComparisonRow) -> float:
+        return row.asr_detector_pct + max(0.0, own.get(row.badnet, 100.0) - row.accuracy_detector_pct)
+
     worst: dict[tuple[str, str], ComparisonRow] = {}
     for row in rows:
         if row.method == "none":
@@ -131,8 +138,7 @@ def best_methods(rows: Sequence[ComparisonRow]) -> dict[str, ComparisonRow]:
             worst[key] = row
     best: dict[str, ComparisonRow] = {}
     for (badnet, _), row in worst.items():
-        if badnet not in best or (row.asr_detector_pct, -row.accuracy_detector_pct) < (
-                best[badnet].asr_detector_pct, -best[badnet].accuracy_detector_pct):
+        if badnet not in best or cost(row) < cost(best[badnet]):
             best[badnet] = row
     return best
 

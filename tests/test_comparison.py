@@ -173,7 +173,13 @@ def test_the_best_method_is_judged_by_its_worst_trigger() -> None:
             _row("multi", "a", "y", 10.0, 92.0), _row("multi", "b", "y", 12.0, 92.0),
             _row("multi", "a", "z", 12.0, 94.0), _row("multi", "b", "z", 1.0, 94.0)]
     best = best_methods(rows)["multi"]
-    assert (best.method, best.trigger) == ("z", "a")  # 12% worst, as y, but more accurate
+    assert (best.method, best.trigger) == ("z", "a")  # 12% through + 2 points lost: less than y's 12 + 4
+
+
+def test_stopping_every_trigger_by_breaking_the_net_is_not_the_best() -> None:
+    rows = [_row("net", "a", "none", 100.0, 97.0), _row("net", "a", "broken", 0.0, 10.0),
+            _row("net", "a", "probe", 0.8, 95.0)]
+    assert best_methods(rows)["net"].method == "probe"
 
 
 def test_unlearn_rows_say_whether_the_true_targets_were_found() -> None:
