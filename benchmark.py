@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from fineprune import __version__, cli
 
@@ -139,7 +140,7 @@ def train_badnets(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_badnet(name: str, option: str, specs=None):
+def find_badnet(name: str, option: str, specs: Sequence[Any] | None = None) -> Any:
     """The benchmark net called `name` among `specs` (default: the four BadNets and the extra), or a
     one-line error naming the `option` that asked for it."""
     from fineprune.benchmark import build
