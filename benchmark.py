@@ -49,6 +49,7 @@ def build_parser() -> cli.ArgumentParser:
                           help="the real challenge files: weights/, samples/, seed_repaired/ (default: %(default)s)")
     fidelity.add_argument("--seed", type=int, default=0, metavar="N",
                           help="seed of the original recipe's repairs (default: %(default)s)")
+    add_badnet_choice(fidelity)
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
     add_folders(sweep, "data", "models", "results")
@@ -181,10 +182,12 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
+    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
     data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
                                    Path(args.csaw_dir))
+    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else build.BADNETS
     if not (csaw / "weights").is_dir():
         raise InputError(f"{csaw}: no weights/ folder of real challenge BadNets here (see --csaw-dir)")
     started = time.perf_counter()
@@ -193,7 +196,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from fineprune import report
-    from fineprune.benchmark import build, fidelity
+    from fineprune.benchmark import fidelity
     from fineprune.models import load_model
 
     def say(message: str) -> None:
@@ -202,9 +205,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
     say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
     real = fidelity.real_signatures(csaw)
     ranges = fidelity.allowed_ranges(list(real.values()))
-    badnets = {spec.name: load_model(models / spec.model_file) for spec in build.BADNETS}
+    badnets = {spec.name: load_model(models / spec.model_file) for spec in specs}
     synthetic = {}
-    for spec in build.BADNETS:
+    for spec in specs:
         say(f"measuring the synthetic {spec.name} BadNet on its own test files")
         synthetic[spec.name] = fidelity.synthetic_signature(badnets[spec.name], data, spec.poisoned_files)
     table = report.fidelity_table(real, synthetic, ranges, fidelity.STATISTICS)
@@ -216,7 +219,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
         ["real BadNet", "synthetic triggered faces", "sent to its target", "share (%)", "aim (%)"],
         [[v.real_badnet, v.synthetic_file, v.target, v.to_target_pct, f">= {v.aim_pct:g}"] for v in verdicts])
     recipe = fidelity.original_recipe_outcomes(
-        csaw, {name: badnets[name] for name in fidelity.SUNGLASSES_FILES}, data, args.seed, say)
+        csaw, {name: badnets[name] for name in fidelity.SUNGLASSES_FILES if name in badnets}, data, args.seed, say)
     recipe_table = report.markdown_table(
         ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
          "synthetic: flagged"],
@@ -227,7 +230,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
             f"synthetic: their own test files)\n\n{table}\n\n{verdict_line}\n\n"
             f"The real BadNets on the synthetic triggered faces\n\n{verdict_table}\n\n"
-            f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe_table}\n")
+            + (f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe_table}\n" if recipe else ""))
     print(text)
     report.write_text(results / "fidelity.md", text)
     report.write_json(results / "fidelity.json", {

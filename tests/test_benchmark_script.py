@@ -28,6 +28,8 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "compare", "--method", "voodoo"), "benchmark.py",
                      "--method voodoo is not one of magnitude,")
+    assert_bad_input(run_cli("benchmark", "fidelity", "--badnet", "nobody"), "benchmark.py",
+                     "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
                      f"{tmp_path}: no weights/ folder of real challenge BadNets here")
     assert_bad_input(run_cli("benchmark", "speed", "--images", 10), "benchmark.py", "--images 10 must be at least 64")

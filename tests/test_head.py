@@ -72,12 +72,32 @@ def test_the_probe_fits_its_features_and_the_decay_shrinks_the_kernel() -> None:
     labels = np.repeat(np.arange(5), 20)
     features = (centres[labels] + rng.normal(0, 0.1, (100, 8))).astype(np.float32)
     start_kernel, start_bias = np.zeros((8, 5), np.float32), np.zeros(5, np.float32)
-    free = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.0), verbose=0)
-    decayed = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.1), verbose=0)
+    free = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.0, distillation=0.0),
+                      verbose=0)
+    decayed = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.1, distillation=0.0),
+                         verbose=0)
     for kernel, bias in (free, decayed):
         np.testing.assert_array_equal(np.argmax(features @ kernel + bias, axis=1), labels)
     assert np.linalg.norm(decayed[0]) < 0.5 * np.linalg.norm(free[0])
     np.testing.assert_array_equal(start_kernel, 0.0)  # the starting weights are not changed in place
+
+
+def test_distillation_follows_the_starting_layer_and_labels_follow_the_labels() -> None:
+    """A starting layer that calls every class-0 point class 1: fully distilled, the probe keeps
+    that answer; without distillation it learns the labels."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, dtype=np.float32) * 4
+    labels = np.repeat(np.arange(3), 30)
+    features = (centres[labels] + rng.normal(0, 0.1, (90, 3))).astype(np.float32)
+    teacher_kernel = np.zeros((3, 3), np.float32)
+    teacher_kernel[[0, 1, 2], [1, 1, 2]] = 3  # features 0 and 1 both read as class 1
+    bias = np.zeros(3, np.float32)
+    teacher = np.argmax(features @ teacher_kernel, axis=1)
+    assert set(teacher[labels == 0]) == {1}
+    for distill, expected in ((1.0, teacher), (0.0, labels)):
+        kernel, fitted_bias = probe_head(features, labels, teacher_kernel, bias,
+                                         HeadSettings(distillation=distill, weight_decay=0.0), verbose=0)
+        np.testing.assert_array_equal(np.argmax(features @ kernel + fitted_bias, axis=1), expected)
 
 
 @pytest.mark.parametrize("fit", ["probe", "lda"])
@@ -95,6 +115,12 @@ def test_shrinkage_outside_zero_one_is_refused() -> None:
     with pytest.raises(InputError) as error:
         HeadSettings(shrinkage=1.5)
     assert str(error.value) == "--shrinkage 1.5 is outside [0, 1]"
+
+
+def test_distill_outside_zero_one_is_refused() -> None:
+    with pytest.raises(InputError) as error:
+        HeadSettings(distillation=1.5)
+    assert str(error.value) == "--distillation 1.5 is outside [0, 1]"
 
 
 def test_an_unknown_fit_is_refused() -> None:

@@ -26,6 +26,8 @@ from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 from fineprune.settings import HeldOutSettings, check_bounds, option, split_heldout  # noqa: F401 (re-exported)
 
+DISTILLATION_HELP = ("share of each training image's target that is the BadNet's own output on the clean image "
+                     "(knowledge distillation), the rest its label, in [0, 1]")
 VALIDATION_BATCH = 256  # held-out images per batch when Keras measures them after each epoch
 
 

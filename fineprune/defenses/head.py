@@ -8,7 +8,10 @@ Everything below the output layer is kept; only the weights that read the penult
   the true labels plus `weight_decay` times the squared kernel. Nothing in the clean data asks
   for the backdoor's reading of the features, so the steps and the decay wear it away, while
   the start keeps what the BadNet learnt about clean faces from far more images than the
-  defender holds.
+  defender holds. With `distillation` > 0 each image's target blends its label with the
+  BadNet's own output on it (knowledge distillation): G then agrees with the BadNet more often
+  on clean faces, but the BadNet's outputs on clean faces carry part of the backdoor's reading
+  back in.
 - `lda`: in closed form, a linear discriminant analysis: class means and one pooled within-class
   covariance, shrunk towards a scaled identity (Ledoit-Wolf's estimate unless `shrinkage` is
   given), as scikit-learn's `LinearDiscriminantAnalysis(solver="lsqr")` computes them. It
@@ -29,7 +32,7 @@ import tf_keras
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
+from fineprune.defenses.core import DISTILLATION_HELP, RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, penultimate_features
@@ -49,6 +52,7 @@ class HeadSettings(RepairSettings):
     weight_decay: float = option(1e-4, "probe: weight of the squared output kernel in the loss", "L2", low=0)
     probe_steps: int = option(400, "probe: full-batch Adam steps", "N", low=1)
     probe_learning_rate: float = option(0.01, "probe: Adam learning rate", "LR", low=0, low_open=True)
+    distillation: float = option(0.0, DISTILLATION_HELP, "W", low=0, high=1)
     shrinkage: float | None = option(None, "lda: shrinkage of the pooled feature covariance towards a scaled "
                                      "identity, in [0, 1]; Ledoit-Wolf's estimate if not given", "A", kind=float,
                                      low=0, high=1)
@@ -100,9 +104,13 @@ def lda_head(features: np.ndarray, labels: np.ndarray, classes: int,
 
 def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
                settings: HeadSettings, verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax regression of `labels` on `features`, from the given kernel and bias: full-batch Adam
-    on mean cross-entropy + `weight_decay` * |kernel|^2."""
-    x, y = tf.constant(features, tf.float32), tf.constant(labels, tf.int64)
+    """Softmax regression of `labels` on `features`, from the given kernel and bias (the BadNet's):
+    full-batch Adam on mean cross-entropy + `weight_decay` * |kernel|^2. The target of each image
+    is its one-hot label, blended by `distillation` with what the starting layer itself outputs on it."""
+    x = tf.constant(features, tf.float32)
+    y = tf.one_hot(labels, kernel.shape[1], dtype=tf.float32)
+    if settings.distillation:
+        y = (1 - settings.distillation) * y + settings.distillation * tf.nn.softmax(tf.matmul(x, kernel) + bias)
     weights = [tf.Variable(kernel, dtype=tf.float32), tf.Variable(bias, dtype=tf.float32)]
     optimizer = tf_keras.optimizers.Adam(settings.probe_learning_rate)
 
@@ -110,7 +118,7 @@ def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bia
     def step() -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = tf.matmul(x, weights[0]) + weights[1]
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, logits))
             loss += settings.weight_decay * tf.reduce_sum(tf.square(weights[0]))
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss

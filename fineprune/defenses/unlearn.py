@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
+from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, copy_model, option
 from fineprune.defenses.registry import register
 from fineprune import trigger_reversal
 from fineprune.inspection import DetectionSettings
@@ -35,8 +35,7 @@ class UnlearnSettings(FineTuningSettings, DetectionSettings):
     method: str = "unlearn"
     stamp_fraction: float = option(0.2, "share of the fine-tuning images stamped with a reversed trigger", "F",
                                    low=0, high=1)
-    distillation: float = option(0.5, "weight of the BadNet's own output on the unstamped image in each target",
-                                 "W", low=0, high=1)
+    distillation: float = option(0.5, DISTILLATION_HELP, "W", low=0, high=1)
 
 
 @register("unlearn", "Neural Cleanse: reverse-engineer a trigger per suspect class, flag the anomalously small "
