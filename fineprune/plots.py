@@ -403,7 +403,7 @@ def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | o
     `marks` draws a dashed line at a chosen point per BadNet (e.g. where the accuracy budget stops)."""
     columns = min(2, len(curves))
     rows = -(-len(curves) // columns)
-    fig = Figure(figsize=(5.2 * columns, 3.4 * rows), dpi=110)
+    fig = Figure(figsize=(max(6.6, 5.2 * columns), 3.4 * rows), dpi=110)  # wide enough for the title
     FigureCanvasAgg(fig)
     for index, (name, points) in enumerate(curves.items()):
         ax = fig.add_subplot(rows, columns, index + 1)
