@@ -10,7 +10,8 @@ import pytest
 import tf_keras
 
 from conftest import TintedBadNet
-from fineprune.defenses.anp import NeuronPruningSettings, PerturbedNeurons, adversarial_neuron_pruning, pruned_copy
+from fineprune.defenses.anp import (NeuronPruningSettings, PerturbedNeurons, adversarial_neuron_pruning, lowest,
+                                   pruned_copy)
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import predict_classes
@@ -53,14 +54,21 @@ def test_pruned_neurons_are_exactly_zero(pruned, tinted: TintedBadNet) -> None:
     for layer_name, neurons in result.pruned_channels.items():
         kernel, bias = result.model.get_layer(layer_name).get_weights()
         assert not kernel[..., neurons].any() and not bias[neurons].any()
-    assert result.details["mask_threshold"] > 0
+    assert 0 < result.details["largest_mask_pruned"] < 1
 
 
 def test_pruned_copy_leaves_the_model_alone(tinted: TintedBadNet) -> None:
     model = tinted.badnet.model
-    copy = pruned_copy(model, {"fc_1": np.r_[np.zeros(3), np.ones(157)]}, 0.5)
+    copy = pruned_copy(model, {"fc_1": [0, 1, 2]})
     assert not copy.get_layer("fc_1").get_weights()[0][:, :3].any()
     assert model.get_layer("fc_1").get_weights()[0][:, :3].any()
+
+
+def test_the_lowest_masks_are_chosen_across_layers() -> None:
+    masks = {"conv_3": np.array([0.9, 0.1, 0.5]), "fc_1": np.array([0.3, 0.1, 1.0])}
+    assert lowest(masks, 3) == {"conv_3": [1], "fc_1": [0, 1]}
+    assert lowest(masks, 0) == {}
+    assert sum(map(len, lowest(masks, 10).values())) == 6
 
 
 def test_settings_round_trip_and_are_checked() -> None:
@@ -68,6 +76,7 @@ def test_settings_round_trip_and_are_checked() -> None:
     assert NeuronPruningSettings(**asdict(settings)) == settings
     for bad, message in [(dict(epsilon=1.5), "--epsilon 1.5 is outside [0, 1]"),
                          (dict(iterations=0), "--iterations 0 must be at least 1"),
+                         (dict(prune_step=0), "--prune-step 0 must be at least 1"),
                          (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0")]:
         with pytest.raises(InputError) as error:
             NeuronPruningSettings(**bad)

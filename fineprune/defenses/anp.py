@@ -9,9 +9,11 @@ normalisation. Each step on a batch of the clean training part:
    `epsilon` on the clean loss (the reference's single step), clipped back into the budget;
 2. the masks take one SGD step (momentum 0.9) on w * loss(masked net) + (1 - w) *
    loss(masked and perturbed net), w = `unperturbed_weight` (the paper's alpha), then are clipped.
-Neurons whose mask ends below a threshold are removed (kernel slice and bias zeroed). The
-threshold is the largest of 0.05, 0.10, ..., 0.95 whose pruned net keeps held-out accuracy within
-`max_accuracy_drop` points of the BadNet's: chosen on clean held-out data only.
+Then neurons are pruned in increasing order of their final mask (kernel slice and bias zeroed),
+`prune_step` more at a time, for as long as held-out accuracy stays within `max_accuracy_drop`
+points of the BadNet's: the reference's pruning by number, chosen on clean held-out data only.
+(Pruning by mask threshold, its other mode, moves in steps of 0.05 that here already remove more
+neurons at the first step than the budget allows.)
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ from fineprune.defenses.head import output_layer
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, scale_inputs
 
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
-
 
 @dataclass(frozen=True)
 class NeuronPruningSettings(RepairSettings):
@@ -44,8 +44,9 @@ class NeuronPruningSettings(RepairSettings):
     mask_learning_rate: float = option(0.2, "SGD learning rate of the neuron masks", "LR", low=0, low_open=True)
     iterations: int = option(500, "mask optimisation steps", "N", low=1)
     mask_batch_size: int = option(64, "images per mask optimisation step", "N", low=1)
-    max_accuracy_drop: float = option(2.0, "prune at the largest mask threshold keeping held-out accuracy within "
-                                      "this many points", "POINTS", low=0)
+    max_accuracy_drop: float = option(2.0, "prune as many neurons, lowest mask first, as keep held-out accuracy "
+                                      "within this many points", "POINTS", low=0)
+    prune_step: int = option(5, "neurons added to the pruned set at each held-out check", "N", low=1)
 
 
 class PerturbedNeurons(tf_keras.layers.Layer):
@@ -81,17 +82,18 @@ def adversarial_neuron_pruning(badnet: LoadedModel, clean: LabelledImages, setti
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
     masks = learn_masks(model, run, settings, verbose)
-    threshold, pruned = 0.0, {}
-    for candidate in THRESHOLDS:
-        trial = pruned_copy(model, masks, candidate)
-        if run.heldout_accuracy_pct(trial) < run.accuracy_before_pct - settings.max_accuracy_drop:
-            break
-        threshold, pruned = float(candidate), below(masks, candidate)
-    repaired = pruned_copy(model, masks, threshold)
-    count = sum(len(neurons) for neurons in pruned.values())
     total = sum(len(mask) for mask in masks.values())
-    return run.finish(repaired, 0, pruned_channels=pruned, removed=f"{count}/{total} neurons",
-                      details={"mask_threshold": threshold,
+    pruned: dict[str, list[int]] = {}
+    for count in range(settings.prune_step, total + 1, settings.prune_step):
+        candidate = lowest(masks, count)
+        accuracy = run.heldout_accuracy_pct(pruned_copy(model, candidate))
+        if accuracy < run.accuracy_before_pct - settings.max_accuracy_drop:
+            break
+        pruned = candidate
+    count = sum(len(neurons) for neurons in pruned.values())
+    largest = max((float(masks[layer][n]) for layer, neurons in pruned.items() for n in neurons), default=None)
+    return run.finish(pruned_copy(model, pruned), 0, pruned_channels=pruned, removed=f"{count}/{total} neurons",
+                      details={"largest_mask_pruned": largest,
                                "neurons_pruned_per_layer": {layer: len(n) for layer, n in pruned.items()}})
 
 
@@ -151,16 +153,21 @@ def learn_masks(model: tf_keras.Model, run: RepairRun, settings: NeuronPruningSe
     return {name: wrapper.mask.numpy() for name, wrapper in wrappers.items()}
 
 
-def below(masks: dict[str, np.ndarray], threshold: float) -> dict[str, list[int]]:
-    """Per layer, the neurons whose mask is below `threshold`."""
-    return {name: [int(i) for i in np.flatnonzero(mask < threshold)] for name, mask in masks.items()
-            if (mask < threshold).any()}
+def lowest(masks: dict[str, np.ndarray], count: int) -> dict[str, list[int]]:
+    """Per layer, which of the `count` neurons with the lowest masks over all layers it holds
+    (ties in layer order)."""
+    everyone = [(float(value), position, name, neuron) for position, (name, mask) in enumerate(masks.items())
+                for neuron, value in enumerate(mask)]
+    chosen: dict[str, list[int]] = {}
+    for _, _, name, neuron in sorted(everyone)[:count]:
+        chosen.setdefault(name, []).append(neuron)
+    return {name: sorted(neurons) for name, neurons in chosen.items()}
 
 
-def pruned_copy(model: tf_keras.Model, masks: dict[str, np.ndarray], threshold: float) -> tf_keras.Model:
-    """A copy of `model` with every neuron whose mask is below `threshold` removed (its kernel
-    slice and bias zeroed, so it outputs activation(0))."""
+def pruned_copy(model: tf_keras.Model, neurons: dict[str, list[int]]) -> tf_keras.Model:
+    """A copy of `model` with the given neurons of each layer removed (kernel slice and bias zeroed,
+    so each outputs activation(0))."""
     copy = copy_model(model)
-    for name, neurons in below(masks, threshold).items():
-        zero_channels(copy.get_layer(name), np.array(neurons, dtype=np.int64))
+    for name, chosen in neurons.items():
+        zero_channels(copy.get_layer(name), np.array(chosen, dtype=np.int64))
     return copy
