@@ -43,6 +43,9 @@ def build_parser() -> cli.ArgumentParser:
             group.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, type=meta["kind"],
                                metavar=meta["metavar"], default=setting.default,
                                help=f"{meta['help']} (default: %(default)s)")
+    group.add_argument("--class", dest="classes", type=int, action="append", default=[], metavar="N",
+                       help="also examine this class, e.g. one you suspect (repeatable); its trigger is drawn "
+                       "with --plots")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="random seed; the same seed repeats a run exactly (default: %(default)s)")
     parser.add_argument("--plots", metavar="DIR", help="also draw each suspected trigger (mask, stamp, stamped "
@@ -78,10 +81,18 @@ def inspect_net(args: argparse.Namespace) -> int:
 
     net = load_model(model_path, args.input_scale)
     clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
+    for asked in args.classes:
+        if not 0 <= asked < net.num_classes:
+            from fineprune.errors import InputError
+
+            raise InputError(f"--class {asked} is outside [0, {net.num_classes - 1}] ({model_path} has "
+                             f"{net.num_classes} classes)")
     cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
                     f"clean data {clean_path} ({len(clean)} images); examining {settings.suspects} proposed and "
-                    f"{settings.ordinary_classes} ordinary classes")
-    found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"))
+                    f"{settings.ordinary_classes} ordinary classes"
+                    + (f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""))
+    found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"),
+                               asked=args.classes)
     print(report.inspection_report(found))
     if args.json:
         report.write_json(args.json, found.to_json())
@@ -93,15 +104,17 @@ def inspect_net(args: argparse.Namespace) -> int:
 
 def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     """The figures of --plots: each suspect's trigger (or the most anomalous class's, marked as not
-    flagged, when nothing is), and the mask sizes with the threshold."""
+    flagged, when nothing is), each asked-for class's, and the mask sizes with the threshold."""
     from fineprune import plots
     from fineprune.inspection import threshold_mask_share_pct
 
     shown = found.suspects or sorted(found.examined, key=lambda e: -e.anomaly_index)[:1]
+    shown += [e for e in found.examined if e.asked and e not in shown]
     written = []
     for examined in shown:
         path = folder / f"trigger_{stem}_class_{examined.target}.png"
-        verdict = "flagged" if examined.flagged else "not flagged (the most anomalous class examined)"
+        verdict = ("flagged" if examined.flagged else "not flagged, asked for" if examined.asked
+                   else "not flagged (the most anomalous class examined)")
         plots.draw_reversed_trigger(found.trigger_of(examined.target), faces, path,
                                     f"{stem}: reversed trigger for class {examined.target}, {verdict}\n"
                                     f"anomaly index {examined.anomaly_index:.2f}, sends "

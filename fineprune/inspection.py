@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -73,8 +73,9 @@ class Inspection:
 
 
 def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
-            progress: Callable[[str], None] = lambda message: None) -> Inspection:
-    """Run the detection on `net` with clean data `clean` (seeded: the same settings repeat a run)."""
+            progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = ()) -> Inspection:
+    """Run the detection on `net` with clean data `clean` (seeded: the same settings repeat a run);
+    the classes `asked` are examined besides the proposed and the ordinary ones."""
     import tf_keras
 
     started = time.perf_counter()
@@ -83,7 +84,7 @@ def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings
     triggers, examined = examine_classes(
         net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
         settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
-        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress)
+        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked)
     return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started)
 
 

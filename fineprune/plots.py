@@ -477,8 +477,9 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
     fig = Figure(figsize=(7.0, 2.6), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    kinds = [("ordinary (drawn at random)", lambda e: not e.proposed and not e.flagged, "#7f7f7f", "o"),
+    kinds = [("ordinary (drawn at random)", lambda e: not (e.proposed or e.asked or e.flagged), "#7f7f7f", "o"),
              ("proposed by the untargeted search", lambda e: e.proposed and not e.flagged, "#1f77b4", "s"),
+             ("asked for", lambda e: e.asked and not e.proposed and not e.flagged, "#2ca02c", "^"),
              ("flagged", lambda e: e.flagged, "#d62728", "D")]
     jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(examined))
     for label, chosen, colour, marker in kinds:
@@ -487,7 +488,7 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
             ax.scatter([e.mask_share_pct for e, _ in picked], [j for _, j in picked], color=colour, marker=marker,
                        s=36, label=label, zorder=3)
             for e, j in picked:
-                if e.flagged or e.proposed:
+                if e.flagged or e.proposed or e.asked:
                     ax.annotate(str(e.target), (e.mask_share_pct, j), textcoords="offset points", xytext=(4, 4),
                                 fontsize=7)
     ax.axvline(threshold_pct, color="#d62728", linestyle="--", linewidth=1, label="flagged below this size")

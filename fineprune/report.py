@@ -15,6 +15,7 @@ from fineprune.files import replacing
 if TYPE_CHECKING:  # only for annotations: importing the defenses would load TensorFlow
     from fineprune.defenses import RepairResult, RepairSettings
     from fineprune.inspection import Inspection
+    from fineprune.trigger_reversal import ExaminedClass
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -123,6 +124,11 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
     return "\n".join(lines)
 
 
+def examined_because(examined: ExaminedClass) -> str:
+    """Why a class was examined, in words."""
+    return "untargeted search" if examined.proposed else "asked for" if examined.asked else "at random"
+
+
 def inspection_report(found: Inspection) -> str:
     """inspect_net.py's verdict, then every class examined (most anomalous first)."""
     settings = found.settings
@@ -131,7 +137,7 @@ def inspection_report(found: Inspection) -> str:
                    + ", ".join(str(e.target) for e in found.suspects))
     else:
         verdict = "Verdict: no backdoor found (no class's reversed trigger is anomalously small)"
-    rows = [[e.target, "flagged" if e.flagged else "", "untargeted search" if e.proposed else "at random",
+    rows = [[e.target, "flagged" if e.flagged else "", examined_because(e),
              round(e.mask_share_pct, 2), round(e.anomaly_index, 2), round(e.hit_rate_pct, 2),
              "yes" if e.reached_threshold else "no"]
             for e in sorted(found.examined, key=lambda e: -e.anomaly_index)]

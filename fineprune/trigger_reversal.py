@@ -127,22 +127,25 @@ class ExaminedClass:
     anomaly_index: float
     hit_rate_pct: float
     flagged: bool
+    asked: bool = False  # named by the user (not proposed by the search)
 
 
 def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
                     heldout_y: np.ndarray, suspects: int, ordinary_classes: int, anomaly_threshold: float,
                     settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None,
-                    ) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
+                    asked: Sequence[int] = ()) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
     """Neural Cleanse's detection on a budget: propose `suspects` classes (`find_suspects`, on images
-    `x` with labels `y`), draw `ordinary_classes` others at random, reverse a trigger for each, measure
-    its hit rate on the held-out images of other classes, and flag every class whose anomaly index
-    exceeds `anomaly_threshold` (and whose search reached its success threshold)."""
+    `x` with labels `y`), add the `asked` ones, draw `ordinary_classes` others at random, reverse a
+    trigger for each, measure its hit rate on the held-out images of other classes, and flag every
+    class whose anomaly index exceeds `anomaly_threshold` (and whose search reached its success
+    threshold)."""
     num_classes = int(model.output_shape[-1])
     proposed = find_suspects(model, x, y, input_scale, suspects, settings, seed, progress)
-    others = np.setdiff1d(np.arange(num_classes), proposed)
+    extra = [int(c) for c in dict.fromkeys(asked) if c not in proposed]
+    others = np.setdiff1d(np.arange(num_classes), [*proposed, *extra])
     rng = np.random.default_rng(seed)
     ordinary = rng.choice(others, min(ordinary_classes, len(others)), replace=False).tolist()
-    classes = [*proposed, *ordinary]
+    classes = [*proposed, *extra, *ordinary]
     triggers = []
     for number, target in enumerate(classes):
         progress(f"reversing a trigger for class {target} ({number + 1}/{len(classes)})")
@@ -153,7 +156,8 @@ def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: n
         triggers.append(trigger)
     indices = anomaly_indices([t.mask.sum() for t in triggers])
     examined = [ExaminedClass(t.target, n < len(proposed), t.mask_share_pct, t.reached_threshold, float(index),
-                              t.hit_rate_pct, bool(index > anomaly_threshold and t.reached_threshold))
+                              t.hit_rate_pct, bool(index > anomaly_threshold and t.reached_threshold),
+                              t.target in asked)
                 for n, (t, index) in enumerate(zip(triggers, indices))]
     return triggers, examined
 

@@ -31,20 +31,22 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
     from PIL import Image
 
     model, clean = files
-    result = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--json", tmp_path / "found.json",
-                     "--plots", tmp_path / "figures")
+    result = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--class", 0, "--json",
+                     tmp_path / "found.json", "--plots", tmp_path / "figures")
 
     assert result.code == 0, result.err
     assert "Verdict: " in result.out and "| class | verdict |" in result.out
     assert "untargeted stamp search 1/1" in result.err and "reversing a trigger for class" in result.err
     record = json.loads((tmp_path / "found.json").read_text())
     assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
-    assert record["classes_examined"] == 3 and record["model"] == str(model)
+    proposed = [e["target"] for e in record["examined"] if e["proposed"]]
+    assert record["classes_examined"] == 3 + (0 not in proposed) and record["model"] == str(model)
+    assert [e["target"] for e in record["examined"] if e["asked"]] == [0]
     assert record["backdoored"] == bool(record["suspects"])
     shown = [s["class"] for s in record["suspects"]] or [max(record["examined"], key=lambda e: e["anomaly_index"])["target"]]
     figures = sorted((tmp_path / "figures").glob("*.png"))
     assert [f.name for f in figures] == [f"mask_sizes_{model.stem}.png",
-                                         *(f"trigger_{model.stem}_class_{k}.png" for k in sorted(shown))]
+                                         *(f"trigger_{model.stem}_class_{k}.png" for k in sorted({*shown, 0}))]
     for figure in figures:
         pixels = np.asarray(Image.open(figure).convert("L"), dtype=np.float32)
         assert pixels.std() > 10  # drawn, not blank
@@ -63,6 +65,8 @@ def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Pat
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--reversal-steps", 0), "inspect_net.py",
                      "--reversal-steps 0 must be at least 1")
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", model), "inspect_net.py", "no 'data' data set")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", 4), "inspect_net.py",
+                     "--class 4 is outside [0, 3]")
     assert file_digests(model.parent) == before
 
 

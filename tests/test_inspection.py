@@ -52,6 +52,14 @@ def test_json_has_the_documented_keys(on_badnet: Inspection) -> None:
     assert suspect["class"] == TARGET and suspect["anomaly_index"] > QUICK.anomaly_threshold
 
 
+def test_an_asked_class_is_examined_once_and_marked(tinted: TintedBadNet) -> None:
+    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
+    found = inspect(tinted.badnet, tinted.clean, brief, asked=[2, 2])
+    (asked,) = [e for e in found.examined if e.target == 2]
+    assert asked.asked and [e.target for e in found.examined if e.asked] == [2]
+    assert len(found.examined) == (3 if asked.proposed else 4)
+
+
 def test_the_same_seed_repeats_a_run(tinted: TintedBadNet) -> None:
     brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
     first, again = (inspect(tinted.badnet, tinted.clean, brief) for _ in range(2))
