@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def inspect_net(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
     from fineprune.inspection import DetectionSettings
 
     settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
@@ -71,8 +72,6 @@ def inspect_net(args: argparse.Namespace) -> int:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
     plots = Path(args.plots) if args.plots else None
     if plots is not None and plots.exists() and not plots.is_dir():
-        from fineprune.errors import InputError
-
         raise InputError(f"{plots}: --plots names a file, not a folder")
     cli.quiet_tensorflow()
     from fineprune import inspection, report
@@ -80,13 +79,11 @@ def inspect_net(args: argparse.Namespace) -> int:
     from fineprune.models import load_model
 
     net = load_model(model_path, args.input_scale)
-    clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
-    for asked in args.classes:
+    for asked in args.classes:  # checked before the clean data is read
         if not 0 <= asked < net.num_classes:
-            from fineprune.errors import InputError
-
             raise InputError(f"--class {asked} is outside [0, {net.num_classes - 1}] ({model_path} has "
                              f"{net.num_classes} classes)")
+    clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
     cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
                     f"clean data {clean_path} ({len(clean)} images); examining {settings.suspects} proposed and "
                     f"{settings.ordinary_classes} ordinary classes"
