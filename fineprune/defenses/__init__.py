@@ -6,7 +6,8 @@
     registry      - the methods by name, as `prune.py --method` and the comparison list them
     magnitude     - the original project's recipe (TF-MOT magnitude pruning of Dense layers)
     fine_pruning  - Fine-Pruning (`activation`) and its halves (`prune`, `finetune`)
-    head          - re-fit the output layer on frozen clean features (shrunk LDA)
+    head          - re-fit the output layer on frozen clean features (linear probe or shrunk LDA)
+    maxmargin     - MM-BD: flag classes with an abnormal maximum margin, cap features, re-fit those classes
     unlearn       - Neural Cleanse: reverse-engineer triggers, flag anomalies, unlearn them
     fst           - Feature Shift Tuning: a new output layer pushed away from the old
     anp           - Adversarial Neuron Pruning: prune the neurons a small perturbation turns bad

@@ -39,7 +39,8 @@ from fineprune.models import LoadedModel, penultimate_features
 
 FITS = ("probe", "lda")
 UNSEEN_CLASS_MARGIN = 1e3  # how far below every fitted class's bias an unseen class's bias is put
-PROGRESS_EVERY = 100  # probe steps between progress lines
+PROGRESS_EVERY = 100  # fitting steps between progress lines
+WEIGHT_DECAY_HELP = "weight of the squared re-fitted output weights in the loss"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class HeadSettings(RepairSettings):
     method: str = "head"
     fit: str = option("probe", "how the output layer is re-fitted: probe (softmax regression from the BadNet's "
                       "own output layer, with weight decay) or lda (closed-form shrunk linear discriminant)", "KIND")
-    weight_decay: float = option(1e-4, "probe: weight of the squared output kernel in the loss", "L2", low=0)
+    weight_decay: float = option(1e-4, WEIGHT_DECAY_HELP, "L2", low=0)
     probe_steps: int = option(400, "probe: full-batch Adam steps", "N", low=1)
     probe_learning_rate: float = option(0.01, "probe: Adam learning rate", "LR", low=0, low_open=True)
     distillation: float = option(0.0, DISTILLATION_HELP, "W", low=0, high=1)
@@ -106,28 +107,74 @@ def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bia
                settings: HeadSettings, verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression of `labels` on `features`, from the given kernel and bias (the BadNet's):
     full-batch Adam on mean cross-entropy + `weight_decay` * |kernel|^2. The target of each image
-    is its one-hot label, blended by `distillation` with what the starting layer itself outputs on it."""
-    x = tf.constant(features, tf.float32)
-    y = tf.one_hot(labels, kernel.shape[1], dtype=tf.float32)
+    is its label, blended by `distillation` with what the starting layer itself outputs on it."""
+    targets: np.ndarray = labels
     if settings.distillation:
-        y = (1 - settings.distillation) * y + settings.distillation * tf.nn.softmax(tf.matmul(x, kernel) + bias)
-    weights = [tf.Variable(kernel, dtype=tf.float32), tf.Variable(bias, dtype=tf.float32)]
-    optimizer = tf_keras.optimizers.Adam(settings.probe_learning_rate)
+        start = tf.nn.softmax(tf.matmul(tf.constant(features, tf.float32), kernel) + bias).numpy()
+        targets = (1 - settings.distillation) * np.eye(kernel.shape[1], dtype=np.float32)[labels]
+        targets += settings.distillation * start
+    return fit_output_weights(features, targets, kernel, bias, settings.probe_steps, settings.probe_learning_rate,
+                              settings.weight_decay, progress="head: probe", verbose=verbose)
+
+
+def fit_output_weights(features: np.ndarray, targets: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+                       steps: int, learning_rate: float, weight_decay: float, columns: np.ndarray | None = None,
+                       progress: str = "fit", verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax regression of `targets` (class labels, or one row of probabilities per image) on
+    `features`, from `kernel` and `bias`: `steps` full-batch Adam steps on mean cross-entropy plus
+    `weight_decay` times the squared fitted kernel. With `columns`, only those classes' weights
+    are fitted and every other class keeps its logits; returns the whole kernel and bias."""
+    x = tf.constant(features, tf.float32)
+    trained = np.arange(kernel.shape[1]) if columns is None else np.asarray(columns)
+    weights = [tf.Variable(kernel[:, trained], dtype=tf.float32), tf.Variable(bias[trained], dtype=tf.float32)]
+    if columns is None:
+        if targets.ndim == 1:
+            cross_entropy = lambda z: tf.nn.sparse_softmax_cross_entropy_with_logits(targets, z)  # noqa: E731
+        else:
+            cross_entropy = lambda z: tf.nn.softmax_cross_entropy_with_logits(targets, z)  # noqa: E731
+        loss_of_data = lambda: tf.reduce_mean(cross_entropy(tf.matmul(x, weights[0]) + weights[1]))  # noqa: E731
+    else:
+        loss_of_data = fixed_columns_cross_entropy(features, targets, kernel, bias, trained, x, weights)
+    optimizer = tf_keras.optimizers.Adam(learning_rate)
 
     @tf.function
     def step() -> tf.Tensor:
         with tf.GradientTape() as tape:
-            logits = tf.matmul(x, weights[0]) + weights[1]
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, logits))
-            loss += settings.weight_decay * tf.reduce_sum(tf.square(weights[0]))
+            loss = loss_of_data() + weight_decay * tf.reduce_sum(tf.square(weights[0]))
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
 
-    for index in range(settings.probe_steps):
+    for index in range(steps):
         loss = step()
         if verbose and (index + 1) % PROGRESS_EVERY == 0:
-            print(f"head: probe step {index + 1}/{settings.probe_steps}, loss {float(loss):.3f}", flush=True)
-    return weights[0].numpy(), weights[1].numpy()
+            print(f"{progress} step {index + 1}/{steps}, loss {float(loss):.3f}", flush=True)
+    fitted_kernel, fitted_bias = kernel.copy(), bias.copy()
+    fitted_kernel[:, trained], fitted_bias[trained] = weights[0].numpy(), weights[1].numpy()
+    return fitted_kernel, fitted_bias
+
+
+def fixed_columns_cross_entropy(features: np.ndarray, targets: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+                                trained: np.ndarray, x: tf.Tensor, weights: list[tf.Variable]):
+    """The mean cross-entropy as a function of the `trained` columns' weights alone, every other
+    class's logits fixed. Their part of the log-sum-exp and of the target's logit is computed once,
+    so a step costs images x trained columns, not images x classes."""
+    fixed = features @ kernel + bias
+    kept = np.ones(kernel.shape[1], bool)
+    kept[trained] = False
+    log_sum_fixed = tf.constant(tf.reduce_logsumexp(fixed[:, kept], axis=1), tf.float32)
+    if targets.ndim == 1:  # class labels
+        target_fixed = tf.constant(np.where(kept[targets], fixed[np.arange(len(targets)), targets], 0.0), tf.float32)
+        target_trained = tf.constant(targets[:, None] == trained[None, :], tf.float32)
+    else:
+        target_fixed = tf.constant((targets[:, kept] * fixed[:, kept]).sum(axis=1), tf.float32)
+        target_trained = tf.constant(targets[:, trained], tf.float32)
+
+    def loss() -> tf.Tensor:
+        logits = tf.matmul(x, weights[0]) + weights[1]
+        log_sum = tf.reduce_logsumexp(tf.stack([log_sum_fixed, tf.reduce_logsumexp(logits, axis=1)]), axis=0)
+        return tf.reduce_mean(log_sum - target_fixed - tf.reduce_sum(target_trained * logits, axis=1))
+
+    return loss
 
 
 def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:

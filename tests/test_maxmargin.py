@@ -1,0 +1,108 @@
+"""Tests for fineprune.defenses.maxmargin: the margin search finds the maxima a linear layer allows
+in a box, the test flags outliers and only them, the cap computes min(feature, cap) in a file that
+loads anywhere, and the repair drops the tiny BadNet's backdoor while keeping its clean faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import TARGET, TinyBenchmark
+from fineprune.data import load_dataset
+from fineprune.defenses import settings_for
+from fineprune.defenses.maxmargin import (CAP_LAYER, CAPPED_LAYER, MaxMarginSettings, flag_classes, max_margin_repair,
+                                          max_margins, with_feature_cap)
+from fineprune.errors import InputError
+from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import load_model, penultimate_features, predict_classes, save_model
+
+
+def test_the_search_reaches_each_class_s_largest_margin_in_the_box() -> None:
+    """Features in [0, 1]^2; class 0 reads the first, class 1 the second, class 2 nothing, class 3
+    the first at half weight plus a bias: the maxima are at corners and can be worked out by hand."""
+    kernel = np.array([[1.0, 0.0, 0.0, 0.5], [0.0, 1.0, 0.0, 0.0]], np.float32)
+    bias = np.array([0.0, 0.0, 0.0, 0.2], np.float32)
+    margins = max_margins(kernel, bias, np.zeros(2, np.float32), np.ones(2, np.float32), steps=300)
+    # class 0 at (1, 0): 1 - max(0, 0, 0.7) = 0.3; class 1 at (0, 1): 1 - max(0, 0, 0.2) = 0.8;
+    # class 2 at (0, 0): 0 - 0.2; class 3 at (1, 0) would give 0.7 - 1, at (0, 0): 0.2 - 0 = 0.2
+    np.testing.assert_allclose(margins, [0.3, 0.8, -0.2, 0.2], atol=0.02)
+
+
+@pytest.fixture
+def ordinary_margins() -> np.ndarray:
+    return np.random.default_rng(0).gamma(shape=20.0, scale=5.0, size=200)
+
+
+def test_the_test_flags_outliers_largest_first_and_nothing_else(ordinary_margins: np.ndarray) -> None:
+    assert flag_classes(ordinary_margins, 0.05, 10) == []
+    margins = ordinary_margins.copy()
+    margins[[7, 42]] = [400.0, 300.0]
+    flagged = flag_classes(margins, 0.05, 10)
+    assert [f.target for f in flagged] == [7, 42]
+    assert all(f.p_value < 0.05 for f in flagged) and flagged[0].margin == 400.0
+    assert [f.target for f in flag_classes(margins, 0.05, 1)] == [7]
+
+
+def test_the_cap_is_min_of_feature_and_cap_and_survives_a_file(tiny: TinyBenchmark, tmp_path) -> None:
+    badnet, test = load_model(tiny.badnet), load_dataset(tiny.clean_test)
+    features = penultimate_features(badnet.model, test.x, "unit")
+    cap = np.quantile(features, 0.5, axis=0)
+    capped = with_feature_cap(badnet.model, cap)
+    kernel, bias = capped.get_layer("output").get_weights()
+    logits = np.minimum(features, cap) @ kernel + bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(capped.predict(test.x / 255.0, verbose=0), expected, atol=1e-5)
+    np.testing.assert_allclose(penultimate_features(capped, test.x, "unit"), np.minimum(features, cap), atol=1e-5)
+    save_model(capped, tmp_path / "capped.h5", {"input_scale": "unit"})
+    loaded = load_model(tmp_path / "capped.h5")
+    assert {CAP_LAYER, CAPPED_LAYER} <= {layer.name for layer in loaded.model.layers}
+    np.testing.assert_allclose(loaded.model.predict(test.x / 255.0, verbose=0), expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def repaired(tiny: TinyBenchmark):
+    badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
+    before = [w.copy() for w in badnet.model.get_weights()]
+    return badnet, before, max_margin_repair(badnet, clean, MaxMarginSettings(seed=0), verbose=0)
+
+
+def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, tiny: TinyBenchmark) -> None:
+    badnet, _, result = repaired
+    assert result.details["flagged"] == [TARGET]
+    (found,) = result.details["flagged_classes"]
+    assert found["p_value"] < 0.05 and found["margin_after"] < found["margin"]
+    test, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
+    assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
+    # on four classes the other classes' weights carry part of the backdoor too (two of them learnt
+    # to lose to the trigger), so re-fitting the target's weights weakens it here without removing it
+    before = attack_success_pct(badnet.predict_classes(poisoned.x), poisoned.y)
+    assert before == 100.0 and attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y) < 95.0
+    assert result.removed == f"output weights of class {TARGET} re-fitted; features capped"
+
+
+def test_only_the_flagged_class_s_output_weights_change(repaired) -> None:
+    badnet, before, result = repaired
+    for layer in badnet.model.layers[:-1]:
+        for now, original in zip(result.model.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(now, original)
+    (old_kernel, old_bias), (new_kernel, new_bias) = badnet.model.layers[-1].get_weights(), \
+        result.model.layers[-1].get_weights()
+    others = np.arange(old_kernel.shape[1]) != TARGET
+    np.testing.assert_array_equal(new_kernel[:, others], old_kernel[:, others])
+    np.testing.assert_array_equal(new_bias[others], old_bias[others])
+    assert not np.array_equal(new_kernel[:, TARGET], old_kernel[:, TARGET])
+    for original, now in zip(before, badnet.model.get_weights()):  # the BadNet is untouched
+        np.testing.assert_array_equal(original, now)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"significance": 0.0}, "--significance 0 is outside (0, 1)"),
+    ({"max_targets": 0}, "--max-targets 0 must be at least 1"),
+    ({"refit_learning_rate": 0.0}, "--refit-learning-rate 0 must be positive"),
+    ({"epochs": 2}, "--epochs does not apply to --method maxmargin"),
+])
+def test_bad_settings_are_refused(values: dict, message: str) -> None:
+    with pytest.raises(InputError) as error:
+        settings_for("maxmargin", **values)
+    assert str(error.value) == message
