@@ -19,9 +19,9 @@ part). All classes are searched at once by projected Adam, `margin_steps` steps.
 3. Repair, in the spirit of MM-BD's mitigation (MM-BM), which bounds activations at what clean
    data needs: every penultimate unit is capped at its clean maximum (the net gains two layers
    computing min(feature, cap)), so that no input can drive a unit further than clean faces do;
-   and each flagged class's output weights are discarded and fitted again from zero on the capped
-   clean features (softmax regression, every other class's weights kept), so that no reading of
-   the features the clean data does not ask for survives.
+   and each flagged class's output weights are discarded and fitted again from zero on the clean
+   features (softmax regression, every other class's weights kept), so that no reading of the
+   features the clean data does not ask for survives.
 
 A flagged class no clean training image belongs to is fitted like the others, and only pushed
 down; with nothing flagged only the caps change the net. The repaired file records every flagged class with its margin and
@@ -96,7 +96,7 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
     if len(columns):
         start_kernel, start_bias = kernel.copy(), bias.copy()
         start_kernel[:, columns], start_bias[columns] = 0.0, np.median(bias)
-        kernel, bias = fit_output_weights(np.minimum(features, cap), run.y_train, start_kernel, start_bias,
+        kernel, bias = fit_output_weights(features, run.y_train, start_kernel, start_bias,  # all within the caps
                                           settings.refit_steps, settings.refit_learning_rate,
                                           settings.weight_decay, columns=columns, progress="maxmargin: re-fit",
                                           verbose=verbose)
@@ -108,8 +108,9 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
                if len(columns) else "nothing flagged; features capped")
     return run.finish(model, settings.refit_steps if len(columns) else 0, removed=removed, details={
         "flagged": [f.target for f in flagged],
-        "flagged_classes": [vars(f) for f in flagged],
-        "median_margin": median,
+        "flagged_classes": [{"class": f.target, "margin": round(f.margin, 2), "p_value": float(f"{f.p_value:.3g}"),
+                             "margin_after": round(f.margin_after, 2)} for f in flagged],
+        "median_margin": round(median, 2),
         "units_capped_at_zero": int((cap <= 0).sum()),
     })
 
