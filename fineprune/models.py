@@ -225,6 +225,16 @@ def class_predictor(models: Sequence[LoadedModel], batch_size: int = 128) -> Cal
     return predict
 
 
+def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
+    """The model's last layer, which must be a Dense layer with a bias: what the methods that read
+    or re-fit the output layer (head, maxmargin, fst, anp, inspect_net.py) work on."""
+    head = model.layers[-1]
+    if not isinstance(head, tf_keras.layers.Dense) or not head.use_bias:
+        raise InputError(f"the last layer {head.name!r} is a {type(head).__name__}, not a Dense layer with a bias, "
+                         "which this needs")
+    return head
+
+
 def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> np.ndarray:
     """What enters the model's last layer (the challenge net's 160 features after add_1 and ReLU)
     for images `x` (pixels 0..255), chunk by chunk."""

@@ -27,9 +27,8 @@ import tf_keras
 from fineprune.data import LabelledImages
 from fineprune.defenses.channels import zero_channels
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
-from fineprune.defenses.head import output_layer
 from fineprune.defenses.registry import register
-from fineprune.models import LoadedModel, scale_inputs
+from fineprune.models import LoadedModel, output_layer, scale_inputs
 
 
 @dataclass(frozen=True)

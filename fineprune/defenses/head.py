@@ -35,7 +35,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
-from fineprune.models import LoadedModel, penultimate_features
+from fineprune.models import LoadedModel, output_layer, penultimate_features
 
 FITS = ("probe", "lda")
 UNSEEN_CLASS_MARGIN = 1e3  # how far below every fitted class's bias an unseen class's bias is put
@@ -176,11 +176,3 @@ def fixed_columns_cross_entropy(features: np.ndarray, targets: np.ndarray, kerne
 
     return loss
 
-
-def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
-    """The model's last layer, which must be a Dense layer with a bias."""
-    head = model.layers[-1]
-    if not isinstance(head, tf_keras.layers.Dense) or not head.use_bias:
-        raise InputError(f"the last layer {head.name!r} is a {type(head).__name__}, not a Dense layer with a bias; "
-                         "--method head re-fits such a layer")
-    return head

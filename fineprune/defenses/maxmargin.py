@@ -1,22 +1,10 @@
 """`maxmargin`: MM-BD's maximum-margin detection (Wang, Xiang, Miller, Kesidis, IEEE S&P 2024),
-computed on the features the output layer reads, then a repair of what it flags.
+computed on the features the output layer reads (`fineprune.max_margin`), then a repair of only
+what it flags.
 
-A backdoor gives its target class an abnormally large maximum margin: some input drives that
-class's logit far above every other class's, much further than any input can for an ordinary
-class. MM-BD estimates each class's maximum margin (its logit minus the largest other logit) by
-gradient ascent over the input space and tests the largest against a gamma distribution fitted to
-the others. With 1283 classes, 1283 searches through the whole net cost too much on a CPU; the
-output layer is linear, so here the search runs over its input, the penultimate features, within
-the box their clean values span (each unit between its minimum and maximum on the clean training
-part). All classes are searched at once by projected Adam, `margin_steps` steps.
-
-1. Maximum margin of every class within the clean feature box.
-2. Flag classes one at a time, largest margin first: a gamma distribution is fitted to the
-   margins below the class's own and the class is flagged if the largest of that many draws would
-   reach its margin with probability below `significance` (MM-BD's test; the reference tests the
-   largest class only, the sequence lets a net with several targets have them all flagged, up to
-   `max_targets`).
-3. Repair, in the spirit of MM-BD's mitigation (MM-BM), which bounds activations at what clean
+1. Every class's maximum margin within the box the clean training part's penultimate features
+   span; classes flagged by MM-BD's gamma test, repeated down the classes (see `max_margin`).
+2. Repair, in the spirit of MM-BD's mitigation (MM-BM), which bounds activations at what clean
    data needs: every penultimate unit is capped at its clean maximum (the net gains two layers
    computing min(feature, cap)), so that no input can drive a unit further than clean faces do;
    and each flagged class's output weights are discarded and fitted again from zero on the clean
@@ -24,8 +12,8 @@ part). All classes are searched at once by projected Adam, `margin_steps` steps.
    features the clean data does not ask for survives.
 
 A flagged class no clean training image belongs to is fitted like the others, and only pushed
-down; with nothing flagged only the caps change the net. The repaired file records every flagged class with its margin and
-test probability, and its margin after the repair.
+down; with nothing flagged only the caps change the net. The repaired file records every flagged
+class with its margin and test probability, and its margin after the repair.
 """
 
 from __future__ import annotations
@@ -33,18 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 import tf_keras
-from scipy.stats import gamma
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
-from fineprune.defenses.head import WEIGHT_DECAY_HELP, fit_output_weights, output_layer
+from fineprune.defenses.head import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
-from fineprune.models import LoadedModel, penultimate_features
+from fineprune.max_margin import FlaggedClass, max_margins, scan_margins
+from fineprune.models import LoadedModel, output_layer, penultimate_features
 
-SEARCH_STEP_SHARE = 0.05  # the margin search's Adam rate, as a share of the mean width of the feature box
-MIN_NULL_CLASSES = 3  # fewer margins than this below a class cannot be fitted by a gamma distribution
 CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"
 
 
@@ -65,16 +50,6 @@ class MaxMarginSettings(RepairSettings):
     weight_decay: float = option(1e-4, WEIGHT_DECAY_HELP, "L2", low=0)
 
 
-@dataclass(frozen=True)
-class FlaggedClass:
-    """A class the maximum-margin test flagged."""
-
-    target: int
-    margin: float  # its maximum margin within the clean feature box, before the repair
-    p_value: float
-    margin_after: float = float("nan")  # the same search on the repaired output layer
-
-
 @register("maxmargin", "MM-BD: find the classes with an abnormally large maximum margin over the clean feature "
           "range, cap the features at that range and re-fit those classes' output weights", MaxMarginSettings,
           order=15)
@@ -82,13 +57,11 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
                       verbose: int = 1) -> RepairResult:
     """Detect by maximum margin, cap the features, re-fit the flagged classes; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
-    head = output_layer(badnet.model)
-    kernel, bias = head.get_weights()
+    kernel, bias = output_layer(badnet.model).get_weights()
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
-    floor, cap = features.min(axis=0), features.max(axis=0)
-    margins = max_margins(kernel, bias, floor, cap, settings.margin_steps)
-    median = float(np.median(margins))
-    flagged = flag_classes(margins, settings.significance, settings.max_targets)
+    scan = scan_margins(badnet, run.x_train, settings.margin_steps, settings.significance, settings.max_targets,
+                        features)
+    flagged, median = scan.flagged, scan.median
     if verbose:
         found = ", ".join(f"{f.target} (margin {f.margin:.1f}, p {f.p_value:.2g})" for f in flagged) or "none"
         print(f"maxmargin: median maximum margin {median:.1f}; flagged: {found}", flush=True)
@@ -100,9 +73,9 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
                                           settings.refit_steps, settings.refit_learning_rate,
                                           settings.weight_decay, columns=columns, progress="maxmargin: re-fit",
                                           verbose=verbose)
-        after = max_margins(kernel, bias, floor, cap, settings.margin_steps)
+        after = max_margins(kernel, bias, scan.floor, scan.cap, settings.margin_steps)
         flagged = [FlaggedClass(f.target, f.margin, f.p_value, float(after[f.target])) for f in flagged]
-    model = with_feature_cap(copy_model(badnet.model), cap)
+    model = with_feature_cap(copy_model(badnet.model), scan.cap)
     output_layer(model).set_weights([kernel, bias])
     removed = (f"output weights of class {', '.join(str(c) for c in columns)} re-fitted; features capped"
                if len(columns) else "nothing flagged; features capped")
@@ -111,52 +84,8 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
         "flagged_classes": [{"class": f.target, "margin": round(f.margin, 2), "p_value": float(f"{f.p_value:.3g}"),
                              "margin_after": round(f.margin_after, 2)} for f in flagged],
         "median_margin": round(median, 2),
-        "units_capped_at_zero": int((cap <= 0).sum()),
+        "units_capped_at_zero": int((scan.cap <= 0).sum()),
     })
-
-
-def max_margins(kernel: np.ndarray, bias: np.ndarray, floor: np.ndarray, cap: np.ndarray, steps: int) -> np.ndarray:
-    """Each class's maximum margin (its logit minus the largest other) over features in the box
-    [floor, cap], by projected Adam from the box's centre; one search per class, all at once."""
-    classes = kernel.shape[1]
-    k, b = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
-    own = tf.one_hot(tf.range(classes), classes)
-    low, high = tf.constant(floor, tf.float32), tf.constant(cap, tf.float32)
-    points = tf.Variable(tf.tile(((low + high) / 2)[None], (classes, 1)))
-    optimizer = tf_keras.optimizers.Adam(SEARCH_STEP_SHARE * float(np.mean(cap - floor)) or 1e-3)
-
-    def margins() -> tf.Tensor:
-        logits = tf.matmul(points, k) + b
-        return tf.reduce_sum(logits * own, axis=1) - tf.reduce_max(logits - 1e9 * own, axis=1)
-
-    @tf.function
-    def step() -> None:
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_sum(margins())
-        optimizer.apply_gradients([(tape.gradient(loss, points), points)])
-        points.assign(tf.clip_by_value(points, low, high))
-
-    for _ in range(steps):
-        step()
-    return margins().numpy()
-
-
-def flag_classes(margins: np.ndarray, significance: float, max_targets: int) -> list[FlaggedClass]:
-    """MM-BD's test, repeated down the classes by decreasing margin: flag a class while the chance
-    that the largest of n + 1 draws from the gamma fitted to the n margins below it reaches its
-    margin is under `significance`. Stops at the first class that passes or at `max_targets`."""
-    order = np.argsort(-margins, kind="stable")
-    flagged: list[FlaggedClass] = []
-    for rank, target in enumerate(order):
-        below = margins[order[rank + 1 :]]
-        if len(flagged) == max_targets or len(below) < MIN_NULL_CLASSES:
-            break
-        shape, loc, scale = gamma.fit(below)
-        p_value = float(1.0 - gamma.cdf(margins[target], shape, loc=loc, scale=scale) ** (len(below) + 1))
-        if p_value >= significance:
-            break
-        flagged.append(FlaggedClass(int(target), float(margins[target]), p_value))
-    return flagged
 
 
 def with_feature_cap(model: tf_keras.Model, cap: np.ndarray) -> tf_keras.Model:

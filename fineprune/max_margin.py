@@ -1,0 +1,115 @@
+"""Maximum-margin detection (MM-BD: Wang, Xiang, Miller, Kesidis, IEEE S&P 2024) on the features
+the output layer reads.
+
+A backdoor gives its target class an abnormally large maximum margin: some input lifts that
+class's logit far above every other class's, much further than any input can for an ordinary
+class. MM-BD estimates each class's maximum margin (its logit minus the largest other logit) by
+gradient ascent over the input space and tests the largest against a gamma distribution fitted to
+the others. With 1283 classes, 1283 searches through the whole net cost too much on a CPU; the
+output layer is linear, so here the search runs over its input, the penultimate features, within
+the box their clean values span (each unit between its minimum and maximum on clean images). All
+classes are searched at once by projected Adam.
+
+The test is MM-BD's, repeated down the classes by decreasing margin so that a net with several
+targets has them all flagged. The `maxmargin` repair and `inspect_net.py` both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from scipy.stats import gamma
+
+from fineprune.models import LoadedModel, output_layer, penultimate_features
+
+SEARCH_STEP_SHARE = 0.05  # the search's Adam rate, as a share of the mean width of the feature box
+MIN_NULL_CLASSES = 3  # fewer margins than this below a class cannot be fitted by a gamma distribution
+MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
+
+
+@dataclass(frozen=True)
+class FlaggedClass:
+    """A class the maximum-margin test flagged."""
+
+    target: int
+    margin: float  # its maximum margin within the clean feature box
+    p_value: float
+    margin_after: float = float("nan")  # the same search after a repair, where one was made
+
+
+@dataclass(frozen=True)
+class MarginScan:
+    """Every class's maximum margin over the clean feature box, and the classes the test flagged."""
+
+    margins: np.ndarray  # one per class
+    flagged: list[FlaggedClass]
+    floor: np.ndarray  # the box: each penultimate unit's clean minimum and maximum
+    cap: np.ndarray
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.margins))
+
+    def deviations(self) -> np.ndarray:
+        """How far each class's margin lies above the median, in MAD-scaled deviations."""
+        spread = MAD_CONSISTENCY * np.median(np.abs(self.margins - self.median))
+        return (self.margins - self.median) / max(float(spread), 1e-12)
+
+
+def scan_margins(net: LoadedModel, x: np.ndarray, steps: int, significance: float, max_targets: int,
+                 features: np.ndarray | None = None) -> MarginScan:
+    """The box spanned by the penultimate features of clean images `x` (or of the given `features`),
+    every class's maximum margin in it, and the classes the test flags."""
+    if features is None:
+        features = penultimate_features(net.model, x, net.input_scale)
+    kernel, bias = output_layer(net.model).get_weights()
+    floor, cap = features.min(axis=0), features.max(axis=0)
+    margins = max_margins(kernel, bias, floor, cap, steps)
+    return MarginScan(margins, flag_classes(margins, significance, max_targets), floor, cap)
+
+
+def max_margins(kernel: np.ndarray, bias: np.ndarray, floor: np.ndarray, cap: np.ndarray, steps: int) -> np.ndarray:
+    """Each class's maximum margin (its logit minus the largest other) over features in the box
+    [floor, cap], by projected Adam from the box's centre; one search per class, all at once."""
+    classes = kernel.shape[1]
+    k, b = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
+    own = tf.one_hot(tf.range(classes), classes)
+    low, high = tf.constant(floor, tf.float32), tf.constant(cap, tf.float32)
+    points = tf.Variable(tf.tile(((low + high) / 2)[None], (classes, 1)))
+    optimizer = tf_keras.optimizers.Adam(SEARCH_STEP_SHARE * float(np.mean(cap - floor)) or 1e-3)
+
+    def margins() -> tf.Tensor:
+        logits = tf.matmul(points, k) + b
+        return tf.reduce_sum(logits * own, axis=1) - tf.reduce_max(logits - 1e9 * own, axis=1)
+
+    @tf.function
+    def step() -> None:
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_sum(margins())
+        optimizer.apply_gradients([(tape.gradient(loss, points), points)])
+        points.assign(tf.clip_by_value(points, low, high))
+
+    for _ in range(steps):
+        step()
+    return margins().numpy()
+
+
+def flag_classes(margins: np.ndarray, significance: float, max_targets: int) -> list[FlaggedClass]:
+    """MM-BD's test, repeated down the classes by decreasing margin: flag a class while the chance
+    that the largest of n + 1 draws from the gamma fitted to the n margins below it reaches its
+    margin is under `significance`. Stops at the first class that passes or at `max_targets`."""
+    order = np.argsort(-margins, kind="stable")
+    flagged: list[FlaggedClass] = []
+    for rank, target in enumerate(order):
+        below = margins[order[rank + 1 :]]
+        if len(flagged) == max_targets or len(below) < MIN_NULL_CLASSES:
+            break
+        shape, loc, scale = gamma.fit(below)
+        p_value = float(1.0 - gamma.cdf(margins[target], shape, loc=loc, scale=scale) ** (len(below) + 1))
+        if p_value >= significance:
+            break
+        flagged.append(FlaggedClass(int(target), float(margins[target]), p_value))
+    return flagged
