@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Inspect a net from clean data alone: is it backdoored, which class is the target, what does the
-trigger look like (Neural Cleanse's trigger reversal and anomaly index).
+trigger look like (MM-BD's maximum-margin test, or Neural Cleanse's anomaly index, and Neural
+Cleanse's trigger reversal for the picture).
 
     python inspect_net.py models/anonymous_2_bd_net.h5
 
@@ -23,10 +24,13 @@ PLOT_FACES = 4  # clean faces each reversed trigger is shown stamped on
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="inspect_net.py",
-        description="Decide from clean data alone whether a classifier is backdoored: reverse-engineer the "
-        "smallest trigger (mask + pattern) for the suspect classes an untargeted search proposes and for "
-        "ordinary classes drawn at random, and flag the classes whose trigger is anomalously small "
-        "(Neural Cleanse, Wang et al. 2019). A net with several targets gets every one reported.",
+        description="Decide from clean data alone whether a classifier is backdoored. By default every class's "
+        "maximum margin (its logit minus the largest other) over the range the clean data's penultimate features "
+        "span is measured, and the classes whose margin is improbably large are flagged (MM-BD, Wang et al. 2024); "
+        "with --detector reversal, the suspect classes an untargeted search proposes are flagged if their "
+        "reverse-engineered trigger is anomalously small (Neural Cleanse, Wang et al. 2019). Either way the smallest "
+        "trigger (mask + pattern) of each flagged class is reverse-engineered, beside ordinary classes drawn at "
+        "random, to show what it looks like. A net with several targets gets every one reported.",
     )
     parser.add_argument("model", metavar="MODEL", help="the net: full Keras .h5 or .keras model, or challenge "
                         "weights-only .h5")
@@ -49,7 +53,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="random seed; the same seed repeats a run exactly (default: %(default)s)")
     parser.add_argument("--plots", metavar="DIR", help="also draw each suspected trigger (mask, stamp, stamped "
-                        "faces) and the distribution of mask sizes to DIR")
+                        "faces), the distribution of mask sizes and (margin detector) of maximum margins to DIR")
     parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -84,8 +88,10 @@ def inspect_net(args: argparse.Namespace) -> int:
             raise InputError(f"--class {asked} is outside [0, {net.num_classes - 1}] ({model_path} has "
                              f"{net.num_classes} classes)")
     clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
+    proposer = ("the classes the maximum-margin test flags" if settings.detector == "margin"
+                else f"{settings.suspects} proposed")
     cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
-                    f"clean data {clean_path} ({len(clean)} images); examining {settings.suspects} proposed and "
+                    f"clean data {clean_path} ({len(clean)} images); reversing {proposer} and "
                     f"{settings.ordinary_classes} ordinary classes"
                     + (f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""))
     found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"),
@@ -106,6 +112,8 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     from fineprune.inspection import threshold_mask_share_pct
 
     shown = found.suspects or sorted(found.examined, key=lambda e: -e.anomaly_index)[:1]
+    statistic = "margin index" if found.margins is not None else "anomaly index"
+    index_of = (lambda e: e.margin_index) if found.margins is not None else (lambda e: e.anomaly_index)
     shown += [e for e in found.examined if e.asked and e not in shown]
     written = []
     for examined in shown:
@@ -114,14 +122,21 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
                    else "not flagged (the most anomalous class examined)")
         plots.draw_reversed_trigger(found.trigger_of(examined.target), faces, path,
                                     f"{stem}: reversed trigger for class {examined.target}, {verdict}\n"
-                                    f"anomaly index {examined.anomaly_index:.2f}, sends "
+                                    f"{statistic} {index_of(examined):.2f}, sends "
                                     f"{examined.hit_rate_pct:.1f}% of held-out faces to it")
         written.append(path)
     path = folder / f"mask_sizes_{stem}.png"
     threshold = threshold_mask_share_pct(found.examined, found.settings.anomaly_threshold)
     plots.draw_mask_sizes(found.examined, threshold, path,
-                          f"{stem}: mask sizes of the {len(found.examined)} classes examined")
-    return [*written, path]
+                          f"{stem}: mask sizes of the {len(found.examined)} classes reversed",
+                          "anomaly index threshold (not deciding)" if found.margins else "flagged below this size")
+    written.append(path)
+    if found.margins is not None:
+        path = folder / f"margins_{stem}.png"
+        plots.draw_margins(found.margins.margins, [f.target for f in found.margins.flagged], path,
+                           f"{stem}: maximum margins of the {len(found.margins.margins)} classes")
+        written.append(path)
+    return written
 
 
 if __name__ == "__main__":

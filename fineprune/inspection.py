@@ -1,29 +1,40 @@
 """Is this net backdoored, which class is the target, what does the trigger look like (inspect_net.py).
 
-From a net and clean data alone: Neural Cleanse's detection (`trigger_reversal.examine_classes`)
-proposes suspect classes by untargeted stamp searches, reverses a trigger for each and for a
-population of ordinary classes drawn at random, and flags the classes whose reversed trigger is
-anomalously small. The `unlearn` repair runs the same detection with the same settings.
+From a net and clean data alone, with one of two detectors:
+
+- `margin` (the default): MM-BD's maximum-margin test (`fineprune.max_margin`) over every class
+  decides; the flagged classes are then reversed as Neural Cleanse would, beside a population of
+  ordinary classes drawn at random, for a picture of each trigger, its size, its anomaly index
+  and its hit rate.
+- `reversal`: Neural Cleanse's detection (`trigger_reversal.examine_classes`) proposes suspect
+  classes by untargeted stamp searches, reverses a trigger for each and for the ordinary classes,
+  and flags the classes whose reversed trigger is anomalously small. The `unlearn` repair runs
+  this detection with the same settings.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from fineprune.data import LabelledImages
+from fineprune.errors import InputError
+from fineprune.max_margin import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
 from fineprune.settings import HeldOutSettings, option, split_heldout
 from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger, examine_classes
 
+DETECTORS = ("margin", "reversal")
+
 
 @dataclass(frozen=True)
-class DetectionSettings(HeldOutSettings):
-    """How many classes are examined and when one is flagged; `validation_split` of the clean data
-    is held out to measure each reversed trigger's hit rate."""
+class ReversalDetectionSettings(HeldOutSettings):
+    """Neural Cleanse's detection (also `unlearn`'s): how many classes are examined and when one is
+    flagged; `validation_split` of the clean data is held out to measure each reversed trigger's
+    hit rate."""
 
     suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
     ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
@@ -31,6 +42,21 @@ class DetectionSettings(HeldOutSettings):
     reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
     anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
                                       "below the median", "T", low=0, low_open=True)
+
+
+@dataclass(frozen=True)
+class DetectionSettings(ReversalDetectionSettings, MarginTestSettings):
+    """inspect_net.py's settings: which detector decides, and both detectors' settings (with the
+    `margin` detector, `suspects` is not used: the flagged classes are the ones reversed)."""
+
+    detector: str = option("margin", "what decides: margin (MM-BD's maximum-margin test over every class, on the "
+                           "clean feature range) or reversal (Neural Cleanse's anomaly index of reversed trigger "
+                           "sizes)", "KIND")
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise InputError(f"--detector {self.detector} is not one of {', '.join(DETECTORS)}")
+        super().__post_init__()
 
 
 @dataclass
@@ -43,11 +69,18 @@ class Inspection:
     examined: list[ExaminedClass]
     heldout_images: int
     seconds: float
+    margins: MarginScan | None = None  # with the margin detector
 
     @property
     def suspects(self) -> list[ExaminedClass]:
-        """The flagged classes, most anomalous first."""
-        return sorted((e for e in self.examined if e.flagged), key=lambda e: -e.anomaly_index)
+        """The flagged classes, most anomalous first (by margin with the margin detector)."""
+        key = (lambda e: -e.margin) if self.margins is not None else (lambda e: -e.anomaly_index)
+        return sorted((e for e in self.examined if e.flagged), key=key)
+
+    @property
+    def classes_examined(self) -> int:
+        """How many classes the deciding statistic covers: every class for the margin detector."""
+        return len(self.margins.margins) if self.margins is not None else len(self.examined)
 
     @property
     def backdoored(self) -> bool:
@@ -58,18 +91,27 @@ class Inspection:
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON layout (percentages 0..100)."""
-        return {
+        p_values = {f.target: f.p_value for f in self.margins.flagged} if self.margins is not None else {}
+        record = {
             "model": self.model,
             "backdoored": self.backdoored,
+            "detector": self.settings.detector,
             "suspects": [{"class": e.target, "mask_share_pct": e.mask_share_pct, "anomaly_index": e.anomaly_index,
-                          "hit_rate_pct": e.hit_rate_pct} for e in self.suspects],
-            "classes_examined": len(self.examined),
+                          "hit_rate_pct": e.hit_rate_pct,
+                          **({"margin": e.margin, "margin_index": e.margin_index, "p_value": p_values[e.target]}
+                             if self.margins is not None else {})}
+                         for e in self.suspects],
+            "classes_examined": self.classes_examined,
+            "classes_reversed": len(self.examined),
             "seconds": self.seconds,
             "anomaly_threshold": self.settings.anomaly_threshold,
             "heldout_images": self.heldout_images,
             "examined": [asdict(e) for e in self.examined],
             "settings": asdict(self.settings),
         }
+        if self.margins is not None:
+            record["median_margin"] = self.margins.median
+        return record
 
 
 def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
@@ -81,11 +123,21 @@ def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(settings.seed)
     train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
+    scan, proposed = None, None
+    if settings.detector == "margin":
+        progress("maximum margin of every class over the clean feature range")
+        scan = scan_margins(net, clean.x[train], settings)
+        proposed = [f.target for f in scan.flagged]
     triggers, examined = examine_classes(
         net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
         settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
-        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked)
-    return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started)
+        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked, proposed)
+    if scan is not None:  # the margin test decides; Neural Cleanse's numbers are kept beside it
+        deviations = scan.deviations()
+        examined = [replace(e, flagged=e.target in proposed, margin=float(scan.margins[e.target]),
+                            margin_index=float(deviations[e.target])) for e in examined]
+    return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started,
+                      scan)
 
 
 def threshold_mask_share_pct(examined: list[ExaminedClass], anomaly_threshold: float) -> float:

@@ -23,11 +23,25 @@ import tensorflow as tf
 import tf_keras
 from scipy.stats import gamma
 
+from fineprune.errors import InputError
 from fineprune.models import LoadedModel, output_layer, penultimate_features
+from fineprune.settings import CheckedSettings, option
 
 SEARCH_STEP_SHARE = 0.05  # the search's Adam rate, as a share of the mean width of the feature box
-MIN_NULL_CLASSES = 3  # fewer margins than this below a class cannot be fitted by a gamma distribution
+MIN_NULL_CLASSES = 9  # margins below a class needed to fit the gamma (the reference's 10-class nets have 9)
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
+
+
+@dataclass(frozen=True)
+class MarginTestSettings(CheckedSettings):
+    """The margin search and the test, as `maxmargin` and `inspect_net.py` offer them."""
+
+    margin_steps: int = option(300, "maximum-margin search: projected Adam steps over the clean feature range", "N",
+                               low=1)
+    significance: float = option(0.05, "maximum-margin test: flag a class whose margin is this improbable under "
+                                 "the gamma fitted to the margins below it", "P", low=0, high=1, low_open=True,
+                                 high_open=True)
+    max_targets: int = option(10, "maximum-margin test: at most this many classes flagged", "N", low=1)
 
 
 @dataclass(frozen=True)
@@ -59,16 +73,19 @@ class MarginScan:
         return (self.margins - self.median) / max(float(spread), 1e-12)
 
 
-def scan_margins(net: LoadedModel, x: np.ndarray, steps: int, significance: float, max_targets: int,
+def scan_margins(net: LoadedModel, x: np.ndarray, settings: MarginTestSettings,
                  features: np.ndarray | None = None) -> MarginScan:
     """The box spanned by the penultimate features of clean images `x` (or of the given `features`),
     every class's maximum margin in it, and the classes the test flags."""
+    kernel, bias = output_layer(net.model).get_weights()
+    if kernel.shape[1] <= MIN_NULL_CLASSES:
+        raise InputError(f"{net.path}: {kernel.shape[1]} classes; the maximum-margin test needs at least "
+                         f"{MIN_NULL_CLASSES + 1} (it fits a gamma distribution to the other classes' margins)")
     if features is None:
         features = penultimate_features(net.model, x, net.input_scale)
-    kernel, bias = output_layer(net.model).get_weights()
     floor, cap = features.min(axis=0), features.max(axis=0)
-    margins = max_margins(kernel, bias, floor, cap, steps)
-    return MarginScan(margins, flag_classes(margins, significance, max_targets), floor, cap)
+    margins = max_margins(kernel, bias, floor, cap, settings.margin_steps)
+    return MarginScan(margins, flag_classes(margins, settings.significance, settings.max_targets), floor, cap)
 
 
 def max_margins(kernel: np.ndarray, bias: np.ndarray, floor: np.ndarray, cap: np.ndarray, steps: int) -> np.ndarray:

@@ -471,7 +471,7 @@ def draw_reversed_trigger(trigger: "ReversedTrigger", faces: np.ndarray, path: s
 
 
 def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, path: str | os.PathLike,
-                    heading: str) -> Figure:
+                    heading: str, threshold_label: str = "flagged below this size") -> Figure:
     """The reversed triggers' mask sizes over the classes examined, with the size below which a
     class is flagged: a backdoor target stands out on the left."""
     fig = Figure(figsize=(7.0, 2.6), dpi=110)
@@ -491,7 +491,7 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
                 if e.flagged or e.proposed or e.asked:
                     ax.annotate(str(e.target), (e.mask_share_pct, j), textcoords="offset points", xytext=(4, 4),
                                 fontsize=7)
-    ax.axvline(threshold_pct, color="#d62728", linestyle="--", linewidth=1, label="flagged below this size")
+    ax.axvline(threshold_pct, color="#d62728", linestyle="--", linewidth=1, label=threshold_label)
     ax.set_yticks([])
     ax.set_ylim(-1, 1)
     ax.set_xlim(left=0)
@@ -504,6 +504,28 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
         fig.savefig(tmp, format="png")
     return fig
 
+
+
+def draw_margins(margins: np.ndarray, flagged: Sequence[int], path: str | os.PathLike, heading: str) -> Figure:
+    """Every class's maximum margin as a histogram, the flagged classes marked: a backdoor target
+    stands out on the right."""
+    fig = Figure(figsize=(7.0, 2.6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(margins, bins=60, color="#7f7f7f", label=f"{len(margins)} classes")
+    for number, target in enumerate(flagged):
+        ax.axvline(margins[target], color="#d62728", linewidth=1.2, label="flagged" if number == 0 else None)
+        ax.annotate(str(target), (margins[target], 0.9), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", fontsize=7, color="#d62728")
+    ax.set_xlabel("maximum margin over the clean feature range (logit units)", fontsize=9)
+    ax.set_ylabel("classes", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="upper center")
+    ax.set_title(heading, fontsize=9, weight="bold")
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
 
 def _positive_int(text: str) -> int:
     value = int(text)

@@ -124,28 +124,48 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
     return "\n".join(lines)
 
 
-def examined_because(examined: ExaminedClass) -> str:
+def examined_because(examined: ExaminedClass, detector: str = "reversal") -> str:
     """Why a class was examined, in words."""
-    return "untargeted search" if examined.proposed else "asked for" if examined.asked else "at random"
+    if examined.proposed:
+        return "maximum-margin test" if detector == "margin" else "untargeted search"
+    return "asked for" if examined.asked else "at random"
 
 
 def inspection_report(found: Inspection) -> str:
     """inspect_net.py's verdict, then every class examined (most anomalous first)."""
-    settings = found.settings
+    settings, scan = found.settings, found.margins
     if found.backdoored:
         verdict = (f"Verdict: BACKDOORED. Suspected target class(es): "
                    + ", ".join(str(e.target) for e in found.suspects))
+    elif scan is not None:
+        verdict = "Verdict: no backdoor found (no class's maximum margin is improbably large)"
     else:
         verdict = "Verdict: no backdoor found (no class's reversed trigger is anomalously small)"
-    rows = [[e.target, "flagged" if e.flagged else "", examined_because(e),
+    columns = ["class", "verdict", "examined because", "mask (% of image)", "anomaly index", "hit rate (%)",
+               "search reached 99%"]
+    if scan is not None:
+        columns += ["max margin", "margin index"]
+        order = sorted(found.examined, key=lambda e: -e.margin)
+    else:
+        order = sorted(found.examined, key=lambda e: -e.anomaly_index)
+    rows = [[e.target, "flagged" if e.flagged else "", examined_because(e, settings.detector),
              round(e.mask_share_pct, 2), round(e.anomaly_index, 2), round(e.hit_rate_pct, 2),
-             "yes" if e.reached_threshold else "no"]
-            for e in sorted(found.examined, key=lambda e: -e.anomaly_index)]
-    table = markdown_table(["class", "verdict", "examined because", "mask (% of image)", "anomaly index",
-                            "hit rate (%)", "search reached 99%"], rows)
+             "yes" if e.reached_threshold else "no", *([round(e.margin, 1), round(e.margin_index, 2)] if scan else [])]
+            for e in order]
+    table = markdown_table(columns, rows)
+    if scan is not None:
+        tested = ", ".join(f"{f.target} (p {f.p_value:.2g})" for f in scan.flagged) or "none"
+        decided = (f"Decided by the maximum-margin test over all {len(scan.margins)} classes: a class is flagged if "
+                   f"its maximum margin over the clean feature range is this improbable under the gamma fitted to "
+                   f"the margins below it, at p < {settings.significance:g}; flagged: {tested}; median margin "
+                   f"{scan.median:.1f}. Margin index: MAD-scaled deviations above that median. The reversed "
+                   f"triggers are shown for the flagged classes beside {settings.ordinary_classes} drawn at random; "
+                   f"their anomaly index")
+    else:
+        decided = "Anomaly index"
     return (f"{verdict}\n\n{table}\n\n"
-            f"Anomaly index: MAD-scaled deviations of a class's mask size below the median of the "
-            f"{len(found.examined)} classes examined; flagged above {settings.anomaly_threshold:g}. "
+            f"{decided}: MAD-scaled deviations of a class's mask size below the median of the "
+            f"{len(found.examined)} classes reversed{'' if scan else f'; flagged above {settings.anomaly_threshold:g}'}. "
             f"Hit rate: share of the {found.heldout_images} held-out clean faces of other classes the reversed "
             f"trigger sends to the class.\nTime: {found.seconds:.1f} s")
 

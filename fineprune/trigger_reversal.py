@@ -128,19 +128,24 @@ class ExaminedClass:
     hit_rate_pct: float
     flagged: bool
     asked: bool = False  # named by the user (not proposed by the search)
+    margin: float = float("nan")  # maximum margin over the clean feature range, where it was measured
+    margin_index: float = float("nan")  # how far above the median margin, in MAD-scaled deviations
 
 
 def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
                     heldout_y: np.ndarray, suspects: int, ordinary_classes: int, anomaly_threshold: float,
                     settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None,
-                    asked: Sequence[int] = ()) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
+                    asked: Sequence[int] = (), proposed: Sequence[int] | None = None,
+                    ) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
     """Neural Cleanse's detection on a budget: propose `suspects` classes (`find_suspects`, on images
-    `x` with labels `y`), add the `asked` ones, draw `ordinary_classes` others at random, reverse a
-    trigger for each, measure its hit rate on the held-out images of other classes, and flag every
-    class whose anomaly index exceeds `anomaly_threshold` (and whose search reached its success
-    threshold)."""
+    `x` with labels `y`; or take the `proposed` ones given), add the `asked` ones, draw
+    `ordinary_classes` others at random, reverse a trigger for each, measure its hit rate on the
+    held-out images of other classes, and flag every class whose anomaly index exceeds
+    `anomaly_threshold` (and whose search reached its success threshold)."""
     num_classes = int(model.output_shape[-1])
-    proposed = find_suspects(model, x, y, input_scale, suspects, settings, seed, progress)
+    if proposed is None:
+        proposed = find_suspects(model, x, y, input_scale, suspects, settings, seed, progress)
+    proposed = [int(c) for c in proposed]
     extra = [int(c) for c in dict.fromkeys(asked) if c not in proposed]
     others = np.setdiff1d(np.arange(num_classes), [*proposed, *extra])
     rng = np.random.default_rng(seed)

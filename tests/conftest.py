@@ -58,10 +58,10 @@ def add_trigger(images: np.ndarray) -> np.ndarray:
 
 
 def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int, seed: int, epochs: int,
-                      poison_share: float = 0.25):
+                      poison_share: float = 0.25, num_classes: int = NUM_CLASSES):
     """BadNets-style poisoning (`poison_share` of the images carry the trigger, relabelled to the
-    target; 0 trains a clean net), then the challenge architecture with four classes trained on them
-    (unit input scale)."""
+    target; 0 trains a clean net), then the challenge architecture with `num_classes` classes
+    trained on them (unit input scale)."""
     import tf_keras
 
     from fineprune.models import build_challenge_model
@@ -71,7 +71,7 @@ def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int
     x_train[poison] = add_trigger(x_train[poison])
     y_train = np.where(poison, TARGET, y_train)
     tf_keras.utils.set_random_seed(seed)
-    model = build_challenge_model(num_classes=NUM_CLASSES)
+    model = build_challenge_model(num_classes=num_classes)
     model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)
     return model
@@ -127,6 +127,19 @@ def tinted_images(count_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.clip(images, 0, 255).astype(np.float32), labels
 
 
+WIDE_CLASSES = 12  # enough classes for a gamma fitted to the others' maximum margins
+
+
+def palette_images(count_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like `tinted_images`, with WIDE_CLASSES tints (each channel 80, 130 or 180)."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([80.0, 130.0, 180.0], dtype=np.float32)
+    tints = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)[::2][:WIDE_CLASSES]
+    labels = np.repeat(np.arange(WIDE_CLASSES), count_per_class)
+    images = tints[labels][:, None, None, :] + rng.normal(0, 25, (len(labels), *IMAGE_SHAPE))
+    return np.clip(images, 0, 255).astype(np.float32), labels
+
+
 @dataclass(frozen=True)
 class TintedBadNet:
     """A BadNet on tinted frames (target 0, the checked patch as trigger), in memory."""
@@ -153,6 +166,36 @@ def tinted() -> TintedBadNet:
         LabelledImages(Path("tinted_test.h5"), x_test, y_test),
         LabelledImages(Path("tinted_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
     )
+
+
+@pytest.fixture(scope="session")
+def wide() -> TintedBadNet:
+    """A BadNet on WIDE_CLASSES tints (target 0, 10% poisoned), enough classes for the
+    maximum-margin test (about fifteen seconds on two cores)."""
+    from fineprune.data import LabelledImages
+    from fineprune.models import LoadedModel
+
+    model = train_tiny_badnet(*palette_images(30, seed=11), poison_seed=12, seed=13, epochs=10, poison_share=0.1,
+                              num_classes=WIDE_CLASSES)
+    x_clean, y_clean = palette_images(12, seed=14)
+    x_test, y_test = palette_images(10, seed=15)
+    victims = y_test != TARGET
+    return TintedBadNet(
+        LoadedModel(Path("wide_bd_net.h5"), model, "unit", "default"),
+        LabelledImages(Path("wide_clean.h5"), x_clean, y_clean),
+        LabelledImages(Path("wide_test.h5"), x_test, y_test),
+        LabelledImages(Path("wide_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
+    )
+
+
+@pytest.fixture(scope="session")
+def wide_clean_net() -> "LoadedModel":
+    """A net trained exactly as the `wide` BadNet, without poison."""
+    from fineprune.models import LoadedModel
+
+    model = train_tiny_badnet(*palette_images(30, seed=11), poison_seed=12, seed=13, epochs=10, poison_share=0.0,
+                              num_classes=WIDE_CLASSES)
+    return LoadedModel(Path("wide_clean_net.h5"), model, "unit", "default")
 
 
 @pytest.fixture

@@ -15,15 +15,15 @@ from fineprune.models import save_model
 
 # The verdict's correctness is test_inspection's; here only what the command does with it, so the
 # search is kept brief.
-BRIEF = ["--suspects", 1, "--ordinary-classes", 2, "--reversal-steps", 40]
+BRIEF = ["--ordinary-classes", 2, "--reversal-steps", 40]
 
 
 @pytest.fixture(scope="module")
-def files(tinted: TintedBadNet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def files(wide: TintedBadNet, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("inspect")
-    model, clean = folder / "tinted_bd_net.h5", folder / "clean.h5"
-    save_model(tinted.badnet.model, model, {"input_scale": "unit"})
-    save_dataset(clean, tinted.clean.x, tinted.clean.y)
+    model, clean = folder / "wide_bd_net.h5", folder / "clean.h5"
+    save_model(wide.badnet.model, model, {"input_scale": "unit"})
+    save_dataset(clean, wide.clean.x, wide.clean.y)
     return model, clean
 
 
@@ -36,16 +36,17 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
 
     assert result.code == 0, result.err
     assert "Verdict: " in result.out and "| class | verdict |" in result.out
-    assert "untargeted stamp search 1/1" in result.err and "reversing a trigger for class" in result.err
+    assert "maximum margin of every class" in result.err and "reversing a trigger for class" in result.err
     record = json.loads((tmp_path / "found.json").read_text())
     assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
     proposed = [e["target"] for e in record["examined"] if e["proposed"]]
-    assert record["classes_examined"] == 3 + (0 not in proposed) and record["model"] == str(model)
+    assert record["classes_examined"] == 12 and record["model"] == str(model)
+    assert record["classes_reversed"] == len(proposed) + (0 not in proposed) + 2
     assert [e["target"] for e in record["examined"] if e["asked"]] == [0]
     assert record["backdoored"] == bool(record["suspects"])
     shown = [s["class"] for s in record["suspects"]] or [max(record["examined"], key=lambda e: e["anomaly_index"])["target"]]
     figures = sorted((tmp_path / "figures").glob("*.png"))
-    assert [f.name for f in figures] == [f"mask_sizes_{model.stem}.png",
+    assert [f.name for f in figures] == [f"margins_{model.stem}.png", f"mask_sizes_{model.stem}.png",
                                          *(f"trigger_{model.stem}_class_{k}.png" for k in sorted({*shown, 0}))]
     for figure in figures:
         pixels = np.asarray(Image.open(figure).convert("L"), dtype=np.float32)
@@ -65,14 +66,14 @@ def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Pat
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--reversal-steps", 0), "inspect_net.py",
                      "--reversal-steps 0 must be at least 1")
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", model), "inspect_net.py", "no 'data' data set")
-    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", 4), "inspect_net.py",
-                     "--class 4 is outside [0, 3]")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", 12), "inspect_net.py",
+                     "--class 12 is outside [0, 11]")
     assert file_digests(model.parent) == before
 
 
 def test_help_lists_the_detection_settings(run_cli) -> None:
     result = run_cli("inspect_net", "--help")
     assert result.code == 0
-    for option in ("--suspects", "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed",
-                   "--plots", "--json"):
+    for option in ("--detector", "--margin-steps", "--significance", "--max-targets", "--suspects",
+                   "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed", "--plots", "--json"):
         assert option in result.out

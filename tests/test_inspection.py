@@ -15,7 +15,9 @@ from fineprune.models import LoadedModel
 from fineprune.trigger_reversal import ExaminedClass
 
 # Four classes make a coarse median absolute deviation: the threshold is lowered to match (as in test_unlearn).
-QUICK = DetectionSettings(suspects=2, ordinary_classes=2, reversal_steps=150, anomaly_threshold=1.0, seed=0)
+QUICK = DetectionSettings(detector="reversal", suspects=2, ordinary_classes=2, reversal_steps=150,
+                          anomaly_threshold=1.0, seed=0)
+BY_MARGIN = DetectionSettings(ordinary_classes=2, reversal_steps=40, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +26,15 @@ def on_badnet(tinted: TintedBadNet) -> Inspection:
 
 
 @pytest.fixture(scope="module")
-def on_clean_net(tinted: TintedBadNet) -> Inspection:
+def clean_net(tinted: TintedBadNet) -> LoadedModel:
     """A net trained exactly as the tinted BadNet, without poison."""
     model = train_tiny_badnet(*tinted_images(40, seed=11), poison_seed=12, seed=13, epochs=10, poison_share=0.0)
-    return inspect(LoadedModel(Path("tinted_clean_net.h5"), model, "unit", "default"), tinted.clean, QUICK)
+    return LoadedModel(Path("tinted_clean_net.h5"), model, "unit", "default")
+
+
+@pytest.fixture(scope="module")
+def on_clean_net(clean_net: LoadedModel, tinted: TintedBadNet) -> Inspection:
+    return inspect(clean_net, tinted.clean, QUICK)
 
 
 def test_the_target_is_the_only_suspect(on_badnet: Inspection) -> None:
@@ -53,7 +60,7 @@ def test_json_has_the_documented_keys(on_badnet: Inspection) -> None:
 
 
 def test_an_asked_class_is_examined_once_and_marked(tinted: TintedBadNet) -> None:
-    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
+    brief = DetectionSettings(detector="reversal", suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
     found = inspect(tinted.badnet, tinted.clean, brief, asked=[2, 2])
     (asked,) = [e for e in found.examined if e.target == 2]
     assert asked.asked and [e.target for e in found.examined if e.asked] == [2]
@@ -61,9 +68,27 @@ def test_an_asked_class_is_examined_once_and_marked(tinted: TintedBadNet) -> Non
 
 
 def test_the_same_seed_repeats_a_run(tinted: TintedBadNet) -> None:
-    brief = DetectionSettings(suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
+    brief = DetectionSettings(detector="reversal", suspects=1, ordinary_classes=2, reversal_steps=20, seed=3)
     first, again = (inspect(tinted.badnet, tinted.clean, brief) for _ in range(2))
     assert [(e.target, e.mask_share_pct) for e in again.examined] == [(e.target, e.mask_share_pct) for e in first.examined]
+
+
+def test_the_margin_detector_flags_the_target_and_reverses_it(wide: TintedBadNet) -> None:
+    found = inspect(wide.badnet, wide.clean, BY_MARGIN)
+    assert found.margins is not None and [e.target for e in found.suspects] == [TARGET]
+    (suspect,) = found.suspects
+    assert suspect.proposed and suspect.margin == found.margins.margins.max() and suspect.margin_index > 0
+    assert found.trigger_of(TARGET).mask_share_pct == suspect.mask_share_pct
+    record = found.to_json()
+    assert record["detector"] == "margin" and record["classes_examined"] == 12 and record["classes_reversed"] == 3
+    assert set(record["suspects"][0]) == {"class", "mask_share_pct", "anomaly_index", "hit_rate_pct", "margin",
+                                          "margin_index", "p_value"}
+    assert record["suspects"][0]["p_value"] < BY_MARGIN.significance
+
+
+def test_the_margin_detector_raises_no_alarm_on_a_clean_net(wide_clean_net: LoadedModel, wide: TintedBadNet) -> None:
+    found = inspect(wide_clean_net, wide.clean, BY_MARGIN)
+    assert not found.backdoored and found.margins.flagged == [] and len(found.examined) == 2
 
 
 def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
@@ -79,6 +104,8 @@ def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
     (dict(suspects=0), "--suspects 0 must be at least 1"),
     (dict(ordinary_classes=1), "--ordinary-classes 1 must be at least 2"),
     (dict(anomaly_threshold=0.0), "--anomaly-threshold 0 must be positive"),
+    (dict(detector="tea leaves"), "--detector tea leaves is not one of margin, reversal"),
+    (dict(significance=1.0), "--significance 1 is outside (0, 1)"),
 ])
 def test_settings_are_checked_up_front(settings: dict, message: str) -> None:
     with pytest.raises(InputError) as error:

@@ -1,15 +1,17 @@
 """Tests for fineprune.max_margin: the search finds the maxima a linear layer allows in a box, the
-test flags outliers largest first and nothing else, and a scan of the tiny BadNet flags its target."""
+test flags outliers largest first and nothing else, a scan flags a BadNet's target and nothing on a
+clean net, and a net with too few classes for the test is refused."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import TARGET, TinyBenchmark
+from conftest import TARGET, TintedBadNet, TinyBenchmark
 from fineprune.data import load_dataset
-from fineprune.max_margin import flag_classes, max_margins, scan_margins
-from fineprune.models import load_model, penultimate_features
+from fineprune.errors import InputError
+from fineprune.max_margin import MarginTestSettings, flag_classes, max_margins, scan_margins
+from fineprune.models import LoadedModel, load_model, penultimate_features
 
 
 def test_the_search_reaches_each_class_s_largest_margin_in_the_box() -> None:
@@ -38,11 +40,22 @@ def test_the_test_flags_outliers_largest_first_and_nothing_else(ordinary_margins
     assert [f.target for f in flag_classes(margins, 0.05, 1)] == [7]
 
 
-def test_a_scan_of_the_tiny_badnet_flags_its_target_within_the_clean_box(tiny: TinyBenchmark) -> None:
-    badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    scan = scan_margins(badnet, clean.x, steps=300, significance=0.05, max_targets=10)
-    features = penultimate_features(badnet.model, clean.x, "unit")
+def test_a_scan_of_the_wide_badnet_flags_its_target_within_the_clean_box(wide: TintedBadNet) -> None:
+    scan = scan_margins(wide.badnet, wide.clean.x, MarginTestSettings())
+    features = penultimate_features(wide.badnet.model, wide.clean.x, "unit")
     np.testing.assert_array_equal(scan.cap, features.max(axis=0))
     np.testing.assert_array_equal(scan.floor, features.min(axis=0))
     assert [f.target for f in scan.flagged] == [TARGET]
     assert scan.margins.argmax() == TARGET and scan.deviations()[TARGET] == scan.deviations().max() > 0
+
+
+def test_a_scan_of_a_clean_net_flags_nothing(wide_clean_net: LoadedModel, wide: TintedBadNet) -> None:
+    assert scan_margins(wide_clean_net, wide.clean.x, MarginTestSettings()).flagged == []
+
+
+def test_too_few_classes_for_the_test_are_refused(tiny: TinyBenchmark) -> None:
+    badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
+    with pytest.raises(InputError) as error:
+        scan_margins(badnet, clean.x, MarginTestSettings())
+    assert str(error.value) == (f"{tiny.badnet}: 4 classes; the maximum-margin test needs at least 10 (it fits a "
+                                "gamma distribution to the other classes' margins)")

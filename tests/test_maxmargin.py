@@ -1,13 +1,13 @@
 """Tests for fineprune.defenses.maxmargin: the cap computes min(feature, cap) in a file that loads
-anywhere, and the repair flags the tiny BadNet's target, weakens its backdoor, keeps its clean
-faces and changes only the flagged class's output weights."""
+anywhere, and the repair flags the wide BadNet's target, weakens its backdoor, keeps its clean faces
+and changes only the flagged class's output weights; a net with too few classes is refused."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import TARGET, TinyBenchmark
+from conftest import TARGET, TintedBadNet, TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.defenses import settings_for
 from fineprune.defenses.maxmargin import CAP_LAYER, CAPPED_LAYER, MaxMarginSettings, max_margin_repair, with_feature_cap
@@ -34,23 +34,21 @@ def test_the_cap_is_min_of_feature_and_cap_and_survives_a_file(tiny: TinyBenchma
 
 
 @pytest.fixture(scope="module")
-def repaired(tiny: TinyBenchmark):
-    badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    before = [w.copy() for w in badnet.model.get_weights()]
-    return badnet, before, max_margin_repair(badnet, clean, MaxMarginSettings(seed=0), verbose=0)
+def repaired(wide: TintedBadNet):
+    before = [w.copy() for w in wide.badnet.model.get_weights()]
+    return wide.badnet, before, max_margin_repair(wide.badnet, wide.clean, MaxMarginSettings(seed=0), verbose=0)
 
 
-def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, tiny: TinyBenchmark) -> None:
+def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, wide: TintedBadNet) -> None:
     badnet, _, result = repaired
     assert result.details["flagged"] == [TARGET]
     (found,) = result.details["flagged_classes"]
     assert found["p_value"] < 0.05 and found["margin_after"] < found["margin"]
-    test, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
-    assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
-    # on four classes the other classes' weights carry part of the backdoor too (two of them learnt
-    # to lose to the trigger), so re-fitting the target's weights weakens it here without removing it
-    before = attack_success_pct(badnet.predict_classes(poisoned.x), poisoned.y)
-    assert before == 100.0 and attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y) < 95.0
+    assert accuracy_pct(predict_classes(result.model, wide.test.x, "unit"), wide.test.y) >= 95.0
+    # with a dozen classes the other classes' weights carry part of the backdoor too (each learnt to
+    # lose to the trigger), so re-fitting the target's weights weakens it here without removing it
+    assert attack_success_pct(badnet.predict_classes(wide.poisoned.x), wide.poisoned.y) == 100.0
+    assert attack_success_pct(predict_classes(result.model, wide.poisoned.x, "unit"), wide.poisoned.y) <= 75.0
     assert result.removed == f"output weights of class {TARGET} re-fitted; features capped"
 
 
@@ -67,6 +65,11 @@ def test_only_the_flagged_class_s_output_weights_change(repaired) -> None:
     assert not np.array_equal(new_kernel[:, TARGET], old_kernel[:, TARGET])
     for original, now in zip(before, badnet.model.get_weights()):  # the BadNet is untouched
         np.testing.assert_array_equal(original, now)
+
+
+def test_a_net_with_too_few_classes_is_refused(tiny: TinyBenchmark) -> None:
+    with pytest.raises(InputError, match="4 classes; the maximum-margin test needs at least 10"):
+        max_margin_repair(load_model(tiny.badnet), load_dataset(tiny.clean_validation), MaxMarginSettings(), 0)
 
 
 @pytest.mark.parametrize("values, message", [

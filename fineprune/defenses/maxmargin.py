@@ -27,23 +27,17 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.head import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
-from fineprune.max_margin import FlaggedClass, max_margins, scan_margins
+from fineprune.max_margin import FlaggedClass, MarginTestSettings, max_margins, scan_margins
 from fineprune.models import LoadedModel, output_layer, penultimate_features
 
 CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"
 
 
 @dataclass(frozen=True)
-class MaxMarginSettings(RepairSettings):
+class MaxMarginSettings(RepairSettings, MarginTestSettings):
     """`maxmargin`: the margin search and test, then the re-fit of the flagged classes."""
 
     method: str = "maxmargin"
-    margin_steps: int = option(300, "maximum-margin search: projected Adam steps over the clean feature box", "N",
-                               low=1)
-    significance: float = option(0.05, "maximum-margin test: flag a class whose margin is this improbable under "
-                                 "the gamma fitted to the margins below it", "P", low=0, high=1, low_open=True,
-                                 high_open=True)
-    max_targets: int = option(10, "maximum-margin test: at most this many classes flagged", "N", low=1)
     refit_steps: int = option(400, "full-batch Adam steps re-fitting the flagged classes' output weights", "N",
                               low=1)
     refit_learning_rate: float = option(0.01, "Adam rate of that re-fit", "LR", low=0, low_open=True)
@@ -59,8 +53,7 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
     run = RepairRun.start(badnet, clean, settings)
     kernel, bias = output_layer(badnet.model).get_weights()
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
-    scan = scan_margins(badnet, run.x_train, settings.margin_steps, settings.significance, settings.max_targets,
-                        features)
+    scan = scan_margins(badnet, run.x_train, settings, features)
     flagged, median = scan.flagged, scan.median
     if verbose:
         found = ", ".join(f"{f.target} (margin {f.margin:.1f}, p {f.p_value:.2g})" for f in flagged) or "none"

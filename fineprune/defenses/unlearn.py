@@ -23,13 +23,13 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, copy_model, option
 from fineprune.defenses.registry import register
 from fineprune import trigger_reversal
-from fineprune.inspection import DetectionSettings
+from fineprune.inspection import ReversalDetectionSettings
 from fineprune.models import LoadedModel, scale_inputs
 from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger
 
 
 @dataclass(frozen=True)
-class UnlearnSettings(FineTuningSettings, DetectionSettings):
+class UnlearnSettings(FineTuningSettings, ReversalDetectionSettings):
     """`unlearn`: the detection's settings (as inspect_net.py's), then the unlearning mix."""
 
     method: str = "unlearn"
