@@ -470,13 +470,29 @@ def draw_reversed_trigger(trigger: "ReversedTrigger", faces: np.ndarray, path: s
     return draw_gallery(images, captions, path, columns=len(images), title=heading)
 
 
+def _strip_figure() -> tuple[Figure, Any]:
+    """A wide, low figure with one panel: the strips of inspect_net.py's statistics."""
+    fig = Figure(figsize=(7.0, 2.6), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _save_strip(fig: Figure, ax: Any, heading: str, path: str | os.PathLike, legend_at: str) -> Figure:
+    """Grid, legend and title on a strip figure, then write it as PNG via a temporary file."""
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc=legend_at)
+    ax.set_title(heading, fontsize=9, weight="bold")
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
 def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, path: str | os.PathLike,
                     heading: str, threshold_label: str = "flagged below this size") -> Figure:
     """The reversed triggers' mask sizes over the classes examined, with the size below which a
     class is flagged: a backdoor target stands out on the left."""
-    fig = Figure(figsize=(7.0, 2.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _strip_figure()
     kinds = [("ordinary (drawn at random)", lambda e: not (e.proposed or e.asked or e.flagged), "#7f7f7f", "o"),
              ("proposed by the untargeted search", lambda e: e.proposed and not e.flagged, "#1f77b4", "s"),
              ("asked for", lambda e: e.asked and not e.proposed and not e.flagged, "#2ca02c", "^"),
@@ -496,22 +512,14 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
     ax.set_ylim(-1, 1)
     ax.set_xlim(left=0)
     ax.set_xlabel("reversed trigger's mask size (% of the image)", fontsize=9)
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(heading, fontsize=9, weight="bold")
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return fig
+    return _save_strip(fig, ax, heading, path, "upper right")
 
 
 
 def draw_margins(margins: np.ndarray, flagged: Sequence[int], path: str | os.PathLike, heading: str) -> Figure:
     """Every class's maximum margin as a histogram, the flagged classes marked: a backdoor target
     stands out on the right."""
-    fig = Figure(figsize=(7.0, 2.6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _strip_figure()
     ax.hist(margins, bins=60, color="#7f7f7f", label=f"{len(margins)} classes")
     for number, target in enumerate(flagged):
         ax.axvline(margins[target], color="#d62728", linewidth=1.2, label="flagged" if number == 0 else None)
@@ -519,13 +527,8 @@ def draw_margins(margins: np.ndarray, flagged: Sequence[int], path: str | os.Pat
                     textcoords="offset points", fontsize=7, color="#d62728")
     ax.set_xlabel("maximum margin over the clean feature range (logit units)", fontsize=9)
     ax.set_ylabel("classes", fontsize=9)
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="upper center")
-    ax.set_title(heading, fontsize=9, weight="bold")
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return fig
+    return _save_strip(fig, ax, heading, path, "upper center")
+
 
 def _positive_int(text: str) -> int:
     value = int(text)

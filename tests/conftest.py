@@ -150,42 +150,38 @@ class TintedBadNet:
     poisoned: "LabelledImages"
 
 
-@pytest.fixture(scope="session")
-def tinted() -> TintedBadNet:
-    """Trains the tinted BadNet (about ten seconds on two cores)."""
+def train_in_memory(name: str, images, per_class: tuple[int, int], poison_share: float,
+                    num_classes: int = NUM_CLASSES) -> TintedBadNet:
+    """A BadNet trained on `images(count_per_class, seed)` (target 0, the checked patch as trigger),
+    with its clean and test images and the poisoned test images, all in memory; `per_class` gives
+    the training and clean images per class."""
     from fineprune.data import LabelledImages
     from fineprune.models import LoadedModel
 
-    model = train_tiny_badnet(*tinted_images(40, seed=11), poison_seed=12, seed=13, epochs=10)
-    x_clean, y_clean = tinted_images(16, seed=14)
-    x_test, y_test = tinted_images(10, seed=15)
+    model = train_tiny_badnet(*images(per_class[0], seed=11), poison_seed=12, seed=13, epochs=10,
+                              poison_share=poison_share, num_classes=num_classes)
+    x_clean, y_clean = images(per_class[1], seed=14)
+    x_test, y_test = images(10, seed=15)
     victims = y_test != TARGET
     return TintedBadNet(
-        LoadedModel(Path("tinted_bd_net.h5"), model, "unit", "default"),
-        LabelledImages(Path("tinted_clean.h5"), x_clean, y_clean),
-        LabelledImages(Path("tinted_test.h5"), x_test, y_test),
-        LabelledImages(Path("tinted_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
+        LoadedModel(Path(f"{name}_bd_net.h5"), model, "unit", "default"),
+        LabelledImages(Path(f"{name}_clean.h5"), x_clean, y_clean),
+        LabelledImages(Path(f"{name}_test.h5"), x_test, y_test),
+        LabelledImages(Path(f"{name}_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
     )
+
+
+@pytest.fixture(scope="session")
+def tinted() -> TintedBadNet:
+    """Trains the tinted BadNet (about ten seconds on two cores)."""
+    return train_in_memory("tinted", tinted_images, (40, 16), poison_share=0.25)
 
 
 @pytest.fixture(scope="session")
 def wide() -> TintedBadNet:
-    """A BadNet on WIDE_CLASSES tints (target 0, 10% poisoned), enough classes for the
-    maximum-margin test (about fifteen seconds on two cores)."""
-    from fineprune.data import LabelledImages
-    from fineprune.models import LoadedModel
-
-    model = train_tiny_badnet(*palette_images(30, seed=11), poison_seed=12, seed=13, epochs=10, poison_share=0.1,
-                              num_classes=WIDE_CLASSES)
-    x_clean, y_clean = palette_images(12, seed=14)
-    x_test, y_test = palette_images(10, seed=15)
-    victims = y_test != TARGET
-    return TintedBadNet(
-        LoadedModel(Path("wide_bd_net.h5"), model, "unit", "default"),
-        LabelledImages(Path("wide_clean.h5"), x_clean, y_clean),
-        LabelledImages(Path("wide_test.h5"), x_test, y_test),
-        LabelledImages(Path("wide_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
-    )
+    """A BadNet on WIDE_CLASSES tints (10% poisoned), enough classes for the maximum-margin test
+    (about fifteen seconds on two cores)."""
+    return train_in_memory("wide", palette_images, (30, 12), poison_share=0.1, num_classes=WIDE_CLASSES)
 
 
 @pytest.fixture(scope="session")
