@@ -111,6 +111,9 @@ class Inspection:
         }
         if self.margins is not None:
             record["median_margin"] = self.margins.median
+            passed = self.margins.largest_unflagged()
+            record["largest_unflagged"] = None if passed is None else {
+                "class": passed.target, "margin": passed.margin, "p_value": passed.p_value}
         return record
 
 

@@ -67,6 +67,12 @@ class MarginScan:
     def median(self) -> float:
         return float(np.median(self.margins))
 
+    def largest_unflagged(self) -> FlaggedClass | None:
+        """The class with the largest margin the test did not flag, with its p-value: how close the
+        verdict came (None if too few classes are left below it to test)."""
+        rank = len(self.flagged)
+        return gamma_test(self.margins, rank) if len(self.margins) - rank > MIN_NULL_CLASSES else None
+
     def deviations(self) -> np.ndarray:
         """How far each class's margin lies above the median, in MAD-scaled deviations."""
         spread = MAD_CONSISTENCY * np.median(np.abs(self.margins - self.median))
@@ -118,15 +124,20 @@ def flag_classes(margins: np.ndarray, significance: float, max_targets: int) -> 
     """MM-BD's test, repeated down the classes by decreasing margin: flag a class while the chance
     that the largest of n + 1 draws from the gamma fitted to the n margins below it reaches its
     margin is under `significance`. Stops at the first class that passes or at `max_targets`."""
-    order = np.argsort(-margins, kind="stable")
     flagged: list[FlaggedClass] = []
-    for rank, target in enumerate(order):
-        below = margins[order[rank + 1 :]]
-        if len(flagged) == max_targets or len(below) < MIN_NULL_CLASSES:
+    for rank in range(min(max_targets, len(margins) - MIN_NULL_CLASSES)):
+        tested = gamma_test(margins, rank)
+        if tested.p_value >= significance:
             break
-        shape, loc, scale = gamma.fit(below)
-        p_value = float(1.0 - gamma.cdf(margins[target], shape, loc=loc, scale=scale) ** (len(below) + 1))
-        if p_value >= significance:
-            break
-        flagged.append(FlaggedClass(int(target), float(margins[target]), p_value))
+        flagged.append(tested)
     return flagged
+
+
+def gamma_test(margins: np.ndarray, rank: int) -> FlaggedClass:
+    """The class with the `rank`-th largest margin (0: the largest) and its p-value: the chance
+    that the largest of n + 1 draws from the gamma fitted to the n margins below it reaches its own."""
+    order = np.argsort(-margins, kind="stable")
+    target, below = order[rank], margins[order[rank + 1 :]]
+    shape, loc, scale = gamma.fit(below)
+    p_value = float(1.0 - gamma.cdf(margins[target], shape, loc=loc, scale=scale) ** (len(below) + 1))
+    return FlaggedClass(int(target), float(margins[target]), p_value)

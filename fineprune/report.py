@@ -155,6 +155,9 @@ def inspection_report(found: Inspection) -> str:
     table = markdown_table(columns, rows)
     if scan is not None:
         tested = ", ".join(f"{f.target} (p {f.p_value:.2g})" for f in scan.flagged) or "none"
+        passed = scan.largest_unflagged()
+        if passed is not None:
+            tested += f"; the largest margin not flagged: class {passed.target} (p {passed.p_value:.2g})"
         decided = (f"Decided by the maximum-margin test over all {len(scan.margins)} classes: a class is flagged if "
                    f"its maximum margin over the clean feature range is this improbable under the gamma fitted to "
                    f"the margins below it, at p < {settings.significance:g}; flagged: {tested}; median margin "

@@ -10,7 +10,7 @@ import pytest
 from conftest import TARGET, TintedBadNet, TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.errors import InputError
-from fineprune.max_margin import MarginTestSettings, flag_classes, max_margins, scan_margins
+from fineprune.max_margin import MarginTestSettings, flag_classes, gamma_test, max_margins, scan_margins
 from fineprune.models import LoadedModel, load_model, penultimate_features
 
 
@@ -38,6 +38,8 @@ def test_the_test_flags_outliers_largest_first_and_nothing_else(ordinary_margins
     assert [f.target for f in flagged] == [7, 42]
     assert all(f.p_value < 0.05 for f in flagged) and flagged[0].margin == 400.0
     assert [f.target for f in flag_classes(margins, 0.05, 1)] == [7]
+    passed = gamma_test(margins, 2)  # the largest ordinary margin: tested, and passes
+    assert passed.target == np.argsort(-margins)[2] not in (7, 42) and passed.p_value >= 0.05
 
 
 def test_a_scan_of_the_wide_badnet_flags_its_target_within_the_clean_box(wide: TintedBadNet) -> None:
@@ -50,7 +52,9 @@ def test_a_scan_of_the_wide_badnet_flags_its_target_within_the_clean_box(wide: T
 
 
 def test_a_scan_of_a_clean_net_flags_nothing(wide_clean_net: LoadedModel, wide: TintedBadNet) -> None:
-    assert scan_margins(wide_clean_net, wide.clean.x, MarginTestSettings()).flagged == []
+    scan = scan_margins(wide_clean_net, wide.clean.x, MarginTestSettings())
+    assert scan.flagged == [] and scan.largest_unflagged().target == scan.margins.argmax()
+    assert scan.largest_unflagged().p_value >= 0.05
 
 
 def test_too_few_classes_for_the_test_are_refused(tiny: TinyBenchmark) -> None:
