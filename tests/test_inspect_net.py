@@ -15,7 +15,7 @@ from fineprune.models import save_model
 
 # The verdict's correctness is test_inspection's; here only what the command does with it, so the
 # search is kept brief.
-BRIEF = ["--ordinary-classes", 2, "--reversal-steps", 40]
+BRIEF = ["--significance", 0.01, "--ordinary-classes", 2, "--reversal-steps", 40]
 
 
 @pytest.fixture(scope="module")

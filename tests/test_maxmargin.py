@@ -1,5 +1,5 @@
 """Tests for fineprune.defenses.maxmargin: the cap computes min(feature, cap) in a file that loads
-anywhere, and the repair flags the wide BadNet's target, weakens its backdoor, keeps its clean faces
+anywhere, and the repair flags the wide BadNet's target, drops its backdoor, keeps its clean faces
 and changes only the flagged class's output weights; a net with too few classes is refused."""
 
 from __future__ import annotations
@@ -36,19 +36,19 @@ def test_the_cap_is_min_of_feature_and_cap_and_survives_a_file(tiny: TinyBenchma
 @pytest.fixture(scope="module")
 def repaired(wide: TintedBadNet):
     before = [w.copy() for w in wide.badnet.model.get_weights()]
-    return wide.badnet, before, max_margin_repair(wide.badnet, wide.clean, MaxMarginSettings(seed=0), verbose=0)
+    settings = MaxMarginSettings(significance=0.01, seed=0)  # a dozen classes make a coarse gamma fit
+    return wide.badnet, before, max_margin_repair(wide.badnet, wide.clean, settings, verbose=0)
 
 
 def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, wide: TintedBadNet) -> None:
     badnet, _, result = repaired
     assert result.details["flagged"] == [TARGET]
     (found,) = result.details["flagged_classes"]
-    assert found["p_value"] < 0.05 and found["margin_after"] < found["margin"]
+    assert found["p_value"] < 0.01 and found["margin_after"] < found["margin"]
     assert accuracy_pct(predict_classes(result.model, wide.test.x, "unit"), wide.test.y) >= 95.0
-    # with a dozen classes the other classes' weights carry part of the backdoor too (each learnt to
-    # lose to the trigger), so re-fitting the target's weights weakens it here without removing it
-    assert attack_success_pct(badnet.predict_classes(wide.poisoned.x), wide.poisoned.y) == 100.0
-    assert attack_success_pct(predict_classes(result.model, wide.poisoned.x, "unit"), wide.poisoned.y) <= 75.0
+    before = attack_success_pct(badnet.predict_classes(wide.poisoned.x), wide.poisoned.y)
+    after = attack_success_pct(predict_classes(result.model, wide.poisoned.x, "unit"), wide.poisoned.y)
+    assert before >= 60.0 and after <= 5.0
     assert result.removed == f"output weights of class {TARGET} re-fitted; features capped"
 
 
