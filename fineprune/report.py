@@ -106,8 +106,11 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
     for layer, channels in result.pruned_channels.items():
         lines.append(f"Pruned {len(channels)} channels of {layer} (least active first): {channels}")
     if result.fine_tuning_steps and not result.sparsity:
-        lines.append(f"Fine-tuned for {result.fine_tuning_steps} steps ({settings.epochs} epochs, "
-                     f"{result.train_images} images)")
+        epochs = getattr(settings, "epochs", None)  # methods that fit only the output layer have none
+        lines.append(f"Fine-tuned for {result.fine_tuning_steps} steps ({epochs} epochs, {result.train_images} images)"
+                     if epochs is not None else
+                     f"Fitted the output layer for {result.fine_tuning_steps} full-batch steps on the features of "
+                     f"{result.train_images} images")
     plain = {key: value for key, value in result.details.items() if not _is_records(value)}
     if plain:
         lines.append("Found: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in plain.items()))

@@ -193,6 +193,20 @@ def test_head_records_its_settings_and_what_it_found(run_cli, workdir: TinyBench
     assert "Found: classes fitted 4, feature dimension 160" in result.out
 
 
+def test_the_default_probe_reports_its_fit(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "head",
+                     "--probe-steps", 20, "--seed", 4, "--quiet")
+    assert result.code == 0, result.err
+    assert "Fitted the output layer for 20 full-batch steps on the features of 43 images" in result.out
+
+
+def test_maxmargin_refuses_a_net_with_too_few_classes(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "maxmargin",
+                     "--seed", 4, "--quiet")
+    assert_bad_input(result, "prune.py", "4 classes; the maximum-margin test needs at least 10")
+    assert not workdir.badnet.with_name("tiny_bd_net_rp.h5").exists()
+
+
 def test_help_lists_every_method_and_its_settings(run_cli) -> None:
     from fineprune import defenses
 
