@@ -129,7 +129,10 @@ def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings
     scan, proposed = None, None
     if settings.detector == "margin":
         progress("maximum margin of every class over the clean feature range")
-        scan = scan_margins(net, clean.x[train], settings)
+        try:
+            scan = scan_margins(net, clean.x[train], settings)
+        except InputError as error:  # e.g. too few classes for the test: Neural Cleanse may still serve
+            raise InputError(f"{error}; --detector reversal does not need it") from None
         proposed = [f.target for f in scan.flagged]
     triggers, examined = examine_classes(
         net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],

@@ -92,6 +92,12 @@ def test_the_margin_detector_raises_no_alarm_on_a_clean_net(wide_clean_net: Load
     assert not found.backdoored and found.margins.flagged == [] and len(found.examined) == 2
 
 
+def test_the_margin_detector_points_a_net_with_too_few_classes_to_reversal(tinted: TintedBadNet) -> None:
+    with pytest.raises(InputError, match="4 classes; the maximum-margin test needs at least 10 .*; --detector "
+                                         "reversal does not need it"):
+        inspect(tinted.badnet, tinted.clean, BY_MARGIN)
+
+
 def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
     sizes = [1.0, 10.0, 11.0, 9.0, 10.0]  # median 10, MAD 1 -> index 9 / 1.4826 for the first
     from fineprune.trigger_reversal import anomaly_indices
