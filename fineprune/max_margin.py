@@ -83,15 +83,21 @@ def scan_margins(net: LoadedModel, x: np.ndarray, settings: MarginTestSettings,
                  features: np.ndarray | None = None) -> MarginScan:
     """The box spanned by the penultimate features of clean images `x` (or of the given `features`),
     every class's maximum margin in it, and the classes the test flags."""
-    kernel, bias = output_layer(net.model).get_weights()
-    if kernel.shape[1] <= MIN_NULL_CLASSES:
-        raise InputError(f"{net.path}: {kernel.shape[1]} classes; the maximum-margin test needs at least "
-                         f"{MIN_NULL_CLASSES + 1} (it fits a gamma distribution to the other classes' margins)")
+    kernel, bias = check_enough_classes(net).get_weights()
     if features is None:
         features = penultimate_features(net.model, x, net.input_scale)
     floor, cap = features.min(axis=0), features.max(axis=0)
     margins = max_margins(kernel, bias, floor, cap, settings.margin_steps)
     return MarginScan(margins, flag_classes(margins, settings.significance, settings.max_targets), floor, cap)
+
+
+def check_enough_classes(net: LoadedModel) -> "tf_keras.layers.Dense":
+    """The net's output layer, or InputError if it has too few classes for the test."""
+    head = output_layer(net.model)
+    if head.units <= MIN_NULL_CLASSES:
+        raise InputError(f"{net.path}: {head.units} classes; the maximum-margin test needs at least "
+                         f"{MIN_NULL_CLASSES + 1} (it fits a gamma distribution to the other classes' margins)")
+    return head
 
 
 def max_margins(kernel: np.ndarray, bias: np.ndarray, floor: np.ndarray, cap: np.ndarray, steps: int) -> np.ndarray:

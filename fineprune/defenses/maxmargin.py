@@ -27,7 +27,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
 from fineprune.defenses.head import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
-from fineprune.max_margin import FlaggedClass, MarginTestSettings, max_margins, scan_margins
+from fineprune.max_margin import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
 from fineprune.models import LoadedModel, output_layer, penultimate_features
 
 CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"
@@ -50,8 +50,8 @@ class MaxMarginSettings(RepairSettings, MarginTestSettings):
 def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxMarginSettings,
                       verbose: int = 1) -> RepairResult:
     """Detect by maximum margin, cap the features, re-fit the flagged classes; the BadNet is untouched."""
+    kernel, bias = check_enough_classes(badnet).get_weights()  # before any work
     run = RepairRun.start(badnet, clean, settings)
-    kernel, bias = output_layer(badnet.model).get_weights()
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
     scan = scan_margins(badnet, run.x_train, settings, features)
     flagged, median = scan.flagged, scan.median
