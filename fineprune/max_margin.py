@@ -91,7 +91,7 @@ def scan_margins(net: LoadedModel, x: np.ndarray, settings: MarginTestSettings,
     return MarginScan(margins, flag_classes(margins, settings.significance, settings.max_targets), floor, cap)
 
 
-def check_enough_classes(net: LoadedModel) -> "tf_keras.layers.Dense":
+def check_enough_classes(net: LoadedModel) -> tf_keras.layers.Dense:
     """The net's output layer, or InputError if it has too few classes for the test."""
     head = output_layer(net.model)
     if head.units <= MIN_NULL_CLASSES:
