@@ -5,8 +5,8 @@
     python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
-    python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, results/results.md
-    python benchmark.py compare     # make compare: every repair method on every BadNet, with figures
+    python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet and seed, results/results.md
+    python benchmark.py compare     # make compare: every repair method on every BadNet and seed, with figures
     python benchmark.py oracle      # where each backdoor lives, and whether fine-tuning brings it back
     python benchmark.py speed       # make speed: images per second of one net and of G
 """
@@ -55,9 +55,12 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(sweep, "data", "models", "results")
     gallery = commands.add_parser("gallery", help="draw sample faces of the benchmark, clean and with each trigger")
     gallery.add_argument("output", nargs="?", default="docs/benchmark_faces.png", help="PNG to write (default: %(default)s)")
-    demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet")
+    demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet, once "
+                               "per seed, checked against the README's table")
     add_folders(demo, "data", "models", "results")
-    demo.add_argument("--seed", type=int, default=0, metavar="N", help="prune.py's seed (default: %(default)s)")
+    add_seeds_and_jobs(demo, "prune.py's seeds; the first one's repaired nets are left beside the BadNets")
+    demo.add_argument("--readme", default="README.md", metavar="FILE",
+                      help="the README whose demo table the run is checked against (default: %(default)s)")
     compare = commands.add_parser("compare", help="every repair method on every BadNet: results/comparison.md "
                                   "and .json, pruning curves, channel activations, galleries of G's mistakes")
     add_folders(compare, "data", "models", "results")
@@ -66,7 +69,9 @@ def build_parser() -> cli.ArgumentParser:
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
                          "and the variants 'activation conv_4' and 'head lda')")
-    compare.add_argument("--seed", type=int, default=0, metavar="N", help="every repair's seed (default: %(default)s)")
+    add_seeds_and_jobs(compare, "every repair's seeds")
+    compare.add_argument("--fresh", action="store_true",
+                         help="redo every cell, even those kept from an earlier run in RESULTS_DIR/compare/")
     compare.add_argument("--no-curves", action="store_true",
                          help="skip the pruning curves and channel activations (and their figures): the methods only")
     oracle = commands.add_parser("oracle", help="an analysis, not a defense: prune the conv_3 channels each trigger "
@@ -91,6 +96,26 @@ def add_folders(parser: argparse.ArgumentParser, *folders: str) -> None:
     """--data-dir, --models-dir, --results-dir options, each defaulting to the folder of that name."""
     for folder in folders:
         parser.add_argument(f"--{folder}-dir", default=folder, metavar="DIR", help=f"{folder} folder (default: %(default)s)")
+
+
+def add_seeds_and_jobs(parser: argparse.ArgumentParser, seeds_help: str) -> None:
+    """--seeds N [N ...] and --jobs N: a command that runs each repair once per seed, in parallel cells."""
+    from fineprune.jobs import default_workers
+
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="N",
+                        help=f"{seeds_help} (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=default_workers(), metavar="N",
+                        help="cells run side by side in worker processes, each with its share of the cores "
+                        "(default: one per two cores, here %(default)s)")
+
+
+def check_seeds_and_jobs(args: argparse.Namespace) -> None:
+    from fineprune.errors import InputError
+
+    if len(set(args.seeds)) != len(args.seeds):
+        raise InputError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
+    if args.jobs < 1:
+        raise InputError(f"--jobs {args.jobs} must be at least 1")
 
 
 def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
@@ -262,36 +287,65 @@ def draw_gallery(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from fineprune.benchmark import build
 
+    check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     started = time.perf_counter()
     ensure_data(data)
     cli.quiet_tensorflow()
+    from fineprune import report
+    from fineprune.jobs import Job, run_jobs
+
+    jobs = [Job(f"{spec.name}/seed_{seed}", demo_cell, (spec.name, seed, seed == args.seeds[0], str(data), str(models),
+                                                        str(results / "demo")))
+            for spec in build.BADNETS for seed in args.seeds]
+    cli.stderr_line(f"benchmark.py: {len(jobs)} jobs: prune.py and eval.py on {len(build.BADNETS)} BadNets x "
+                    f"{len(args.seeds)} seeds; {args.jobs} at a time")
+    done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+    evaluations = {spec.name: [done[f"{spec.name}/seed_{seed}"] for seed in args.seeds] for spec in build.BADNETS}
+    table = report.demo_table(evaluations)
+    seeds = ", ".join(map(str, args.seeds))
+    heading = (f"All values in percent; \"repaired\" is the detector G. Each number is the median (and range) over "
+               f"prune.py's seeds {seeds}; one value where every seed gave the same.")
+    report.write_json(results / "results.json", {"seeds": args.seeds, "evaluations": evaluations})
+    report.write_text(results / "results.md", f"{heading}\n\n{table}\n")
+    print(f"{heading}\n\n{table}")
+    readme = Path(args.readme)
+    reported = report.read_demo_table(readme.read_text()) if readme.is_file() else {}
+    if reported:
+        print(f"\nThis run beside the table in {readme} (the run's median against the README's range):")
+        print("\n".join(report.demo_check(report.demo_spreads(evaluations), reported)))
+    else:
+        print(f"\n{readme} holds no demo table to check this run against")
+    print(f"\nWrote {results}/results.md and results.json in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def demo_cell(badnet_name: str, seed: int, keep_beside: bool, data_dir: str, models_dir: str,
+              work_dir: str) -> dict[str, Any]:
+    """prune.py then eval.py on one BadNet with one seed; returns eval.py's JSON. With `keep_beside`,
+    the repaired net is prune.py's default MODEL_rp.h5, else a file under `work_dir`."""
     import eval as eval_script
     import prune as prune_script
 
-    from fineprune import report
+    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
-    evaluations = {}
-    for spec in build.BADNETS:
-        badnet = models / spec.model_file
-        cli.stderr_line(f"benchmark.py: [{spec.name}] prune.py {badnet}")
-        if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"),
-                              "--seed", str(args.seed), "--quiet"]) != 0:
-            raise InputError(f"{badnet}: prune.py failed (see above)")
-        poisoned = [str(data / f) for f in spec.poisoned_files]
-        out = results / f"{spec.name}.json"
-        cli.stderr_line(f"benchmark.py: [{spec.name}] eval.py {' '.join(poisoned)} {badnet}")
-        if eval_script.main([*poisoned, str(badnet), "--clean-data", str(data / "clean_test_data.h5"),
-                             "--json", str(out)]) != 0:
-            raise InputError(f"{badnet}: eval.py failed (see above)")
-        evaluations[spec.name] = json.loads(out.read_text())
-    table = report.demo_table(evaluations)
-    report.write_json(results / "results.json", evaluations)
-    report.write_text(results / "results.md", "All values in percent; \"repaired\" is the detector G.\n\n" + table + "\n")
-    print("\n" + table)
-    print(f"\nWrote {results}/results.md and results.json in {time.perf_counter() - started:.0f} s")
-    return 0
+    spec = find_badnet(badnet_name, "--badnet", build.BADNETS)
+    data, badnet = Path(data_dir), Path(models_dir) / spec.model_file
+    repaired = badnet.with_name(f"{badnet.stem}_rp.h5") if keep_beside else (
+        Path(work_dir) / spec.name / f"{badnet.stem}_rp_seed_{seed}.h5")
+    repaired.parent.mkdir(parents=True, exist_ok=True)
+    cli.stderr_line(f"benchmark.py: [{spec.name}, seed {seed}] prune.py {badnet} --seed {seed}")
+    if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"), "--seed", str(seed),
+                          "--output", str(repaired), "--quiet"]) != 0:
+        raise InputError(f"{badnet}: prune.py failed (see above)")
+    poisoned = [str(data / f) for f in spec.poisoned_files]
+    out = Path(work_dir) / spec.name / f"eval_seed_{seed}.json"
+    cli.stderr_line(f"benchmark.py: [{spec.name}, seed {seed}] eval.py {' '.join(poisoned)} {badnet}")
+    if eval_script.main([*poisoned, str(badnet), "--repaired", str(repaired), "--clean-data",
+                         str(data / "clean_test_data.h5"), "--json", str(out)]) != 0:
+        raise InputError(f"{badnet}: eval.py failed (see above)")
+    return json.loads(out.read_text())
 
 
 def ensure_data(data: Path) -> None:
@@ -307,6 +361,7 @@ def ensure_data(data: Path) -> None:
 def run_comparison(args: argparse.Namespace) -> int:
     from fineprune.errors import InputError
 
+    check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
     specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
@@ -314,7 +369,7 @@ def run_comparison(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import comparison, report
 
-    methods = comparison.standard_methods(args.seed)
+    methods = comparison.standard_methods()
     if args.method:
         labels = [method.label for method in methods]
         unknown = [name for name in args.method if name not in labels]
@@ -323,19 +378,22 @@ def run_comparison(args: argparse.Namespace) -> int:
         methods = [method for method in methods if method.label in args.method]
     ensure_data(data)
     outcome = comparison.compare_benchmark(
-        data, models, specs, methods, figures,
-        progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
+        data, models, specs, methods, figures, results / "compare", seeds=args.seeds, workers=args.jobs,
+        fresh=args.fresh, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
     )
-    table = report.comparison_table(outcome.rows)
-    best = report.best_method_lines(comparison.best_methods(outcome.rows))
-    report.write_text(results / "comparison.md", "All values in percent, measured on the clean test data and each "
-                      "trigger's poisoned file; \"net\" is the repaired net alone, G the repaired detector.\n\n"
-                      + table + "\n\nBest method per BadNet (lowest G ASR plus G accuracy loss, on its worst trigger):\n\n" + best + "\n")
-    report.write_json(results / "comparison.json", outcome.to_json())
+    table = report.comparison_table(outcome.spread)
+    best = report.best_method_lines(comparison.best_methods(outcome.spread))
+    seeds = ", ".join(map(str, args.seeds))
+    heading = (f"All values in percent, measured on the clean test data and each trigger's poisoned file; \"net\" is "
+               f"the repaired net alone, G the repaired detector. Each number is the median (and range) over seeds "
+               f"{seeds}; one value where every seed gave the same.")
+    best_heading = "Best method per BadNet (lowest median G ASR plus G accuracy loss, on its worst trigger):"
+    report.write_text(results / "comparison.md", f"{heading}\n\n{table}\n\n{best_heading}\n\n{best}\n")
+    report.write_json(results / "comparison.json", {"seeds": args.seeds, **outcome.to_json()})
     print(table)
-    print(f"\nBest method per BadNet (lowest G ASR plus G accuracy loss, on its worst trigger):\n{best}")
-    print(f"\nWrote {results}/comparison.md and comparison.json, figures in {figures}/, "
-          f"in {time.perf_counter() - started:.0f} s")
+    print(f"\n{best_heading}\n{best}")
+    print(f"\nWrote {results}/comparison.md and comparison.json (each cell in {results}/compare/), figures in "
+          f"{figures}/, in {time.perf_counter() - started:.0f} s")
     return 0
 
 

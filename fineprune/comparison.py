@@ -1,11 +1,13 @@
 """Repair methods side by side (`make compare`), and the oracle analysis of where backdoors live.
 
 `compare_methods` repairs one BadNet with every method; `compare_benchmark` does so for every
-benchmark BadNet and adds each one's pruning curve, channel activations and figures. Every method
-repairs the same BadNet from the same clean validation data with the same seed. The repaired net
-and G are then measured on the clean test data and on each poisoned file, beside the BadNet
-itself, with the repair's wall time. Poisoned data are used for these measurements only, never
-by a repair.
+benchmark BadNet, once per seed, and adds each one's pruning curve, channel activations and
+figures. Every method repairs the same BadNet from the same clean validation data with the same
+seeds. The repaired net and G are then measured on the clean test data and on each poisoned file,
+beside the BadNet itself, with the repair's wall time. Poisoned data are used for these
+measurements only, never by a repair. Each (BadNet, method, seed) is a cell of its own, kept as
+it finishes (`fineprune.jobs`): a long comparison resumes after an interruption and can run its
+cells side by side. The table gives each number's median and range over the seeds.
 
 The bar a repair is held to (a benchmark result, not a test): G lets at most 1% of poisoned inputs
 through, G's clean accuracy is within 2 points of the BadNet's, and the repair takes at most two
@@ -18,6 +20,7 @@ backdoor is in those channels and whether fine-tuning on clean data brings it ba
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,10 +29,12 @@ import numpy as np
 
 from fineprune import plots
 from fineprune.benchmark.build import BADNETS, BadNetSpec, check_same_data
-from fineprune.data import LabelledImages, load_dataset
+from fineprune.data import LabelledImages, load_dataset, open_dataset
 from fineprune.detector import RepairedDetector
+from fineprune.errors import InputError
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
-from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.jobs import Job, run_jobs
+from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.defenses import RepairSettings, names, repair, settings_for
 from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
@@ -83,6 +88,7 @@ class ComparisonRow:
     asr_detector_pct: float
     flagged_pct: float
     meets_bar: bool | None  # None for the BadNet itself
+    seed: int | None = None  # the repair's seed; None for the BadNet itself
 
 
 def compare_methods(
@@ -119,55 +125,98 @@ def annotate_targets(outcome: MethodOutcome, spec: BadNetSpec) -> MethodOutcome:
     return replace(outcome, removed=outcome.removed + note)
 
 
-def best_methods(rows: Sequence[ComparisonRow]) -> dict[str, ComparisonRow]:
-    """Per BadNet, the method whose worst trigger scores lowest on G's ASR plus G's loss of clean
-    accuracy (points against the BadNet's own "none" row): a repair is judged by what it lets
-    through and what it costs together, so stopping everything by breaking the net does not win.
-    Returned as that method's row for its worst trigger."""
-    own = {row.badnet: row.accuracy_detector_pct for row in rows if row.method == "none"}
+def comparison_rows(badnet_name: str, cells: Sequence[dict[str, Any]]) -> list[ComparisonRow]:
+    """Per trigger: the BadNet itself (method "none", measured once: it has no seed), then every
+    cell's repaired net and G. `cells` are `outcome_json` records of one BadNet."""
+    if not cells:
+        return []
+    rows = []
+    first = cells[0]["evaluation"]
+    assert first["clean"] is not None, "the comparison needs a clean-data evaluation"
+    for index, poisoned in enumerate(first["poisoned"]):
+        trigger = poisoned_name(poisoned["file"])
+        rows.append(ComparisonRow(
+            badnet_name, trigger, "none", "nothing", None,
+            first["clean"]["accuracy_original_pct"], poisoned["asr_original_pct"],
+            first["clean"]["accuracy_original_pct"], poisoned["asr_original_pct"], 0.0, None,
+        ))
+        for cell in cells:
+            clean, result = cell["evaluation"]["clean"], cell["evaluation"]["poisoned"][index]
+            seconds = float(cell["repair"]["seconds"])
+            rows.append(ComparisonRow(
+                badnet_name, trigger, cell["method"], cell["removed"], seconds,
+                clean["accuracy_repaired_net_pct"], result["asr_repaired_net_pct"],
+                clean["accuracy_detector_pct"], result["asr_detector_pct"], result["detected_pct"],
+                meets_bar(clean["accuracy_original_pct"], clean["accuracy_detector_pct"], result["asr_detector_pct"],
+                          seconds),
+                cell["settings"]["seed"],
+            ))
+    return rows
 
-    def cost(row: ComparisonRow) -> float:
-        return row.asr_detector_pct + max(0.0, own.get(row.badnet, 100.0) - row.accuracy_detector_pct)
 
-    worst: dict[tuple[str, str], ComparisonRow] = {}
+@dataclass(frozen=True)
+class SpreadRow:
+    """One line of the comparison over seeds: a BadNet, a trigger, a method, each number as its
+    median and range over the seeds (one value for the BadNet itself)."""
+
+    badnet: str
+    trigger: str
+    method: str
+    removed: str  # what each seed's repair took out, the distinct texts joined
+    seeds: list[int]
+    repair_seconds: Spread | None
+    accuracy_repaired_net_pct: Spread
+    asr_repaired_net_pct: Spread
+    accuracy_detector_pct: Spread
+    asr_detector_pct: Spread
+    flagged_pct: Spread
+    seeds_meeting_bar: int | None  # None for the BadNet itself
+
+
+NUMBERS = ("accuracy_repaired_net_pct", "asr_repaired_net_pct", "accuracy_detector_pct", "asr_detector_pct",
+           "flagged_pct")
+
+
+def spread_rows(rows: Sequence[ComparisonRow]) -> list[SpreadRow]:
+    """The per-seed rows gathered by (BadNet, trigger, method), in the order they first appear."""
+    groups: dict[tuple[str, str, str], list[ComparisonRow]] = {}
+    for row in rows:
+        groups.setdefault((row.badnet, row.trigger, row.method), []).append(row)
+    spread = []
+    for (badnet, trigger, method), group in groups.items():
+        removed = list(dict.fromkeys(row.removed for row in group))
+        seconds = [row.repair_seconds for row in group if row.repair_seconds is not None]
+        spread.append(SpreadRow(
+            badnet, trigger, method, " / ".join(removed), [row.seed for row in group if row.seed is not None],
+            Spread.of(seconds) if seconds else None,
+            *(Spread.of([getattr(row, name) for row in group]) for name in NUMBERS),
+            None if method == "none" else sum(bool(row.meets_bar) for row in group),
+        ))
+    return spread
+
+
+def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
+    """Per BadNet, the method whose worst trigger scores lowest on G's median ASR plus G's median
+    loss of clean accuracy (points against the BadNet's own "none" row): a repair is judged by what
+    it lets through and what it costs together, so stopping everything by breaking the net does not
+    win. Returned as that method's row for its worst trigger."""
+    own = {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
+
+    def cost(row: SpreadRow) -> float:
+        return row.asr_detector_pct.median + max(0.0, own.get(row.badnet, 100.0) - row.accuracy_detector_pct.median)
+
+    worst: dict[tuple[str, str], SpreadRow] = {}
     for row in rows:
         if row.method == "none":
             continue
         key = (row.badnet, row.method)
-        if key not in worst or row.asr_detector_pct > worst[key].asr_detector_pct:
+        if key not in worst or row.asr_detector_pct.median > worst[key].asr_detector_pct.median:
             worst[key] = row
-    best: dict[str, ComparisonRow] = {}
+    best: dict[str, SpreadRow] = {}
     for (badnet, _), row in worst.items():
         if badnet not in best or cost(row) < cost(best[badnet]):
             best[badnet] = row
     return best
-
-
-def comparison_rows(badnet_name: str, outcomes: Sequence[MethodOutcome]) -> list[ComparisonRow]:
-    """Per trigger: the BadNet itself (method "none"), then every method's repaired net and G."""
-    if not outcomes:
-        return []
-    rows = []
-    first = outcomes[0].evaluation
-    assert first.clean is not None, "the comparison needs a clean-data evaluation"
-    for index, poisoned in enumerate(first.poisoned):
-        trigger = poisoned_name(poisoned.file)
-        rows.append(ComparisonRow(
-            badnet_name, trigger, "none", "nothing", None,
-            first.clean.accuracy_original_pct, poisoned.asr_original_pct,
-            first.clean.accuracy_original_pct, poisoned.asr_original_pct, 0.0, None,
-        ))
-        for outcome in outcomes:
-            clean, result = outcome.evaluation.clean, outcome.evaluation.poisoned[index]
-            assert clean is not None
-            seconds = float(outcome.repair["seconds"])
-            rows.append(ComparisonRow(
-                badnet_name, trigger, outcome.method.label, outcome.removed, seconds,
-                clean.accuracy_repaired_net_pct, result.asr_repaired_net_pct,
-                clean.accuracy_detector_pct, result.asr_detector_pct, result.detected_pct,
-                meets_bar(clean.accuracy_original_pct, clean.accuracy_detector_pct, result.asr_detector_pct, seconds),
-            ))
-    return rows
 
 
 def meets_bar(accuracy_original_pct: float, accuracy_detector_pct: float, asr_detector_pct: float,
@@ -192,18 +241,21 @@ def outcome_json(outcome: MethodOutcome) -> dict[str, Any]:
 
 @dataclass
 class BenchmarkComparison:
-    """Everything `make compare` measures: the table's rows, each repair, each pruning curve."""
+    """Everything `make compare` measures: the rows per seed and over seeds, each cell's record,
+    each pruning curve and channel activations, the figures."""
 
     rows: list[ComparisonRow]
-    outcomes: dict[str, list[MethodOutcome]]  # per BadNet
+    spread: list[SpreadRow]
+    cells: dict[str, list[dict[str, Any]]]  # per BadNet: outcome_json of every (method, seed)
     curves: dict[str, list[SweepPoint]]  # per BadNet, on CURVE_LAYER
     activations: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]  # per BadNet: clean, per trigger
     figures: list[Path]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rows": [asdict(row) for row in self.rows],
-            "repairs": {name: [outcome_json(o) for o in outcomes] for name, outcomes in self.outcomes.items()},
+            "rows": [asdict(row) for row in self.spread],
+            "rows_per_seed": [asdict(row) for row in self.rows],
+            "repairs": self.cells,
             "pruning_curves": {name: {"layer": CURVE_LAYER, "points": [asdict(p) for p in points]}
                                for name, points in self.curves.items()},
             "channel_activations": {
@@ -221,41 +273,52 @@ def compare_benchmark(
     specs: Sequence[BadNetSpec] | None,
     methods: Sequence[Method],
     figures_dir: Path,
+    cells_dir: Path,
+    seeds: Sequence[int] = (0,),
+    workers: int = 1,
+    fresh: bool = False,
     progress: Callable[[str], None] = lambda message: None,
     curves: bool = True,
 ) -> BenchmarkComparison:
-    """Run every method on every benchmark BadNet (or those in `specs`), measure each BadNet's
-    pruning curve and channel activations (unless `curves` is false), and draw the figures into
-    `figures_dir`."""
-    clean = load_dataset(data_dir / "clean_validation_data.h5")
-    clean_test = data_dir / "clean_test_data.h5"
-    result = BenchmarkComparison([], {}, {}, {}, [])
-    for spec in specs or BADNETS:
-        badnet = load_model(models_dir / spec.model_file)
-        check_same_data(badnet.metadata, badnet.path, clean)
-        poisoned_files = [PoisonedFile(data_dir / file, poisoned_name(file)) for file in spec.poisoned_files]
-        poisoned = {name: load_dataset(path) for path, name in poisoned_files}
-        for data in poisoned.values():
-            check_same_data(badnet.metadata, badnet.path, data)
-
-        def report(message: str, name: str = spec.name) -> None:
-            progress(f"[{name}] {message}")
-
+    """Run every method with every seed on every benchmark BadNet (or those in `specs`), and
+    measure each BadNet's pruning curve and channel activations (unless `curves` is false); draw
+    the figures into `figures_dir`. Each (BadNet, method, seed) cell and each curve is a job whose
+    result is kept in `cells_dir` as it finishes: a run that was interrupted resumes there (unless
+    `fresh`); `workers` processes run cells side by side."""
+    if not seeds:
+        raise InputError("no seeds to run")
+    specs = list(specs or BADNETS)
+    clean_provenance = open_dataset(data_dir / "clean_validation_data.h5").provenance
+    jobs: list[Job] = []
+    for spec in specs:
+        badnet_digest = file_digest(models_dir / spec.model_file)
+        common = {"badnet": badnet_digest, "clean_data": clean_provenance, "poisoned": list(spec.poisoned_files)}
         if curves:
-            measure_curve(result, spec.name, badnet, clean, poisoned, report)
-        del poisoned
-        outcomes = [annotate_targets(outcome, spec)
-                    for outcome in compare_methods(badnet, clean, clean_test, poisoned_files, methods, report,
-                                                   MISTAKES_PER_KIND)]
-        result.outcomes[spec.name] = outcomes
-        result.rows += comparison_rows(spec.name, outcomes)
-        for outcome in outcomes:
-            if outcome.method.label == GALLERY_METHOD:
-                path = figures_dir / f"mistakes_{spec.name}.png"
-                plots.draw_mistakes(outcome.evaluation, path,
-                                    f"What G gets wrong: the {spec.name} BadNet repaired by {outcome.method.label}")
-                result.figures.append(path)
+            jobs.append(Job(f"{spec.name}/curve", curve_cell, (spec, data_dir, models_dir), common))
+        for seed in seeds:
+            for method in methods:
+                seeded = Method(method.label, replace(method.settings, seed=seed))
+                gallery = figures_dir / f"mistakes_{spec.name}.png" if (
+                    method.label == GALLERY_METHOD and seed == seeds[0]) else None
+                jobs.append(Job(f"{spec.name}/{method.label.replace(' ', '_')}/seed_{seed}", method_cell,
+                                (spec, data_dir, models_dir, seeded, gallery),
+                                {**common, "settings": asdict(seeded.settings), "gallery": str(gallery)}))
+    progress(f"{len(jobs)} jobs: {len(specs)} BadNets x {len(methods)} methods x {len(seeds)} seeds"
+             + (" + a pruning curve per BadNet" if curves else "") + f"; {workers} at a time")
+    done = run_jobs(jobs, cells_dir, workers, fresh, progress)
 
+    result = BenchmarkComparison([], [], {}, {}, {}, [])
+    for spec in specs:
+        cells = [done[job.key] for job in jobs if job.key.startswith(f"{spec.name}/") and job.function is method_cell]
+        result.cells[spec.name] = cells
+        result.rows += comparison_rows(spec.name, cells)
+        result.figures += [Path(cell["figure"]) for cell in cells if cell.get("figure")]
+        if curves:
+            curve = done[f"{spec.name}/curve"]
+            result.curves[spec.name] = [SweepPoint(**point) for point in curve["points"]]
+            result.activations[spec.name] = (np.array(curve["clean"]),
+                                             {name: np.array(values) for name, values in curve["poisoned"].items()})
+    result.spread = spread_rows(result.rows)
     if result.curves:
         marks = {name: accuracy_drop_points(points, [4.0])[4.0] for name, points in result.curves.items()}
         curves_path, channels_path = figures_dir / "pruning_curves.png", figures_dir / "backdoor_channels.png"
@@ -265,17 +328,53 @@ def compare_benchmark(
     return result
 
 
-def measure_curve(result: BenchmarkComparison, name: str, badnet: LoadedModel, clean: LabelledImages,
-                  poisoned: dict[str, LabelledImages], report: Callable[[str], None]) -> None:
-    """Add a BadNet's channel activations (clean and per trigger) and pruning curve to `result`."""
+def load_benchmark_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path
+                          ) -> tuple[LoadedModel, LabelledImages, list[PoisonedFile]]:
+    """A benchmark BadNet, the clean validation data and its poisoned files, checked to be built
+    from the same data."""
+    clean = load_dataset(data_dir / "clean_validation_data.h5")
+    badnet = load_model(models_dir / spec.model_file)
+    check_same_data(badnet.metadata, badnet.path, clean)
+    return badnet, clean, [PoisonedFile(data_dir / file, poisoned_name(file)) for file in spec.poisoned_files]
+
+
+def method_cell(spec: BadNetSpec, data_dir: Path, models_dir: Path, method: Method,
+                gallery: Path | None) -> dict[str, Any]:
+    """One cell of the comparison: `method` repairs the BadNet, the repaired net and G are
+    measured; with `gallery`, G's mistakes are drawn there. Returns the `outcome_json` record."""
+    badnet, clean, poisoned_files = load_benchmark_badnet(spec, data_dir, models_dir)
+    (outcome,) = compare_methods(badnet, clean, data_dir / "clean_test_data.h5", poisoned_files, [method],
+                                 mistakes_per_kind=MISTAKES_PER_KIND if gallery else 0)
+    outcome = annotate_targets(outcome, spec)
+    record = outcome_json(outcome)
+    if gallery is not None:
+        plots.draw_mistakes(outcome.evaluation, gallery,
+                            f"What G gets wrong: the {spec.name} BadNet repaired by {method.label}")
+        record["figure"] = str(gallery)
+    return record
+
+
+def curve_cell(spec: BadNetSpec, data_dir: Path, models_dir: Path) -> dict[str, Any]:
+    """A BadNet's channel activations (clean and per trigger) and pruning curve on CURVE_LAYER."""
+    badnet, clean, poisoned_files = load_benchmark_badnet(spec, data_dir, models_dir)
+    poisoned = {name: load_dataset(path) for path, name in poisoned_files}
+    for data in poisoned.values():
+        check_same_data(badnet.metadata, badnet.path, data)
     clean_activations = mean_channel_activations(badnet.model, CURVE_LAYER, clean.x, badnet.input_scale)
-    result.activations[name] = (
-        clean_activations,
-        {trigger: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale)
-         for trigger, data in poisoned.items()},
-    )
-    report(f"pruning curve: {CURVE_LAYER} channels one by one ({len(clean)} clean images)")
-    result.curves[name] = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
+    points = pruning_sweep(badnet, CURVE_LAYER, clean, poisoned, clean_activations)
+    return {
+        "points": [asdict(point) for point in points],
+        "clean": clean_activations.tolist(),
+        "poisoned": {trigger: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale).tolist()
+                     for trigger, data in poisoned.items()},
+    }
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: a cell made from another BadNet file is redone."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 ORACLE_CHANNELS = 10  # how many of the trigger's most raised channels the oracle prunes

@@ -5,9 +5,14 @@
 - attack success rate (ASR): share of poisoned images classified as the attacker's target (the
   poisoned file's label); for G, class N means the attack was stopped;
 - detected: share of images G flags as class N.
+
+A number that depends on a seed is reported over several seeds as a `Spread`: median and range.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -47,3 +52,25 @@ def _share_pct(hits: np.ndarray) -> float:
     if hits.size == 0:
         raise ValueError("no images to measure")
     return float(100.0 * np.count_nonzero(hits) / hits.size)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A number measured once per seed: its median and its range over the seeds."""
+
+    median: float
+    low: float
+    high: float
+    count: int  # how many seeds
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        if len(values) == 0:
+            raise ValueError("no values to summarise")
+        array = np.asarray(values, dtype=float)
+        return cls(float(np.median(array)), float(array.min()), float(array.max()), len(array))
+
+    def contains(self, value: float, slack: float = 0.0) -> bool:
+        """Whether `value` lies in the range widened by `slack` on each side (after rounding both
+        to the hundredth, as the tables print them)."""
+        return round(self.low, 2) - slack <= round(value, 2) <= round(self.high, 2) + slack

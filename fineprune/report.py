@@ -11,6 +11,7 @@ import numpy as np
 
 from fineprune.evaluation import Evaluation
 from fineprune.files import replacing
+from fineprune.metrics import Spread
 
 if TYPE_CHECKING:  # only for annotations: importing the defenses would load TensorFlow
     from fineprune.defenses import RepairResult, RepairSettings
@@ -19,12 +20,15 @@ if TYPE_CHECKING:  # only for annotations: importing the defenses would load Ten
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured Markdown table; numbers right-aligned."""
+    """A GitHub-flavoured Markdown table; numbers (and spreads over seeds) right-aligned."""
     def cell(value: object) -> str:
+        if isinstance(value, Spread):
+            return spread_cell(value)
         return f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value)
 
     text_rows = [[cell(value) for value in row] for row in rows]
-    numeric = [bool(rows) and all(isinstance(row[i], (int, float, np.number)) for row in rows) for i in range(len(header))]
+    numeric = [bool(rows) and all(isinstance(row[i], (int, float, np.number, Spread)) for row in rows)
+               for i in range(len(header))]
     widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
@@ -34,6 +38,27 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
     return "\n".join([line(header), rule] + [line(r) for r in text_rows])
+
+
+def spread_cell(spread: Spread, digits: int = 2) -> str:
+    """A number over seeds as a table prints it: `median (low-high)`, or the one value when every
+    seed gave the same (to the printed digits)."""
+    median, low, high = (f"{value:.{digits}f}" for value in (spread.median, spread.low, spread.high))
+    return median if low == high else f"{median} ({low}-{high})"
+
+
+def parse_spread_cell(text: str) -> Spread | None:
+    """The inverse of `spread_cell` (None for a cell that holds no number, such as "-")."""
+    text = text.strip()
+    median, _, rest = text.partition(" (")
+    try:
+        if not rest:
+            value = float(median)
+            return Spread(value, value, value, 1)
+        low, high = rest.removesuffix(")").split("-")
+        return Spread(float(median), float(low), float(high), 0)
+    except ValueError:
+        return None
 
 
 RESULT_COLUMNS = [
@@ -205,44 +230,114 @@ def sweep_comparison(points: dict[float, Any], trigger: str) -> str:
          "synthetic: ASR (%)", "synthetic: accuracy (%)"], rows)
 
 
-def demo_table(evaluations: dict[str, dict[str, Any]]) -> str:
-    """The original project's table over all BadNets: one row per BadNet and trigger, "repaired"
-    meaning G. `evaluations` maps each BadNet's name to eval.py's JSON for it."""
-    rows = []
-    for badnet, result in evaluations.items():
-        for poisoned in result["poisoned"]:
+def demo_table(evaluations: dict[str, Sequence[dict[str, Any]]]) -> str:
+    """The original project's table over all BadNets, "repaired" meaning G: one row per BadNet and
+    trigger, each number its median and range over the seeds. `evaluations` maps each BadNet's
+    name to eval.py's JSON for it, one per seed."""
+    spreads = demo_spreads(evaluations)
+    labels = list(dict.fromkeys(label for label, _ in spreads))
+    return markdown_table(RESULT_COLUMNS, [[label, *(spreads.get((label, column), "-") for column in RESULT_COLUMNS[1:])]
+                                           for label in labels])
+
+
+def demo_spreads(evaluations: dict[str, Sequence[dict[str, Any]]]) -> dict[tuple[str, str], Spread]:
+    """Every number of the demo table by (row label, column), as a spread over the seeds."""
+    spreads: dict[tuple[str, str], Spread] = {}
+    for badnet, runs in evaluations.items():
+        for index, poisoned in enumerate(runs[0]["poisoned"]):
             trigger = poisoned["name"].split("/")[-1]
-            rows.append(_result_row(badnet if trigger == badnet else f"{badnet}/{trigger}", result["clean"], poisoned))
-    return markdown_table(RESULT_COLUMNS, rows)
+            label = badnet if trigger == badnet else f"{badnet}/{trigger}"
+            per_seed = [_result_row(label, run["clean"], run["poisoned"][index]) for run in runs]
+            for column, values in zip(RESULT_COLUMNS[1:], zip(*(row[1:] for row in per_seed))):
+                spreads[(label, column)] = Spread.of(values)
+    return spreads
+
+
+DEMO_TABLE_MARK = "<!-- make demo checks its run against the table below -->"
+
+
+def read_demo_table(text: str) -> dict[tuple[str, str], Spread]:
+    """The demo table a README reports, by (row label, column): the first Markdown table after
+    DEMO_TABLE_MARK (empty if there is none)."""
+    _, mark, rest = text.partition(DEMO_TABLE_MARK)
+    if not mark:
+        return {}
+    lines = [line.strip() for line in rest.strip().splitlines()]
+    table = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        table.append([cell.strip() for cell in line.strip("|").split("|")])
+    if len(table) < 3:
+        return {}
+    header, *rows = table[0], *table[2:]
+    found = {}
+    for row in rows:
+        for column, cell in zip(header[1:], row[1:]):
+            spread = parse_spread_cell(cell)
+            if spread is not None:
+                found[(row[0], column)] = spread
+    return found
+
+
+def demo_check(run: dict[tuple[str, str], Spread], reported: dict[tuple[str, str], Spread]) -> list[str]:
+    """For every number of a demo run: whether its median lies inside the range the README reports
+    (to the hundredth), and by how much it misses where it does not. The last line sums up."""
+    lines, inside, checked = [], 0, 0
+    for (label, column), spread in run.items():
+        expected = reported.get((label, column))
+        if expected is None:
+            lines.append(f"- {label}, {column}: {spread_cell(spread)}; the README reports no value")
+            continue
+        checked += 1
+        if expected.contains(spread.median):
+            inside += 1
+            continue
+        miss = spread.median - expected.high if spread.median > expected.high else expected.low - spread.median
+        lines.append(f"- {label}, {column}: {spread.median:.2f} is outside the README's {spread_cell(expected)} "
+                     f"by {miss:.2f} points")
+    missing = [key for key in reported if key not in run]
+    lines += [f"- {label}, {column}: in the README, not measured by this run" for label, column in missing]
+    lines.append(f"{inside} of {checked} numbers inside the README's ranges" + ("." if inside == checked else
+                 "; a seed repeats a run exactly only on the same CPU and TensorFlow build (README \"Seeds\")."))
+    return lines
 
 
 COMPARISON_COLUMNS = [
     "BadNet", "trigger", "method", "removed", "repair (s)", "net: accuracy", "net: ASR",
-    "G: accuracy", "G: ASR", "G: flagged", "meets the bar",
+    "G: accuracy", "G: ASR", "G: flagged", "seeds meeting the bar",
 ]
 
 
 def comparison_table(rows: Sequence[Any]) -> str:
-    """The comparison of repair methods (`comparison.ComparisonRow`s) as one Markdown table; the
-    method "none" rows are the BadNet itself."""
-    def bar(value: bool | None) -> str:
-        return "-" if value is None else "yes" if value else "no"
+    """The comparison of repair methods (`comparison.SpreadRow`s) as one Markdown table, each number
+    its median and range over the seeds; the method "none" rows are the BadNet itself."""
+    def bar(row: Any) -> str:
+        return "-" if row.seeds_meeting_bar is None else f"{row.seeds_meeting_bar}/{len(row.seeds)}"
+
+    def seconds(row: Any) -> str:
+        return "-" if row.repair_seconds is None else spread_cell(row.repair_seconds, digits=0)
 
     return markdown_table(COMPARISON_COLUMNS, [
-        [row.badnet, row.trigger, row.method, row.removed,
-         "-" if row.repair_seconds is None else f"{row.repair_seconds:.0f}",
+        [row.badnet, row.trigger, row.method, row.removed, seconds(row),
          row.accuracy_repaired_net_pct, row.asr_repaired_net_pct, row.accuracy_detector_pct,
-         row.asr_detector_pct, row.flagged_pct, bar(row.meets_bar)]
+         row.asr_detector_pct, row.flagged_pct, bar(row)]
         for row in rows
     ])
 
 
 def best_method_lines(best: dict[str, Any]) -> str:
-    """One line per BadNet naming its best method (`comparison.best_methods`) and its worst trigger."""
+    """One line per BadNet naming its best method (`comparison.best_methods`) and its worst trigger,
+    with medians (and ranges) over the seeds."""
+    def meets(row: Any) -> str:
+        if not row.seeds_meeting_bar:
+            return ""
+        return f", meets the bar on {row.seeds_meeting_bar} of {len(row.seeds)} seeds"
+
     return "\n".join(
-        f"- {badnet}: {row.method} (worst trigger {row.trigger}: G's ASR {row.asr_detector_pct:.2f}%, "
-        f"G's clean accuracy {row.accuracy_detector_pct:.2f}%, {row.repair_seconds:.0f} s"
-        f"{', meets the bar' if row.meets_bar else ''})"
+        f"- {badnet}: {row.method} (worst trigger {row.trigger}: G's ASR {spread_cell(row.asr_detector_pct)}%, "
+        f"G's clean accuracy {spread_cell(row.accuracy_detector_pct)}%, "
+        f"{spread_cell(row.repair_seconds, digits=0)} s{meets(row)})"
         for badnet, row in best.items())
 
 

@@ -28,6 +28,9 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "compare", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "compare", "--method", "voodoo"), "benchmark.py",
                      "--method voodoo is not one of magnitude,")
+    assert_bad_input(run_cli("benchmark", "compare", "--jobs", 0), "benchmark.py", "--jobs 0 must be at least 1")
+    assert_bad_input(run_cli("benchmark", "demo", "--seeds", 1, 2, 1), "benchmark.py",
+                     "--seeds 1 2 1: a seed is given twice")
     assert_bad_input(run_cli("benchmark", "fidelity", "--badnet", "nobody"), "benchmark.py",
                      "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
@@ -43,6 +46,9 @@ def test_help_names_every_command(run_cli) -> None:
     assert result.code == 0
     for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle", "speed"):
         assert command in result.out
+    for command in ("demo", "compare"):
+        usage = run_cli("benchmark", command, "--help").out
+        assert "--seeds N [N ...]" in usage and "(default: [0, 1, 2])" in usage and "--jobs N" in usage
 
 
 def test_gallery_draws_the_published_triggers_only(run_cli, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from fineprune.comparison import (
     compare_benchmark,
     comparison_rows,
     meets_bar,
+    spread_rows,
     standard_methods,
 )
 from fineprune.defenses import names, settings_for
@@ -42,18 +43,18 @@ def quick_methods() -> list[Method]:
 
 @pytest.fixture(scope="module")
 def compared(tiny: TinyBenchmark, tmp_path_factory: pytest.TempPathFactory):
-    figures = tmp_path_factory.mktemp("figures")
+    figures, cells = tmp_path_factory.mktemp("figures"), tmp_path_factory.mktemp("cells")
     progress: list[str] = []
     result = compare_benchmark(tiny.root / "data", tiny.root / "models", [TINY_SPEC], quick_methods(), figures,
-                               progress.append)
+                               cells, progress=progress.append)
     return result, figures, progress
 
 
 def test_every_method_gets_a_row_after_the_badnets_own(compared) -> None:
     result, _, _ = compared
-    assert [(row.badnet, row.trigger, row.method) for row in result.rows] == [
-        ("tiny", "trigger", method) for method in ("none", "magnitude", "finetune", "prune", "activation", "head")
-    ]
+    assert [(row.badnet, row.trigger, row.method, row.seed) for row in result.rows] == [
+        ("tiny", "trigger", "none", None),
+        *(("tiny", "trigger", method, 0) for method in ("magnitude", "finetune", "prune", "activation", "head"))]
     badnet_row = result.rows[0]
     assert badnet_row.asr_detector_pct == badnet_row.asr_repaired_net_pct == 100.0
     assert badnet_row.accuracy_detector_pct == 100.0
@@ -63,15 +64,14 @@ def test_every_method_gets_a_row_after_the_badnets_own(compared) -> None:
 def test_rows_carry_each_repairs_own_numbers(compared) -> None:
     result, _, _ = compared
     rows = {row.method: row for row in result.rows}
-    outcomes = {outcome.method.label: outcome for outcome in result.outcomes["tiny"]}
-    for label, outcome in outcomes.items():
-        clean, (poisoned,) = outcome.evaluation.clean, outcome.evaluation.poisoned
-        row = rows[label]
-        assert row.accuracy_repaired_net_pct == clean.accuracy_repaired_net_pct
-        assert row.accuracy_detector_pct == clean.accuracy_detector_pct
-        assert (row.asr_detector_pct, row.flagged_pct) == (poisoned.asr_detector_pct, poisoned.detected_pct)
-        assert row.repair_seconds == outcome.repair["seconds"] > 0
-        assert row.meets_bar == meets_bar(clean.accuracy_original_pct, row.accuracy_detector_pct,
+    for cell in result.cells["tiny"]:
+        clean, (poisoned,) = cell["evaluation"]["clean"], cell["evaluation"]["poisoned"]
+        row = rows[cell["method"]]
+        assert row.accuracy_repaired_net_pct == clean["accuracy_repaired_net_pct"]
+        assert row.accuracy_detector_pct == clean["accuracy_detector_pct"]
+        assert (row.asr_detector_pct, row.flagged_pct) == (poisoned["asr_detector_pct"], poisoned["detected_pct"])
+        assert row.repair_seconds == cell["repair"]["seconds"] > 0
+        assert row.meets_bar == meets_bar(clean["accuracy_original_pct"], row.accuracy_detector_pct,
                                           row.asr_detector_pct, row.repair_seconds)
     assert rows["finetune"].removed == "nothing"
     assert rows["activation"].removed == "30/60 conv_3 channels"
@@ -98,20 +98,45 @@ def test_the_pruning_curve_covers_every_channel(compared) -> None:
 
 
 def test_without_curves_only_the_methods_run(tiny: TinyBenchmark, tmp_path: Path) -> None:
-    result = compare_benchmark(tiny.root / "data", tiny.root / "models", [TINY_SPEC], quick_methods()[-1:], tmp_path,
-                               curves=False)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    result = compare_benchmark(tiny.root / "data", tiny.root / "models", [TINY_SPEC], quick_methods()[-1:], figures,
+                               tmp_path / "cells", curves=False)
     assert [row.method for row in result.rows] == ["none", "head"]
     assert (result.curves, result.activations, result.figures) == ({}, {}, [])
-    assert list(tmp_path.iterdir()) == []
+    assert list(figures.iterdir()) == []
+
+
+def test_each_seed_is_a_cell_and_the_table_spreads_over_them(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    """Two seeds of a fine-tuning method: one row per seed, one spread row over both; the cells
+    are kept, so a second run reads them back instead of repairing again."""
+    data, models, cells = tiny.root / "data", tiny.root / "models", tmp_path / "cells"
+    method = [quick_methods()[1]]  # finetune
+    first = compare_benchmark(data, models, [TINY_SPEC], method, tmp_path, cells, seeds=[3, 4], curves=False)
+    assert [(row.method, row.seed) for row in first.rows] == [("none", None), ("finetune", 3), ("finetune", 4)]
+    (none, spread) = first.spread
+    assert none.seeds == [] and none.seeds_meeting_bar is None
+    accuracies = [row.accuracy_detector_pct for row in first.rows[1:]]
+    assert spread.seeds == [3, 4] and spread.accuracy_detector_pct.count == 2
+    assert (spread.accuracy_detector_pct.low, spread.accuracy_detector_pct.high) == (min(accuracies), max(accuracies))
+    assert [cell["settings"]["seed"] for cell in first.cells["tiny"]] == [3, 4]
+    assert sorted(p.name for p in (cells / "tiny" / "finetune").iterdir()) == ["seed_3.json", "seed_4.json"]
+    progress: list[str] = []
+    again = compare_benchmark(data, models, [TINY_SPEC], method, tmp_path, cells, seeds=[3, 4], curves=False,
+                              progress=progress.append)
+    assert again.rows == first.rows and "2 of 2 jobs already done" in progress[1]
 
 
 def test_json_holds_rows_repairs_and_curves(compared) -> None:
     result, _, progress = compared
     content = json.loads(json.dumps(result.to_json()))
-    assert len(content["rows"]) == 6 and len(content["pruning_curves"]["tiny"]["points"]) == 61
+    assert len(content["rows"]) == len(content["rows_per_seed"]) == 6
+    assert len(content["pruning_curves"]["tiny"]["points"]) == 61
+    assert content["rows"][1]["accuracy_detector_pct"]["count"] == 1
     (activation,) = [r for r in content["repairs"]["tiny"] if r["method"] == "activation"]
     assert activation["settings"]["prune_fraction"] == 0.5 and len(activation["repair"]["pruned_channels"]["conv_3"]) == 30
-    assert progress[0].startswith("[tiny] pruning curve: conv_3")
+    assert progress[0] == "6 jobs: 1 BadNets x 5 methods x 1 seeds + a pruning curve per BadNet; 1 at a time"
+    assert progress[1].startswith("1/6 done (tiny/curve: ") and progress[-1].endswith(", 0 left")
     activations = content["channel_activations"]["tiny"]
     assert len(activations["clean"]) == 60 and list(activations["poisoned"]) == ["trigger"]
 
@@ -163,8 +188,22 @@ def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tin
     assert 0.0 <= result.asr_fine_tuned_pct <= 100.0 and 0.0 <= result.accuracy_fine_tuned_pct <= 100.0
 
 
-def _row(badnet: str, trigger: str, method: str, asr: float, accuracy: float) -> ComparisonRow:
-    return ComparisonRow(badnet, trigger, method, "nothing", 1.0, accuracy, asr, accuracy, asr, 0.0, False)
+def _row(badnet: str, trigger: str, method: str, asr: float, accuracy: float, seed: int = 0):
+    """A spread row of one seed."""
+    (row,) = spread_rows([ComparisonRow(badnet, trigger, method, "nothing", 1.0, accuracy, asr, accuracy, asr, 0.0,
+                                        False, seed)])
+    return row
+
+
+def test_the_best_method_is_judged_by_its_median_over_seeds() -> None:
+    rows = [ComparisonRow("net", "a", "none", "nothing", None, 97.0, 100.0, 97.0, 100.0, 0.0, None)]
+    for method, asrs in [("lucky", [0.0, 30.0, 40.0]), ("steady", [2.0, 3.0, 4.0])]:
+        rows += [ComparisonRow("net", "a", method, "nothing", 1.0, 96.0, asr, 96.0, asr, 0.0, asr <= 1.0, seed)
+                 for seed, asr in enumerate(asrs)]
+    spread = spread_rows(rows)
+    assert [row.seeds_meeting_bar for row in spread] == [None, 1, 0]
+    assert (spread[1].asr_detector_pct.median, spread[1].asr_detector_pct.low) == (30.0, 0.0)
+    assert best_methods(spread)["net"].method == "steady"
 
 
 def test_the_best_method_is_judged_by_its_worst_trigger() -> None:
@@ -189,3 +228,24 @@ def test_unlearn_rows_say_whether_the_true_targets_were_found() -> None:
     assert annotate_targets(outcome, spec).removed.endswith("; true targets found 2/3, 1 flagged wrongly")
     other = MethodOutcome(Method("head", settings_for("head")), {"details": {}}, "the output layer", evaluation=None)
     assert annotate_targets(other, spec) is other
+
+
+def test_an_interrupted_comparison_resumes_where_it_stopped(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    """Stopped (as by Ctrl-C) once its first cell is kept, the next run repairs only the rest."""
+    data, models, cells = tiny.root / "data", tiny.root / "models", tmp_path / "cells"
+    methods = [quick_methods()[-1], quick_methods()[1]]  # head, finetune
+
+    def stop_after_a_cell(message: str) -> None:
+        if " done (" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compare_benchmark(data, models, [TINY_SPEC], methods, tmp_path, cells, curves=False,
+                          progress=stop_after_a_cell)
+    assert [p.name for p in cells.rglob("*.json")] == ["seed_0.json"]
+    progress: list[str] = []
+    result = compare_benchmark(data, models, [TINY_SPEC], methods, tmp_path, cells, curves=False,
+                               progress=progress.append)
+    assert progress[1] == f"1 of 2 jobs already done in {cells}/; 1 to run"
+    assert progress[2].startswith("1/1 done (tiny/finetune/seed_0: ")
+    assert [row.method for row in result.rows] == ["none", "head", "finetune"]

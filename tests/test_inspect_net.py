@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TintedBadNet, assert_bad_input, file_digests
+from conftest import WIDE_CLASSES, TintedBadNet, assert_bad_input, file_digests
 from fineprune.data import save_dataset
 from fineprune.models import save_model
 
@@ -40,7 +40,7 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
     record = json.loads((tmp_path / "found.json").read_text())
     assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
     proposed = [e["target"] for e in record["examined"] if e["proposed"]]
-    assert record["classes_examined"] == 12 and record["model"] == str(model)
+    assert record["classes_examined"] == WIDE_CLASSES and record["model"] == str(model)
     assert record["classes_reversed"] == len(proposed) + (0 not in proposed) + 2
     assert [e["target"] for e in record["examined"] if e["asked"]] == [0]
     assert record["backdoored"] == bool(record["suspects"])
@@ -66,8 +66,8 @@ def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Pat
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--reversal-steps", 0), "inspect_net.py",
                      "--reversal-steps 0 must be at least 1")
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", model), "inspect_net.py", "no 'data' data set")
-    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", 12), "inspect_net.py",
-                     "--class 12 is outside [0, 11]")
+    assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", WIDE_CLASSES), "inspect_net.py",
+                     f"--class {WIDE_CLASSES} is outside [0, {WIDE_CLASSES - 1}]")
     assert file_digests(model.parent) == before
 
 

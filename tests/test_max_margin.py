@@ -13,7 +13,7 @@ from fineprune.errors import InputError
 from fineprune.max_margin import MarginTestSettings, flag_classes, gamma_test, max_margins, scan_margins
 from fineprune.models import LoadedModel, load_model, penultimate_features
 
-SETTINGS = MarginTestSettings(significance=0.01)  # a dozen classes make a coarse gamma fit
+SETTINGS = MarginTestSettings(significance=0.01)  # a level the wide fixtures clear by far (conftest.wide)
 
 
 def test_the_search_reaches_each_class_s_largest_margin_in_the_box() -> None:

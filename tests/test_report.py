@@ -178,22 +178,60 @@ def test_write_json_that_fails_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
 
 
-def test_comparison_table_has_one_line_per_row_with_the_bar_in_words() -> None:
-    from fineprune.comparison import ComparisonRow
+def test_comparison_table_has_one_line_per_row_with_spreads_and_the_bar_per_seed() -> None:
+    from fineprune.comparison import ComparisonRow, spread_rows
     from fineprune.report import comparison_table
 
-    rows = [
+    rows = spread_rows([
         ComparisonRow("sunglasses", "sunglasses", "none", "nothing", None, 99.5, 100.0, 99.5, 100.0, 0.0, None),
         ComparisonRow("sunglasses", "sunglasses", "activation", "25/60 conv_3 channels", 31.4, 97.0, 0.5, 96.9, 0.4,
-                      99.6, False),
-    ]
+                      99.6, False, 0),
+        ComparisonRow("sunglasses", "sunglasses", "activation", "27/60 conv_3 channels", 29.6, 97.0, 0.7, 97.9, 0.2,
+                      99.8, True, 1),
+    ])
     lines = comparison_table(rows).splitlines()
-    assert lines[0].startswith("| BadNet") and lines[0].rstrip().endswith("| meets the bar |")
+    assert lines[0].startswith("| BadNet") and lines[0].rstrip().endswith("| seeds meeting the bar |")
     assert len(lines) == 4
     assert [cell.strip() for cell in lines[3].strip("|").split("|")] == [
-        "sunglasses", "sunglasses", "activation", "25/60 conv_3 channels", "31", "97.00", "0.50", "96.90", "0.40",
-        "99.60", "no"]
+        "sunglasses", "sunglasses", "activation", "25/60 conv_3 channels / 27/60 conv_3 channels", "30 (30-31)",
+        "97.00", "0.60 (0.50-0.70)", "97.40 (96.90-97.90)", "0.30 (0.20-0.40)", "99.70 (99.60-99.80)", "1/2"]
     assert [cell.strip() for cell in lines[2].strip("|").split("|")][-1] == "-"
+
+
+def test_a_spread_cell_reads_back_as_it_was_printed() -> None:
+    from fineprune.metrics import Spread
+    from fineprune.report import parse_spread_cell, spread_cell
+
+    spread = Spread.of([85.891, 84.912, 86.2])
+    assert spread_cell(spread) == "85.89 (84.91-86.20)" and spread_cell(Spread.of([3.0, 3.001])) == "3.00"
+    again = parse_spread_cell(spread_cell(spread))
+    assert (again.median, again.low, again.high) == (85.89, 84.91, 86.2)
+    assert parse_spread_cell(" 97.79 ").low == 97.79 and parse_spread_cell("-") is None
+    assert spread.contains(86.2) and not spread.contains(86.21) and spread.contains(86.5, slack=0.3)
+
+
+def test_the_demo_checks_each_number_against_the_readmes_range() -> None:
+    from fineprune.report import DEMO_TABLE_MARK, demo_check, demo_spreads, demo_table, read_demo_table
+
+    def run(accuracy: float, asr: float) -> dict:
+        return {"clean": {"accuracy_original_pct": 97.0, "accuracy_detector_pct": accuracy,
+                          "accuracy_repaired_net_pct": accuracy + 1},
+                "poisoned": [{"name": "sunglasses", "asr_original_pct": 100.0, "asr_detector_pct": asr,
+                              "asr_repaired_net_pct": asr, "detected_pct": 100 - asr}]}
+
+    reported = {"sunglasses": [run(85.0, 0.0), run(86.0, 2.0), run(84.0, 1.0)]}
+    readme = f"# Demo\n\n{DEMO_TABLE_MARK}\n\n{demo_table(reported)}\n\nMore text.\n"
+    table = read_demo_table(readme)
+    assert table[("sunglasses", "Accuracy(repaired)")].median == 85.0
+    assert (table[("sunglasses", "Success Rate(repaired)")].low, table[("sunglasses", "Success Rate(repaired)")].high) \
+        == (0.0, 2.0)
+    assert table[("sunglasses", "Accuracy(original)")].low == 97.0
+    same = demo_check(demo_spreads(reported), table)
+    assert same == ["7 of 7 numbers inside the README's ranges."]
+    lines = demo_check(demo_spreads({"sunglasses": [run(83.5, 1.5)]}), table)
+    assert lines[0] == "- sunglasses, Accuracy(repaired): 83.50 is outside the README's 85.00 (84.00-86.00) by 0.50 points"
+    assert lines[-1].startswith("5 of 7 numbers inside the README's ranges; a seed repeats a run exactly only")
+    assert read_demo_table("no table here") == {}
 
 
 def test_prune_summary_shows_what_a_method_found_with_records_as_a_table() -> None:
@@ -217,9 +255,12 @@ def test_prune_summary_shows_what_a_method_found_with_records_as_a_table() -> No
 
 
 def test_best_method_lines_name_the_method_and_its_worst_trigger() -> None:
-    from fineprune.comparison import ComparisonRow
+    from fineprune.comparison import ComparisonRow, spread_rows
     from fineprune.report import best_method_lines
 
-    row = ComparisonRow("multi", "lipstick", "head", "output layer", 3.0, 94.0, 0.5, 93.5, 0.5, 12.0, True)
+    (row,) = spread_rows([ComparisonRow("multi", "lipstick", "head", "output layer", seconds, 94.0, 0.5, 93.5, asr,
+                                        12.0, asr <= 1.0, seed)
+                          for seed, (seconds, asr) in enumerate([(3.0, 0.5), (4.0, 0.25), (2.0, 1.5)])])
     assert best_method_lines({"multi": row}) == (
-        "- multi: head (worst trigger lipstick: G's ASR 0.50%, G's clean accuracy 93.50%, 3 s, meets the bar)")
+        "- multi: head (worst trigger lipstick: G's ASR 0.50 (0.25-1.50)%, G's clean accuracy 93.50%, 3 (2-4) s, "
+        "meets the bar on 2 of 3 seeds)")
