@@ -58,3 +58,31 @@ def test_gallery_draws_the_published_triggers_only(run_cli, tmp_path: Path) -> N
 
     picture = np.asarray(Image.open(tmp_path / "faces.png").convert("RGB"), dtype=np.float32)
     assert picture.std() > 20  # a real figure, not a blank page
+
+
+def test_the_demo_runs_every_seed_and_checks_itself_against_the_readme(run_cli, workdir, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """`make demo` on the tiny benchmark, two seeds: a table of spreads, the first seed's repaired
+    net beside the BadNet, and each number checked against a README that reports this very run."""
+    import benchmark
+    from fineprune.benchmark import build
+    from fineprune.report import DEMO_TABLE_MARK
+
+    monkeypatch.setattr(build, "BADNETS", [build.BadNetSpec("tiny", {"trigger": 0}, ("trigger_poisoned_data.h5",))])
+    monkeypatch.setattr(benchmark, "ensure_data", lambda data: None)
+    folders = ["--data-dir", workdir.root / "data", "--models-dir", workdir.root / "models",
+               "--results-dir", tmp_path / "results"]
+    first = run_cli("benchmark", "demo", *folders, "--seeds", 0, 1, "--readme", tmp_path / "missing.md")
+    assert first.code == 0, first.err
+    assert "median (and range) over prune.py's seeds 0, 1" in first.out
+    assert f"{tmp_path / 'missing.md'} holds no demo table" in first.out
+    assert (workdir.root / "models" / "tiny_bd_net_rp.h5").is_file()
+    assert (tmp_path / "results" / "demo" / "tiny" / "tiny_bd_net_rp_seed_1.h5").is_file()
+    table = first.out[first.out.rindex("| BadNet/trigger"):].split("\n\n")[0]  # after eval.py's own
+    row = [cell.strip() for cell in table.splitlines()[2].strip("|").split("|")]
+    assert row[0] == "tiny/trigger" and row[1] == "100.00"  # the BadNet's own accuracy: no seed, one value
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Results\n\n{DEMO_TABLE_MARK}\n\n{table}\n")
+    again = run_cli("benchmark", "demo", *folders, "--seeds", 0, 1, "--readme", readme)
+    assert again.code == 0, again.err
+    assert "7 of 7 numbers inside the README's ranges." in again.out  # the same seeds on the same machine
