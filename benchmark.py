@@ -377,10 +377,15 @@ def run_comparison(args: argparse.Namespace) -> int:
             raise InputError(f"--method {unknown[0]} is not one of {', '.join(labels)}")
         methods = [method for method in methods if method.label in args.method]
     ensure_data(data)
-    outcome = comparison.compare_benchmark(
-        data, models, specs, methods, figures, results / "compare", seeds=args.seeds, workers=args.jobs,
-        fresh=args.fresh, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
-    )
+    try:
+        outcome = comparison.compare_benchmark(
+            data, models, specs, methods, figures, results / "compare", seeds=args.seeds, workers=args.jobs,
+            fresh=args.fresh, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
+        )
+    except KeyboardInterrupt:
+        cli.stderr_line(f"benchmark.py: interrupted; every cell finished so far is kept in {results}/compare/: "
+                        "the same command resumes from there")
+        return 130
     table = report.comparison_table(outcome.spread)
     best = report.best_method_lines(comparison.best_methods(outcome.spread))
     seeds = ", ".join(map(str, args.seeds))

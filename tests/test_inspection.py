@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import TARGET, WIDE_CLASSES, TintedBadNet, fixture_seed, tinted_images, train_tiny_badnet
