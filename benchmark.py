@@ -303,9 +303,7 @@ def run_demo(args: argparse.Namespace) -> int:
     done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
     evaluations = {spec.name: [done[f"{spec.name}/seed_{seed}"] for seed in args.seeds] for spec in build.BADNETS}
     table = report.demo_table(evaluations)
-    seeds = ", ".join(map(str, args.seeds))
-    heading = (f"All values in percent; \"repaired\" is the detector G. Each number is the median (and range) over "
-               f"prune.py's seeds {seeds}; one value where every seed gave the same.")
+    heading = "All values in percent; \"repaired\" is the detector G. " + report.over_seeds(args.seeds, "prune.py's ")
     report.write_json(results / "results.json", {"seeds": args.seeds, "evaluations": evaluations})
     report.write_text(results / "results.md", f"{heading}\n\n{table}\n")
     print(f"{heading}\n\n{table}")
@@ -388,10 +386,8 @@ def run_comparison(args: argparse.Namespace) -> int:
         return 130
     table = report.comparison_table(outcome.spread)
     best = report.best_method_lines(comparison.best_methods(outcome.spread))
-    seeds = ", ".join(map(str, args.seeds))
     heading = (f"All values in percent, measured on the clean test data and each trigger's poisoned file; \"net\" is "
-               f"the repaired net alone, G the repaired detector. Each number is the median (and range) over seeds "
-               f"{seeds}; one value where every seed gave the same.")
+               f"the repaired net alone, G the repaired detector. {report.over_seeds(args.seeds)}")
     best_heading = "Best method per BadNet (lowest median G ASR plus G accuracy loss, on its worst trigger):"
     report.write_text(results / "comparison.md", f"{heading}\n\n{table}\n\n{best_heading}\n\n{best}\n")
     report.write_json(results / "comparison.json", {"seeds": args.seeds, **outcome.to_json()})

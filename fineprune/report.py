@@ -47,6 +47,12 @@ def spread_cell(spread: Spread, digits: int = 2) -> str:
     return median if low == high else f"{median} ({low}-{high})"
 
 
+def over_seeds(seeds: Sequence[int], whose: str = "") -> str:
+    """The sentence under a table of spreads: which seeds its numbers are taken over."""
+    return (f"Each number is the median (and range) over {whose}seeds {', '.join(map(str, seeds))}; one value "
+            "where every seed gave the same.")
+
+
 def parse_spread_cell(text: str) -> Spread | None:
     """The inverse of `spread_cell` (None for a cell that holds no number, such as "-")."""
     text = text.strip()
