@@ -249,3 +249,19 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(tiny: TinyBenchmark,
     assert progress[1] == f"1 of 2 jobs already done in {cells}/; 1 to run"
     assert progress[2].startswith("1/1 done (tiny/finetune/seed_0: ")
     assert [row.method for row in result.rows] == ["none", "head", "finetune"]
+
+
+def test_worker_processes_give_the_cells_a_single_process_gives(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    """`--jobs 2`: cells spawned in two workers, each with its own TensorFlow, repeat the numbers
+    of the same cells run in this process (the same machine, the same seeds)."""
+    data, models = tiny.root / "data", tiny.root / "models"
+    method = [quick_methods()[-1]]  # head
+    alone = compare_benchmark(data, models, [TINY_SPEC], method, tmp_path, tmp_path / "alone", seeds=[0, 1],
+                              curves=False)
+    side_by_side = compare_benchmark(data, models, [TINY_SPEC], method, tmp_path, tmp_path / "two", seeds=[0, 1],
+                                     workers=2, curves=False)
+
+    def numbers(rows: list[ComparisonRow]) -> list[tuple]:
+        return [(r.method, r.seed, r.accuracy_detector_pct, r.asr_detector_pct, r.flagged_pct) for r in rows]
+
+    assert numbers(side_by_side.rows) == numbers(alone.rows) and len(side_by_side.rows) == 3

