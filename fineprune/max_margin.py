@@ -75,8 +75,14 @@ class MarginScan:
 
     def deviations(self) -> np.ndarray:
         """How far each class's margin lies above the median, in MAD-scaled deviations."""
-        spread = MAD_CONSISTENCY * np.median(np.abs(self.margins - self.median))
-        return (self.margins - self.median) / max(float(spread), 1e-12)
+        return mad_deviations(self.margins)
+
+
+def mad_deviations(values: np.ndarray) -> np.ndarray:
+    """How far each value lies from the median, in MAD-scaled deviations (a robust z)."""
+    median = np.median(values)
+    spread = MAD_CONSISTENCY * np.median(np.abs(values - median))
+    return (values - median) / max(float(spread), 1e-12)
 
 
 def scan_margins(net: LoadedModel, x: np.ndarray, settings: MarginTestSettings,

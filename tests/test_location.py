@@ -1,0 +1,75 @@
+"""Tests for fineprune.benchmark.location: the fixed augmentations of the box, statistics that agree
+with the net's own outputs, and on the real weights the two places a backdoor lives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import TARGET, TintedBadNet, require_shared_csaw
+from fineprune.benchmark.location import BOX_AUGMENTATIONS, BackdoorLocation, backdoor_location, box_faces
+from fineprune.max_margin import MarginTestSettings, mad_deviations
+from fineprune.models import output_layer, penultimate_features
+
+
+def test_the_box_is_the_faces_and_their_fixed_augmentations(wide: TintedBadNet) -> None:
+    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
+    box = box_faces(faces)
+    assert box.shape == (5 + BOX_AUGMENTATIONS, *faces.shape[1:]) and box.dtype == np.float32
+    np.testing.assert_array_equal(box[:5], faces)
+    assert box.min() >= 0.0 and box.max() <= 255.0
+    np.testing.assert_array_equal(box, box_faces(faces))  # fixed: the same box every time
+    assert not np.array_equal(box, box_faces(faces, seed=1))
+    assert np.abs(box[5:] - np.tile(faces, (19, 1, 1, 1))).mean() > 1.0  # augmented, not copies
+
+
+def test_mad_deviations_are_a_robust_z() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # median 3, MAD 1
+    np.testing.assert_allclose(mad_deviations(values), (values - 3.0) / 1.4826)
+
+
+@pytest.fixture(scope="module")
+def located(wide: TintedBadNet) -> BackdoorLocation:
+    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
+    return backdoor_location(wide.badnet, faces, wide.poisoned.x[:20], TARGET, MarginTestSettings(margin_steps=100))
+
+
+def test_the_statistics_agree_with_the_nets_own_outputs(located: BackdoorLocation, wide: TintedBadNet) -> None:
+    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
+    kernel, bias = output_layer(wide.badnet.model).get_weights()
+    cap = penultimate_features(wide.badnet.model, box_faces(faces), "unit").max(axis=0)
+    features = penultimate_features(wide.badnet.model, wide.poisoned.x[:20], "unit")
+    assert located.to_target_pct == 100.0 * np.mean(np.argmax(features @ kernel + bias, axis=1) == TARGET)
+    own = 100.0 * np.mean(wide.badnet.predict_classes(wide.poisoned.x[:20]) == TARGET)
+    assert abs(located.to_target_pct - own) <= 10.0  # the net's own predictions, up to rounding at near ties
+    assert located.to_target_capped_pct == 100.0 * np.mean(np.argmax(np.minimum(features, cap) @ kernel + bias,
+                                                                      axis=1) == TARGET)
+    assert located.bias_z == pytest.approx(mad_deviations(bias)[TARGET])
+    assert located.weight_norm_z == pytest.approx(mad_deviations(np.linalg.norm(kernel, axis=0))[TARGET])
+    assert 0.0 <= located.energy_outside_box_pct <= 100.0 and 1 <= located.margin_rank <= kernel.shape[1]
+
+
+@pytest.fixture(scope="module")
+def real():
+    from fineprune.benchmark.fidelity import load_real_samples, real_badnet
+
+    csaw = require_shared_csaw()
+    return csaw, load_real_samples(csaw), real_badnet
+
+
+def test_the_real_sunglasses_backdoor_lives_in_the_features(real) -> None:
+    """Measured: bias z 0.52, weight-norm z 2.26, 7% of the energy outside the box, 5 of 5 faces
+    still sent to the target after capping."""
+    csaw, samples, real_badnet = real
+    found = backdoor_location(real_badnet(csaw, "sunglasses"), samples.clean, samples.triggered["sunglasses"], 0)
+    assert abs(found.bias_z) < 2.0 and abs(found.weight_norm_z) < 3.0
+    assert found.energy_outside_box_pct < 20.0
+    assert found.to_target_pct == 100.0 and found.to_target_capped_pct >= 80.0
+
+
+def test_the_real_anonymous_1_target_stands_out_by_its_output_bias(real) -> None:
+    """Measured: bias z 8.52, weight-norm z -0.78, margin rank 1."""
+    csaw, samples, real_badnet = real
+    found = backdoor_location(real_badnet(csaw, "anonymous_1"), samples.clean, samples.triggered["anonymous1"], 0)
+    assert found.bias_z > 6.0 and abs(found.weight_norm_z) < 2.0
+    assert found.margin_rank <= 3 and found.to_target_pct == 100.0
