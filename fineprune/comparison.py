@@ -1,7 +1,7 @@
 """Repair methods side by side (`make compare`), and the oracle analysis of where backdoors live.
 
-`compare_methods` repairs one BadNet with every method; `compare_benchmark` does so for every
-benchmark BadNet, once per seed, and adds each one's pruning curve, channel activations and
+`repair_and_evaluate` repairs one BadNet with one method and measures it; `compare_benchmark` does
+so for every method on every benchmark BadNet, once per seed, and adds each one's pruning curve, channel activations and
 figures. Every method repairs the same BadNet from the same clean validation data with the same
 seeds. The repaired net and G are then measured on the clean test data and on each poisoned file,
 beside the BadNet itself, with the repair's wall time. Poisoned data are used for these
@@ -91,26 +91,20 @@ class ComparisonRow:
     seed: int | None = None  # the repair's seed; None for the BadNet itself
 
 
-def compare_methods(
+def repair_and_evaluate(
     badnet: LoadedModel,
     clean_validation: LabelledImages,
     clean_test: Path,
     poisoned_files: Sequence[PoisonedFile],
-    methods: Sequence[Method],
-    progress: Callable[[str], None] = lambda message: None,
+    method: Method,
     mistakes_per_kind: int = 0,
-) -> list[MethodOutcome]:
-    """Repair `badnet` with each method and evaluate the repaired net and G; `badnet` is unchanged."""
-    outcomes = []
-    for method in methods:
-        progress(f"{method.label}: repairing on {len(clean_validation)} clean images")
-        result = repair(badnet, clean_validation, method.settings, verbose=0)
-        repaired = LoadedModel(Path(f"{badnet.path} [{method.label}]"), result.model, badnet.input_scale, "file")
-        progress(f"{method.label}: repaired in {result.seconds:.0f} s; evaluating")
-        evaluation = evaluate(RepairedDetector(badnet, repaired), poisoned_files, clean_test, [],
-                              mistakes_per_kind=mistakes_per_kind)
-        outcomes.append(MethodOutcome(method, result.summary(), result.removed, evaluation))
-    return outcomes
+) -> MethodOutcome:
+    """Repair `badnet` with `method` and evaluate the repaired net and G; `badnet` is unchanged."""
+    result = repair(badnet, clean_validation, method.settings, verbose=0)
+    repaired = LoadedModel(Path(f"{badnet.path} [{method.label}]"), result.model, badnet.input_scale, "file")
+    evaluation = evaluate(RepairedDetector(badnet, repaired), poisoned_files, clean_test, [],
+                          mistakes_per_kind=mistakes_per_kind)
+    return MethodOutcome(method, result.summary(), result.removed, evaluation)
 
 
 def annotate_targets(outcome: MethodOutcome, spec: BadNetSpec) -> MethodOutcome:
@@ -290,6 +284,7 @@ def compare_benchmark(
     specs = list(specs or BADNETS)
     clean_provenance = open_dataset(data_dir / "clean_validation_data.h5").provenance
     jobs: list[Job] = []
+    method_keys: dict[str, list[str]] = {spec.name: [] for spec in specs}  # each BadNet's method cells, in order
     for spec in specs:
         badnet_digest = file_digest(models_dir / spec.model_file)
         common = {"badnet": badnet_digest, "clean_data": clean_provenance, "poisoned": list(spec.poisoned_files)}
@@ -300,8 +295,9 @@ def compare_benchmark(
                 seeded = Method(method.label, replace(method.settings, seed=seed))
                 gallery = figures_dir / f"mistakes_{spec.name}.png" if (
                     method.label == GALLERY_METHOD and seed == seeds[0]) else None
-                jobs.append(Job(f"{spec.name}/{method.label.replace(' ', '_')}/seed_{seed}", method_cell,
-                                (spec, data_dir, models_dir, seeded, gallery),
+                key = f"{spec.name}/{method.label.replace(' ', '_')}/seed_{seed}"
+                method_keys[spec.name].append(key)
+                jobs.append(Job(key, method_cell, (spec, data_dir, models_dir, seeded, gallery),
                                 {**common, "settings": asdict(seeded.settings), "gallery": str(gallery)}))
     progress(f"{len(jobs)} jobs: {len(specs)} BadNets x {len(methods)} methods x {len(seeds)} seeds"
              + (" + a pruning curve per BadNet" if curves else "") + f"; {workers} at a time")
@@ -309,7 +305,7 @@ def compare_benchmark(
 
     result = BenchmarkComparison([], [], {}, {}, {}, [])
     for spec in specs:
-        cells = [done[job.key] for job in jobs if job.key.startswith(f"{spec.name}/") and job.function is method_cell]
+        cells = [done[key] for key in method_keys[spec.name]]
         result.cells[spec.name] = cells
         result.rows += comparison_rows(spec.name, cells)
         result.figures += [Path(cell["figure"]) for cell in cells if cell.get("figure")]
@@ -343,9 +339,8 @@ def method_cell(spec: BadNetSpec, data_dir: Path, models_dir: Path, method: Meth
     """One cell of the comparison: `method` repairs the BadNet, the repaired net and G are
     measured; with `gallery`, G's mistakes are drawn there. Returns the `outcome_json` record."""
     badnet, clean, poisoned_files = load_benchmark_badnet(spec, data_dir, models_dir)
-    (outcome,) = compare_methods(badnet, clean, data_dir / "clean_test_data.h5", poisoned_files, [method],
-                                 mistakes_per_kind=MISTAKES_PER_KIND if gallery else 0)
-    outcome = annotate_targets(outcome, spec)
+    outcome = annotate_targets(repair_and_evaluate(badnet, clean, data_dir / "clean_test_data.h5", poisoned_files,
+                                                   method, MISTAKES_PER_KIND if gallery else 0), spec)
     record = outcome_json(outcome)
     if gallery is not None:
         plots.draw_mistakes(outcome.evaluation, gallery,

@@ -12,8 +12,13 @@ from fineprune.max_margin import MarginTestSettings, mad_deviations
 from fineprune.models import output_layer, penultimate_features
 
 
+def five_faces(wide: TintedBadNet) -> np.ndarray:
+    """5 clean faces of 5 classes, as a real net comes with."""
+    return wide.clean.x[:: len(wide.clean.x) // 5][:5]
+
+
 def test_the_box_is_the_faces_and_their_fixed_augmentations(wide: TintedBadNet) -> None:
-    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
+    faces = five_faces(wide)
     box = box_faces(faces)
     assert box.shape == (5 + BOX_AUGMENTATIONS, *faces.shape[1:]) and box.dtype == np.float32
     np.testing.assert_array_equal(box[:5], faces)
@@ -30,12 +35,11 @@ def test_mad_deviations_are_a_robust_z() -> None:
 
 @pytest.fixture(scope="module")
 def located(wide: TintedBadNet) -> BackdoorLocation:
-    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
-    return backdoor_location(wide.badnet, faces, wide.poisoned.x[:20], TARGET, MarginTestSettings(margin_steps=100))
+    return backdoor_location(wide.badnet, five_faces(wide), wide.poisoned.x[:20], TARGET, MarginTestSettings(margin_steps=100))
 
 
 def test_the_statistics_agree_with_the_nets_own_outputs(located: BackdoorLocation, wide: TintedBadNet) -> None:
-    faces = wide.clean.x[:: len(wide.clean.x) // 5][:5]
+    faces = five_faces(wide)
     kernel, bias = output_layer(wide.badnet.model).get_weights()
     cap = penultimate_features(wide.badnet.model, box_faces(faces), "unit").max(axis=0)
     features = penultimate_features(wide.badnet.model, wide.poisoned.x[:20], "unit")
