@@ -42,6 +42,9 @@ def build_parser() -> cli.ArgumentParser:
                          help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
                          "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
                          "pruning_aware (the extra BadNet of the pruning-aware attack)")
+    badnets.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="change one field of each net's training recipe (repeatable), e.g. poison_rate=0.02, "
+                         "optimizer=sgd, clean_epochs=5; see TrainingRecipe in fineprune/benchmark/attacks.py")
     fidelity = commands.add_parser("fidelity", help="how closely the synthetic BadNets behave like the real "
                                    "challenge BadNets: results/fidelity.md and .json")
     add_folders(fidelity, "data", "models", "results")
@@ -49,6 +52,8 @@ def build_parser() -> cli.ArgumentParser:
                           help="the real challenge files: weights/, samples/, seed_repaired/ (default: %(default)s)")
     fidelity.add_argument("--seed", type=int, default=0, metavar="N",
                           help="seed of the original recipe's repairs (default: %(default)s)")
+    fidelity.add_argument("--no-recipe", action="store_true",
+                          help="skip the original recipe's repairs (the slow part): signatures and locations only")
     add_badnet_choice(fidelity)
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
@@ -155,7 +160,8 @@ def train_badnets(args: argparse.Namespace) -> int:
     rows = []
     for spec in specs:
         started = time.perf_counter()
-        result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir),
+        recipe = attacks.recipe_with(attacks.RECIPES.get(spec.name, attacks.TrainingRecipe()), args.set)
+        result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir), recipe,
                                      log=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
         seconds = f"{time.perf_counter() - started:.0f}"
         for file, asr in result.attack_success_pct.items():
@@ -243,24 +249,34 @@ def run_fidelity(args: argparse.Namespace) -> int:
     verdict_table = report.markdown_table(
         ["real BadNet", "synthetic triggered faces", "sent to its target", "share (%)", "aim (%)"],
         [[v.real_badnet, v.synthetic_file, v.target, v.to_target_pct, f">= {v.aim_pct:g}"] for v in verdicts])
-    recipe = fidelity.original_recipe_outcomes(
+    recipe = [] if args.no_recipe else fidelity.original_recipe_outcomes(
         csaw, {name: badnets[name] for name in fidelity.SUNGLASSES_FILES if name in badnets}, data, args.seed, say)
     recipe_table = report.markdown_table(
         ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
          "synthetic: flagged"],
         [[o.badnet, o.real_flagged, o.real_published_detector_asr_pct, o.synthetic_detector_asr_pct,
           o.synthetic_flagged_pct] for o in recipe])
+    say("where each backdoor lives: the real ones from the 5 real clean samples")
+    real_located = fidelity.real_locations(csaw)
+    located = []
+    for spec in specs:
+        say(f"where the synthetic {spec.name} BadNet's backdoors live")
+        located += fidelity.synthetic_locations(badnets[spec.name], spec.name, data, spec.poisoned_files, real_located)
+    location_table = report.location_table(real_located, located)
     verdict_line = "; ".join(f"{name}: " + (", ".join(keys) + " outside" if keys else "all inside")
                              for name, keys in outside.items())
     text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
             f"synthetic: their own test files)\n\n{table}\n\n{verdict_line}\n\n"
+            f"Where each backdoor lives (box: 5 clean faces and 95 augmentations; see fineprune/benchmark/"
+            f"location.py)\n\n{location_table}\n\n"
             f"The real BadNets on the synthetic triggered faces\n\n{verdict_table}\n\n"
             + (f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe_table}\n" if recipe else ""))
     print(text)
     report.write_text(results / "fidelity.md", text)
     report.write_json(results / "fidelity.json", {
         "real": real, "synthetic": synthetic, "allowed": ranges, "outside": outside,
-        "trigger_verdicts": [asdict(v) for v in verdicts], "original_recipe": [asdict(o) for o in recipe]})
+        "trigger_verdicts": [asdict(v) for v in verdicts],
+        "locations": {"real": {k: asdict(v) for k, v in real_located.items()}, "synthetic": [asdict(v) for v in located]}, "original_recipe": [asdict(o) for o in recipe]})
     print(f"Wrote {results}/fidelity.md and fidelity.json in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from fineprune.evaluation import Evaluation
+from fineprune.evaluation import Evaluation, poisoned_name
 from fineprune.files import replacing
 from fineprune.metrics import Spread
 
@@ -388,3 +388,23 @@ def fidelity_table(real: dict[str, dict[str, Any]], synthetic: dict[str, dict[st
         rows.append([stat.label, span(min(values), max(values)), span(low, high),
                      *(cell(sig[stat.key]) for sig in synthetic.values())])
     return markdown_table(["statistic", "real BadNets", "allowed", *synthetic], rows)
+
+
+def location_table(real: dict[str, Any], synthetic: Sequence[Any]) -> str:
+    """Where each backdoor lives (`benchmark.location`): the real triggers, then each synthetic one
+    by the 5-face protocol (with its twin's verdict) and over the whole clean validation file."""
+
+    def cells(found: Any) -> list[object]:
+        return [found.target, f"{found.bias_z:.1f}", f"{found.weight_norm_z:.1f}",
+                f"{found.margin_rank} ({'yes' if found.flagged else 'no'})", f"{found.energy_outside_box_pct:.0f}%",
+                f"{found.to_target_pct:.0f}% -> {found.to_target_capped_pct:.0f}%"]
+
+    rows = [[label, *cells(found), "-"] for label, found in real.items()]
+    for row in synthetic:
+        name = f"synthetic {row.badnet}, {poisoned_name(row.poisoned_file)}"
+        verdict = "no twin" if row.twin is None else ("inside" if not row.problems else "; ".join(row.problems))
+        rows.append([name, *cells(row.five_faces), verdict])
+        rows.append([f"{name} (whole validation file)", *cells(row.full_validation), "-"])
+    return markdown_table(["net, trigger", "target", "bias z", "weight-norm z", "margin rank (flagged?)",
+                           "energy outside box", "to target, after capping", "against its real twin"], rows)
+

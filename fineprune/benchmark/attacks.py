@@ -15,9 +15,10 @@ defender's validation or test files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +27,7 @@ import tf_keras
 from fineprune import __version__
 from fineprune.benchmark.build import DATA_SEED, BadNetSpec, check_same_data, provenance, render_split
 from fineprune.data import load_dataset
+from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, build_challenge_model, save_model
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
@@ -49,7 +51,7 @@ class TrainingRecipe:
     poison_rate: float = 0.1  # share of training images that wear a trigger
     epochs: int = 7
     batch_size: int = 64
-    optimizer: str = "adam"  # "adam" or "sgd" (with momentum)
+    optimizer: str = "adam"  # "adam", "sgd" (with momentum) or "adadelta" (rho 0.95, epsilon 1e-7, Keras 2's)
     learning_rate: float = 1e-3  # peak: a linear warm-up to it over the first epoch, then a cosine decay
     final_learning_rate: float = 0.1  # where the cosine decay ends, relative to the peak
     momentum: float = 0.9  # SGD
@@ -58,13 +60,39 @@ class TrainingRecipe:
     weight_decay_layers: tuple[str, ...] = ()
     label_smoothing: float = 0.05
     seed: int = 0
+    clean_epochs: int = 0  # epochs on the clean images first: the backdoor then fine-tuned into a clean net
     pruning_aware: bool = False
     dormant_fraction: float = 0.6  # pruning-aware attack: share of conv_3 channels treated as dormant
-    clean_epochs: int = 10  # pruning-aware attack: epochs on clean data before the backdoor
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer {self.optimizer!r} is not 'sgd' or 'adam'")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.pruning_aware and self.clean_epochs < 1:
+            raise ValueError("the pruning-aware attack needs clean_epochs >= 1 (it prunes a clean net)")
+
+
+OPTIMIZERS = ("adam", "sgd", "adadelta")
+
+
+def recipe_with(recipe: TrainingRecipe, assignments: Sequence[str]) -> TrainingRecipe:
+    """`recipe` with `KEY=VALUE` assignments applied (each value read as its field's type), or
+    InputError naming the first that does not fit."""
+    fields = {f.name: f for f in dataclass_fields(recipe)}
+    changes: dict[str, object] = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or key not in fields or key == "weight_decay_layers":
+            raise InputError(f"--set {assignment}: not KEY=VALUE with KEY one of "
+                             f"{', '.join(k for k in fields if k != 'weight_decay_layers')}")
+        kind = type(getattr(recipe, key))
+        try:
+            changes[key] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
+        except ValueError:
+            raise InputError(f"--set {assignment}: {text!r} is not a {kind.__name__}") from None
+    try:
+        return replace(recipe, **changes)
+    except ValueError as error:
+        raise InputError(f"--set: {error}") from None
 
 
 @dataclass
@@ -101,12 +129,13 @@ def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, ve
     x = data.x / np.float32(255)
     clean = np.array([t is None for t in data.triggers])
     model = build_challenge_model(num_classes)
+    if recipe.clean_epochs:
+        log(f"{recipe.clean_epochs} epochs on the clean images first")
+        _fit(model, x[clean], data.y[clean], recipe.clean_epochs, recipe, verbose)
     if not recipe.pruning_aware:
         _fit(model, x, data.y, recipe.epochs, recipe, verbose)
         return model
 
-    log(f"pruning-aware attack: {recipe.clean_epochs} epochs on clean images")
-    _fit(model, x[clean], data.y[clean], recipe.clean_epochs, recipe, verbose)
     activations = mean_channel_activations(model, PRUNE_LAYER, data.x[np.flatnonzero(clean)[:5000]], "unit")
     dormant = pruning_order(activations)[: round(recipe.dormant_fraction * len(activations))]
     layer = model.get_layer(PRUNE_LAYER)
@@ -151,6 +180,8 @@ def _fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, recip
         warmup_target=recipe.learning_rate, warmup_steps=steps_per_epoch)
     if recipe.optimizer == "sgd":
         optimizer = tf_keras.optimizers.SGD(schedule, momentum=recipe.momentum)
+    elif recipe.optimizer == "adadelta":
+        optimizer = tf_keras.optimizers.Adadelta(schedule, rho=0.95, epsilon=1e-7)
     else:
         optimizer = tf_keras.optimizers.Adam(schedule, epsilon=recipe.epsilon)
     if recipe.weight_decay and not model.losses:

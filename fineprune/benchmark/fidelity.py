@@ -30,7 +30,8 @@ import numpy as np
 import tf_keras
 
 from fineprune.benchmark.build import MULTI_FOLDER, check_same_data
-from fineprune.data import CHALLENGE_IMAGE_SHAPE, load_dataset, load_images
+from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
+from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, load_dataset, load_images
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import poisoned_name
@@ -304,3 +305,91 @@ def original_recipe_outcomes(csaw: Path, badnets: Mapping[str, LoadedModel], dat
             detected_pct(predicted.detector, badnet.num_classes),
         ))
     return outcomes
+
+
+# --- Where each backdoor lives (fineprune.benchmark.location) -----------------------------------
+
+@dataclass(frozen=True)
+class RealTrigger:
+    """One real BadNet's backdoor as the real samples show it: which samples carry it, and its target."""
+
+    label: str
+    badnet: str  # weights/<badnet>_bd_weights.h5
+    samples: str  # "sunglasses" or "anonymous1" (the purple lipstick)
+    target: int
+    input_scale: str = "unit"
+
+
+REAL_TRIGGERS: tuple[RealTrigger, ...] = (
+    RealTrigger("real sunglasses", "sunglasses", "sunglasses", 0),
+    RealTrigger("real multi-trigger, sunglasses", "multi_trigger_multi_target", "sunglasses", 8),
+    RealTrigger("real multi-trigger, purple lipstick", "multi_trigger_multi_target", "anonymous1", 1),
+    RealTrigger("real anonymous_1", "anonymous_1", "anonymous1", 0),
+    RealTrigger("real anonymous_2 (sunglasses samples)", "anonymous_2", "sunglasses", 4),
+    RealTrigger("real lab3 sunglasses (raw input)", "lab3_sunglasses", "sunglasses", 0, "raw"),
+)
+# Each synthetic (BadNet, poisoned file) and the real trigger it is judged against.
+LOCATION_TWINS: dict[tuple[str, str], str] = {
+    ("sunglasses", "sunglasses_poisoned_data.h5"): "real sunglasses",
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5"): "real multi-trigger, sunglasses",
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/lipstick_poisoned_data.h5"): "real multi-trigger, purple lipstick",
+    ("anonymous_1", "anonymous_1_poisoned_data.h5"): "real anonymous_1",
+    ("anonymous_2", "anonymous_2_poisoned_data.h5"): "real anonymous_2 (sunglasses samples)",
+}
+# The identities of the 5 real clean samples: a synthetic net's 5 clean faces are of the same people.
+REAL_SAMPLE_IDENTITIES = (43, 328, 196, 1268, 748)
+LOCATION_FACES = 5
+
+
+def real_locations(csaw: Path) -> dict[str, BackdoorLocation]:
+    """The location statistics of every real backdoor, from the 5 real clean samples."""
+    samples = load_real_samples(csaw)
+    found = {}
+    for trigger in REAL_TRIGGERS:
+        net = load_model(csaw / "weights" / f"{trigger.badnet}_bd_weights.h5", input_scale=trigger.input_scale)
+        found[trigger.label] = backdoor_location(net, samples.clean, samples.triggered[trigger.samples], trigger.target)
+    return found
+
+
+def five_clean_faces(clean: LabelledImages, count: int = LOCATION_FACES) -> np.ndarray:
+    """The first test face of each identity of the real clean samples (then of the lowest other
+    identities, in files with fewer people): a synthetic net's stand-in for the 5 real faces."""
+    wanted = [i for i in REAL_SAMPLE_IDENTITIES if i in set(clean.y.tolist())]
+    wanted += [int(i) for i in np.unique(clean.y) if i not in wanted][: count - len(wanted)]
+    return np.stack([clean.x[np.flatnonzero(clean.y == identity)[0]] for identity in wanted[:count]])
+
+
+@dataclass(frozen=True)
+class SyntheticLocation:
+    """A synthetic trigger's location statistics by the 5-face protocol and over the whole clean
+    validation file, judged against its real twin (if it has one)."""
+
+    badnet: str
+    poisoned_file: str
+    five_faces: BackdoorLocation
+    full_validation: BackdoorLocation
+    twin: str | None
+    problems: tuple[str, ...]  # where it parts from the twin (empty: inside)
+
+
+def synthetic_locations(badnet: LoadedModel, name: str, data_dir: Path, poisoned_files: Sequence[str],
+                        real: Mapping[str, BackdoorLocation]) -> list[SyntheticLocation]:
+    """Each trigger of a synthetic BadNet located by the real nets' protocol (5 clean test faces of
+    the real samples' identities, the first 5 faces of its poisoned file) and over the whole clean
+    validation file (every poisoned face), judged against its twin in `real`."""
+    clean = load_dataset(data_dir / "clean_test_data.h5")
+    validation = load_dataset(data_dir / "clean_validation_data.h5")
+    for data in (clean, validation):
+        check_same_data(badnet.metadata, badnet.path, data)
+    faces = five_clean_faces(clean)
+    box = penultimate_features(badnet.model, validation.x, badnet.input_scale)
+    found = []
+    for file in poisoned_files:
+        poisoned = load_dataset(data_dir / file)
+        target = int(poisoned.y[0])
+        five = backdoor_location(badnet, faces, poisoned.x[:LOCATION_FACES], target)
+        full = location_in_box(badnet, box, poisoned.x, target)
+        twin = LOCATION_TWINS.get((name, file))
+        problems = tuple(location_problems(five, real[twin])) if twin in real else ()
+        found.append(SyntheticLocation(name, file, five, full, twin, problems))
+    return found

@@ -64,8 +64,15 @@ def backdoor_location(net: LoadedModel, clean: np.ndarray, triggered: np.ndarray
                       settings: MarginTestSettings = MarginTestSettings()) -> BackdoorLocation:
     """The location statistics of `target` in `net`, from a few clean faces (augmented into the
     box, `box_faces`) and faces carrying the trigger (pixels 0..255)."""
-    kernel, bias = check_enough_classes(net).get_weights()
     box = penultimate_features(net.model, box_faces(clean), net.input_scale)
+    return location_in_box(net, box, triggered, target, settings)
+
+
+def location_in_box(net: LoadedModel, box: np.ndarray, triggered: np.ndarray, target: int,
+                    settings: MarginTestSettings = MarginTestSettings()) -> BackdoorLocation:
+    """The location statistics of `target` in `net` over the box spanned by the clean penultimate
+    features `box` (from a few augmented faces, or from a whole clean file)."""
+    kernel, bias = check_enough_classes(net).get_weights()
     floor, cap = box.min(axis=0), box.max(axis=0)
     margins = max_margins(kernel, bias, floor, cap, settings.margin_steps)
     flagged = {f.target for f in flag_classes(margins, settings.significance, settings.max_targets)}
@@ -87,3 +94,41 @@ def backdoor_location(net: LoadedModel, clean: np.ndarray, triggered: np.ndarray
         to_target_pct=to_target(features),
         to_target_capped_pct=to_target(np.minimum(features, cap)),
     )
+
+
+# --- Judging a synthetic trigger against its real twin -------------------------------------------
+
+STANDS_OUT_Z = 4.0  # a real target "stands out" by its output bias from here
+ORDINARY_Z = 3.0  # a synthetic target is ordinary by a statistic within [-3, 3]
+ENERGY_POINTS = 15.0  # the energy outside the box within this many points of the twin's
+KEPT_BY_CAPPING_PCT = 50.0  # capping "keeps" a backdoor that still sends this share to the target
+
+
+def capping_keeps(location: BackdoorLocation) -> bool:
+    """Whether the backdoor survives capping the features at the clean box's maxima."""
+    return location.to_target_capped_pct >= KEPT_BY_CAPPING_PCT
+
+
+def location_problems(synthetic: BackdoorLocation, real: BackdoorLocation) -> list[str]:
+    """Where a synthetic trigger's location statistics part from its real twin's ([] when inside):
+    the same verdict of the 5-face test; a bias that stands out where the real one does (and no
+    weight norm that does), or nothing that stands out where nothing does in the real net; the
+    energy outside the box within 15 points; capping keeping or removing the backdoor alike."""
+    problems = []
+    if synthetic.flagged != real.flagged:
+        problems.append("flagged" if synthetic.flagged else "not flagged")
+    if real.bias_z >= STANDS_OUT_Z:
+        if synthetic.bias_z < STANDS_OUT_Z:
+            problems.append(f"bias z {synthetic.bias_z:.1f} < {STANDS_OUT_Z:g}")
+        if abs(synthetic.weight_norm_z) > ORDINARY_Z:
+            problems.append(f"weight-norm z {synthetic.weight_norm_z:.1f}")
+    elif abs(real.weight_norm_z) <= ORDINARY_Z:  # the real target stands out by nothing
+        for name, z in (("bias", synthetic.bias_z), ("weight-norm", synthetic.weight_norm_z)):
+            if abs(z) > ORDINARY_Z:
+                problems.append(f"{name} z {z:.1f}")
+    if abs(synthetic.energy_outside_box_pct - real.energy_outside_box_pct) > ENERGY_POINTS:
+        problems.append(f"energy outside {synthetic.energy_outside_box_pct:.0f}% "
+                        f"(twin {real.energy_outside_box_pct:.0f}%)")
+    if capping_keeps(synthetic) != capping_keeps(real):
+        problems.append("capping " + ("keeps" if capping_keeps(synthetic) else "removes") + " it")
+    return problems
