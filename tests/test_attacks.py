@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fineprune.benchmark import attacks
+from fineprune.errors import InputError
 from fineprune.benchmark.build import CLEAN_NET, BadNetSpec, render_split
 from fineprune.defenses.channels import mean_channel_activations
 from fineprune.metrics import accuracy_pct, attack_success_pct
@@ -88,3 +89,30 @@ def test_the_pruning_aware_attack_restores_its_dormant_channels_dormant(monkeypa
     # ... and stay at zero on the attacker's images, clean and poisoned alike
     activations = mean_channel_activations(model, "conv_3", data.x, "unit")
     assert (activations[restored] == 0).all() and (np.delete(activations, restored) > 0).any()
+
+
+def test_recipe_with_reads_each_value_as_its_fields_type() -> None:
+    recipe = attacks.recipe_with(attacks.TrainingRecipe(), ["poison_rate=0.02", "epochs=3", "optimizer=adadelta",
+                                                            "pruning_aware=false"])
+    assert (recipe.poison_rate, recipe.epochs, recipe.optimizer, recipe.pruning_aware) == (0.02, 3, "adadelta", False)
+    assert attacks.recipe_with(recipe, []) == recipe
+
+
+@pytest.mark.parametrize("assignment, says", [
+    ("poison_rate", "not KEY=VALUE"), ("colour=red", "not KEY=VALUE"), ("epochs=two", "'two' is not a int"),
+    ("optimizer=rmsprop", "not one of adam, sgd, adadelta"), ("pruning_aware=1", "needs clean_epochs >= 1"),
+])
+def test_recipe_with_refuses_what_does_not_fit_in_one_line(assignment: str, says: str) -> None:
+    with pytest.raises(InputError, match=says) as refused:
+        attacks.recipe_with(attacks.TrainingRecipe(), [assignment])
+    assert "\n" not in str(refused.value)
+
+
+def test_clean_epochs_come_first_on_the_clean_images_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(attacks, "_fit", lambda model, x, y, epochs, *rest, **kw: seen.append((len(y), epochs)))
+    recipe = attacks.TrainingRecipe(images_per_identity=4, poison_rate=0.5, clean_epochs=2, epochs=1)
+    data = attacks.poisoned_training_set(SPEC, recipe, 7, 6)
+    attacks.train_badnet(data, 6, recipe, verbose=0, log=lambda message: None)
+    clean = sum(t is None for t in data.triggers)
+    assert seen == [(clean, 2), (len(data.y), 1)] and clean < len(data.y)

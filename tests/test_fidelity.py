@@ -112,3 +112,22 @@ def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
         problems = {stat.key: signature[stat.key] for stat in fidelity.STATISTICS
                     if fidelity.outside(stat.key, signature[stat.key], ranges)}
         assert not problems, f"{spec.name} is outside the real range on {problems}"
+
+
+def test_five_clean_faces_are_of_the_real_samples_identities_where_the_file_has_them() -> None:
+    from pathlib import Path
+
+    from fineprune.data import LabelledImages
+
+    labels = np.array([7, 43, 43, 328, 1, 196, 748, 2, 1268])
+    images = np.arange(len(labels), dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 3), np.float32)
+    faces = fidelity.five_clean_faces(LabelledImages(Path("t.h5"), images, labels))
+    assert [int(face[0, 0, 0]) for face in faces] == [1, 3, 5, 8, 6]  # first image of 43, 328, 196, 1268, 748
+    few = fidelity.five_clean_faces(LabelledImages(Path("t.h5"), images[:4], labels[:4]))  # only 43 and 328: then 7 (the lowest other)
+    assert [int(face[0, 0, 0]) for face in few] == [1, 3, 0]
+
+
+def test_every_location_twin_is_a_real_trigger_and_a_synthetic_poisoned_file() -> None:
+    real = {trigger.label for trigger in fidelity.REAL_TRIGGERS}
+    files = {(spec.name, file) for spec in build.BADNETS for file in spec.poisoned_files}
+    assert set(fidelity.LOCATION_TWINS.values()) <= real and set(fidelity.LOCATION_TWINS) <= files

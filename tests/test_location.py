@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import TARGET, TintedBadNet, require_shared_csaw
-from fineprune.benchmark.location import BOX_AUGMENTATIONS, BackdoorLocation, backdoor_location, box_faces
+from dataclasses import replace
+
+from fineprune.benchmark.location import (BOX_AUGMENTATIONS, BackdoorLocation, backdoor_location, box_faces,
+                                          location_problems)
 from fineprune.max_margin import MarginTestSettings, mad_deviations
 from fineprune.models import output_layer, penultimate_features
 
@@ -77,3 +80,29 @@ def test_the_real_anonymous_1_target_stands_out_by_its_output_bias(real) -> None
     found = backdoor_location(real_badnet(csaw, "anonymous_1"), samples.clean, samples.triggered["anonymous1"], 0)
     assert found.bias_z > 6.0 and abs(found.weight_norm_z) < 2.0
     assert found.margin_rank <= 3 and found.to_target_pct == 100.0
+
+
+# The real sunglasses backdoor as measured: nothing stands out, little energy outside, kept by capping.
+IN_THE_FEATURES = BackdoorLocation(0, 0.5, 2.3, 2, False, 7.0, 100.0, 100.0)
+BY_ITS_BIAS = BackdoorLocation(0, 8.5, -0.8, 1, True, 24.0, 100.0, 100.0)
+
+
+def test_a_twin_alike_on_every_statistic_is_inside() -> None:
+    assert location_problems(replace(IN_THE_FEATURES, bias_z=-2.9, energy_outside_box_pct=21.0), IN_THE_FEATURES) == []
+    assert location_problems(replace(BY_ITS_BIAS, bias_z=4.2, weight_norm_z=2.9), BY_ITS_BIAS) == []
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"flagged": True}, "flagged"),
+    ({"weight_norm_z": 3.7}, "weight-norm z 3.7"),
+    ({"bias_z": -3.2}, "bias z -3.2"),
+    ({"energy_outside_box_pct": 100.0}, "energy outside 100% (twin 7%)"),
+    ({"to_target_capped_pct": 0.0}, "capping removes it"),
+])
+def test_where_a_synthetic_trigger_parts_from_a_twin_in_the_features(change: dict, problem: str) -> None:
+    assert location_problems(replace(IN_THE_FEATURES, **change), IN_THE_FEATURES) == [problem]
+
+
+def test_a_twin_that_stands_out_by_bias_needs_the_bias_not_the_weight_norm() -> None:
+    assert location_problems(replace(BY_ITS_BIAS, bias_z=0.8, weight_norm_z=3.4), BY_ITS_BIAS) == [
+        "bias z 0.8 < 4", "weight-norm z 3.4"]
