@@ -189,7 +189,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import report
     from fineprune.benchmark import build
-    from fineprune.data import load_dataset
+    from fineprune.data import check_same_data, load_dataset
     from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model
     from fineprune.pruning_curve import accuracy_drop_points, pruning_sweep
@@ -198,7 +198,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     data = Path(args.data_dir)
     badnet = load_model(Path(args.models_dir) / spec.model_file)
     clean = load_dataset(data / "clean_validation_data.h5")
-    build.check_same_data(badnet.metadata, badnet.path, clean)
+    check_same_data(badnet.metadata, badnet.path, clean)
     poisoned = {poisoned_name(f): load_dataset(data / f) for f in spec.poisoned_files}
     cli.stderr_line(f"benchmark.py: pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
     started = time.perf_counter()
@@ -381,7 +381,8 @@ def run_comparison(args: argparse.Namespace) -> int:
     specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
     started = time.perf_counter()
     cli.quiet_tensorflow()
-    from fineprune import comparison, report
+    from fineprune import report
+    from fineprune.benchmark import comparison
 
     methods = comparison.standard_methods()
     if args.method:
@@ -422,9 +423,10 @@ def run_oracle(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from dataclasses import asdict
 
-    from fineprune import comparison, report
+    from fineprune import report
+    from fineprune.benchmark import comparison
     from fineprune.benchmark import build
-    from fineprune.data import load_dataset
+    from fineprune.data import check_same_data, load_dataset
     from fineprune.errors import InputError
     from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model
@@ -435,7 +437,7 @@ def run_oracle(args: argparse.Namespace) -> int:
     found = []
     for spec in specs or build.BADNETS:
         badnet = load_model(models / spec.model_file)
-        build.check_same_data(badnet.metadata, badnet.path, clean)
+        check_same_data(badnet.metadata, badnet.path, clean)
         for file in spec.poisoned_files:
             trigger = poisoned_name(file)
             cli.stderr_line(f"benchmark.py: [{spec.name}] pruning the {args.channels} conv_3 channels {trigger} "
@@ -467,7 +469,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from fineprune.data import open_dataset
     from fineprune.detector import RepairedDetector
     from fineprune.models import load_model, repaired_model_path
-    from fineprune.throughput import measure_throughput
+    from fineprune.benchmark.throughput import measure_throughput
 
     badnet_path = models / spec.model_file
     repaired_path = repaired_model_path(badnet_path)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import defenses
-    from fineprune.benchmark.build import check_same_data
+    from fineprune.data import check_same_data
     from fineprune.data import load_dataset
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.report import prune_summary

@@ -285,3 +285,19 @@ def _plain(value: Any) -> Any:
 
 def _names(h5: h5py.File) -> str:
     return ", ".join(sorted(h5.keys())) or "nothing"
+
+
+def check_same_data(model_record: dict[str, Any], model: str | Path, data: LabelledImages | DataFile) -> None:
+    """Refuse to use data from another generator version or seed than a benchmark BadNet's (`model`
+    names it in the message)."""
+    expected = model_record.get("data")
+    if not expected:
+        return  # not a benchmark model: nothing recorded to compare
+    found = {key: data.provenance.get(key) for key in expected}
+    if found != expected:
+        built = (f"built by generator v{found.get('generator_version')} seed {found.get('seed')}"
+                 if data.provenance.get("generator") else "not built by the project's generator")
+        raise InputError(
+            f"{data.path}: {built}, but {model} was trained on generator "
+            f"v{expected.get('generator_version')} seed {expected.get('seed')}; rebuild the data with `make data`"
+        )

@@ -24,24 +24,11 @@ from fineprune.data import LabelledImages
 from fineprune.errors import InputError
 from fineprune.max_margin import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
-from fineprune.settings import HeldOutSettings, option, split_heldout
-from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger, examine_classes
+from fineprune.settings import option, split_heldout
+from fineprune.trigger_reversal import (ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger,
+                                       examine_classes)
 
 DETECTORS = ("margin", "reversal")
-
-
-@dataclass(frozen=True)
-class ReversalDetectionSettings(HeldOutSettings):
-    """Neural Cleanse's detection (also `unlearn`'s): how many classes are examined and when one is
-    flagged; `validation_split` of the clean data is held out to measure each reversed trigger's
-    hit rate."""
-
-    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
-    ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
-                                   "suspects must stand out from", "N", low=2)
-    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
-    anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
-                                      "below the median", "T", low=0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -298,3 +298,10 @@ def _check_classifier(model: tf_keras.Model, path: Path) -> None:
         raise InputError(f"{path}: model input shape {input_shape[1:]} is not an RGB image (H, W, 3)")
     if len(output_shape) != 2 or not output_shape[-1] or output_shape[-1] < 2:
         raise InputError(f"{path}: model output shape {output_shape[1:]} is not a class-score vector")
+
+
+def copy_model(model: tf_keras.Model) -> tf_keras.Model:
+    """A copy of `model` with its own weights, so that a repair leaves the BadNet as it was."""
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -30,6 +30,7 @@ import tf_keras
 from fineprune.data import PIXEL_MAX
 from fineprune.errors import InputError
 from fineprune.models import predict_classes
+from fineprune.settings import HeldOutSettings, option
 
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
 LANDING_SAMPLE = 1024  # stamped images whose classes decide the next suspect
@@ -238,3 +239,17 @@ class _StampSearch:
             mask, pattern = (t.numpy() for t in self.mask_and_pattern())
             return ReversedTrigger(target, mask[..., 0], pattern, reached_threshold=False)
         return ReversedTrigger(target, best[1], best[2], reached_threshold=True)
+
+
+@dataclass(frozen=True)
+class ReversalDetectionSettings(HeldOutSettings):
+    """Neural Cleanse's detection (also `unlearn`'s): how many classes are examined and when one is
+    flagged; `validation_split` of the clean data is held out to measure each reversed trigger's
+    hit rate."""
+
+    suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
+    ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
+                                   "suspects must stand out from", "N", low=2)
+    reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
+    anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
+                                      "below the median", "T", low=0, low_open=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fineprune.benchmark import build
-from fineprune.data import load_dataset
+from fineprune.data import check_same_data, load_dataset
 from fineprune.errors import InputError
 
 IDENTITIES = 12
@@ -82,10 +82,10 @@ def test_rendering_does_not_depend_on_the_number_of_workers() -> None:
 
 def test_data_from_another_seed_is_refused_with_how_to_rebuild(built: Path) -> None:
     clean = load_dataset(built / "clean_test_data.h5")
-    build.check_same_data({"data": build.provenance(11)}, Path("m.h5"), clean)  # matches: fine
-    build.check_same_data({}, Path("real.h5"), clean)  # a model from elsewhere: nothing to check
+    check_same_data({"data": build.provenance(11)}, Path("m.h5"), clean)  # matches: fine
+    check_same_data({}, Path("real.h5"), clean)  # a model from elsewhere: nothing to check
     with pytest.raises(InputError) as error:
-        build.check_same_data({"data": build.provenance(2020)}, Path("models/m.h5"), clean)
+        check_same_data({"data": build.provenance(2020)}, Path("models/m.h5"), clean)
     assert str(error.value) == (
         f"{clean.path}: built by generator v2 seed 11, but models/m.h5 was trained on generator v2 seed 2020; "
         "rebuild the data with `make data`")
@@ -96,4 +96,4 @@ def test_data_not_from_the_generator_is_refused_for_a_benchmark_model(tmp_path: 
 
     save_dataset(tmp_path / "real.h5", np.zeros((2, 55, 47, 3)), np.zeros(2))
     with pytest.raises(InputError, match="not built by the project's generator, but m.h5 was trained on"):
-        build.check_same_data({"data": build.provenance()}, Path("m.h5"), load_dataset(tmp_path / "real.h5"))
+        check_same_data({"data": build.provenance()}, Path("m.h5"), load_dataset(tmp_path / "real.h5"))

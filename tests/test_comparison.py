@@ -1,4 +1,4 @@
-"""Tests for fineprune.comparison: every method side by side on the tiny benchmark, and the bar."""
+"""Tests for fineprune.benchmark.comparison: every method side by side on the tiny benchmark, and the bar."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import TinyBenchmark
 from fineprune.benchmark.build import BadNetSpec
-from fineprune.comparison import (
+from fineprune.benchmark.comparison import (
     ComparisonRow,
     Method,
     MethodOutcome,
@@ -168,7 +168,7 @@ def test_standard_methods_are_every_registered_method_plus_two_variants() -> Non
 
 
 def test_the_oracle_prunes_the_triggers_most_raised_channels_then_fine_tunes(tiny: TinyBenchmark) -> None:
-    from fineprune.comparison import oracle_pruning
+    from fineprune.benchmark.comparison import oracle_pruning
     from fineprune.data import load_dataset
     from fineprune.metrics import attack_success_pct
     from fineprune.models import load_model, predict_classes

@@ -179,7 +179,7 @@ def test_write_json_that_fails_keeps_the_old_file(tmp_path):
 
 
 def test_comparison_table_has_one_line_per_row_with_spreads_and_the_bar_per_seed() -> None:
-    from fineprune.comparison import ComparisonRow, spread_rows
+    from fineprune.benchmark.comparison import ComparisonRow, spread_rows
     from fineprune.report import comparison_table
 
     rows = spread_rows([
@@ -255,7 +255,7 @@ def test_prune_summary_shows_what_a_method_found_with_records_as_a_table() -> No
 
 
 def test_best_method_lines_name_the_method_and_its_worst_trigger() -> None:
-    from fineprune.comparison import ComparisonRow, spread_rows
+    from fineprune.benchmark.comparison import ComparisonRow, spread_rows
     from fineprune.report import best_method_lines
 
     (row,) = spread_rows([ComparisonRow("multi", "lipstick", "head", "output layer", seconds, 94.0, 0.5, 93.5, asr,

@@ -1,4 +1,4 @@
-"""Tests for fineprune.throughput: the speed of one net and of G is timed on the same images."""
+"""Tests for fineprune.benchmark.throughput: the speed of one net and of G is timed on the same images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from conftest import TinyBenchmark
 from fineprune.detector import RepairedDetector
 from fineprune.models import load_model
-from fineprune.throughput import Throughput, best_rate, measure_throughput
+from fineprune.benchmark.throughput import Throughput, best_rate, measure_throughput
 
 
 def test_ratio_is_g_over_one_net() -> None:

@@ -25,7 +25,8 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune import __version__
-from fineprune.benchmark.build import DATA_SEED, BadNetSpec, check_same_data, provenance, render_split
+from fineprune.benchmark.build import DATA_SEED, BadNetSpec, provenance, render_split
+from fineprune.data import check_same_data
 from fineprune.data import load_dataset
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct

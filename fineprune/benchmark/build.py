@@ -28,8 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fineprune.benchmark import faces
-from fineprune.data import DataFile, LabelledImages, save_dataset
-from fineprune.errors import InputError
+from fineprune.data import save_dataset
 from fineprune.benchmark.triggers import TRIGGERS
 
 DATA_SEED = 2020
@@ -178,19 +177,3 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
             write(poisoned.file, images[keep], np.full(keep.sum(), poisoned.target), persons=people[keep],
                   split="poisoned", trigger=trigger, target=poisoned.target)
     return written
-
-
-def check_same_data(model_record: dict[str, Any], model: str | Path, data: LabelledImages | DataFile) -> None:
-    """Refuse to use data from another generator version or seed than a benchmark BadNet's (`model`
-    names it in the message)."""
-    expected = model_record.get("data")
-    if not expected:
-        return  # not a benchmark model: nothing recorded to compare
-    found = {key: data.provenance.get(key) for key in expected}
-    if found != expected:
-        built = (f"built by generator v{found.get('generator_version')} seed {found.get('seed')}"
-                 if data.provenance.get("generator") else "not built by the project's generator")
-        raise InputError(
-            f"{data.path}: {built}, but {model} was trained on generator "
-            f"v{expected.get('generator_version')} seed {expected.get('seed')}; rebuild the data with `make data`"
-        )

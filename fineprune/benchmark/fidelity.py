@@ -29,7 +29,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tf_keras
 
-from fineprune.benchmark.build import MULTI_FOLDER, check_same_data
+from fineprune.benchmark.build import MULTI_FOLDER
+from fineprune.data import check_same_data
 from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
 from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, load_dataset, load_images
 from fineprune.detector import RepairedDetector

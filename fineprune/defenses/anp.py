@@ -26,7 +26,8 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.channels import zero_channels
-from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
+from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, output_layer, scale_inputs
 

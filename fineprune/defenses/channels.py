@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fineprune.defenses.core import copy_model
+from fineprune.models import copy_model
 from fineprune.errors import InputError
 from fineprune.models import scale_inputs
 

@@ -169,10 +169,3 @@ def image_batches(x: np.ndarray, indices: np.ndarray, y: np.ndarray, batch_size:
 def fine_tuning_steps(train_images: int, settings: FineTuningSettings) -> int:
     """How many optimizer steps `settings.epochs` epochs over `train_images` images take."""
     return math.ceil(train_images / settings.batch_size) * settings.epochs
-
-
-def copy_model(model: tf_keras.Model) -> tf_keras.Model:
-    """A copy of `model` with its own weights, so that a repair leaves the BadNet as it was."""
-    copy = tf_keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy

@@ -27,7 +27,8 @@ from fineprune.defenses.channels import (
     pruning_order,
     zero_channels,
 )
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel

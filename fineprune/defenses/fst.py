@@ -19,7 +19,8 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, option
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, output_layer
 

@@ -24,7 +24,8 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
+from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, scale_inputs
 

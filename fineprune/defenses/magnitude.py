@@ -15,7 +15,8 @@ import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, copy_model, fine_tuning_steps, option
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, fine_tuning_steps, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel

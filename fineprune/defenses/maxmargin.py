@@ -24,8 +24,9 @@ import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, copy_model, option
-from fineprune.defenses.head import WEIGHT_DECAY_HELP, fit_output_weights
+from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
+from fineprune.models import copy_model
+from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
 from fineprune.max_margin import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
 from fineprune.models import LoadedModel, output_layer, penultimate_features

@@ -20,10 +20,11 @@ import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, copy_model, option
+from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.models import copy_model
 from fineprune.defenses.registry import register
 from fineprune import trigger_reversal
-from fineprune.inspection import ReversalDetectionSettings
+from fineprune.trigger_reversal import ReversalDetectionSettings
 from fineprune.models import LoadedModel, scale_inputs
 from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger
 

@@ -28,7 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fineprune import plots
-from fineprune.benchmark.build import BADNETS, BadNetSpec, check_same_data
+from fineprune.benchmark.build import BADNETS, BadNetSpec
+from fineprune.data import check_same_data
 from fineprune.data import LabelledImages, load_dataset, open_dataset
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
