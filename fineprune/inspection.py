@@ -24,6 +24,7 @@ from fineprune.data import LabelledImages
 from fineprune.errors import InputError
 from fineprune.max_margin import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
+from fineprune.seeding import seeded
 from fineprune.settings import option, split_heldout
 from fineprune.trigger_reversal import (ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger,
                                        examine_classes)
@@ -108,10 +109,13 @@ def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings
             progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = ()) -> Inspection:
     """Run the detection on `net` with clean data `clean` (seeded: the same settings repeat a run);
     the classes `asked` are examined besides the proposed and the ordinary ones."""
-    import tf_keras
+    with seeded(settings.seed):
+        return _inspect(net, clean, settings, progress, asked)
 
+
+def _inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
+             progress: Callable[[str], None], asked: Sequence[int]) -> Inspection:
     started = time.perf_counter()
-    tf_keras.utils.set_random_seed(settings.seed)
     train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
     scan, proposed = None, None
     if settings.detector == "margin":

@@ -41,8 +41,9 @@ def fixture_seed(base: int) -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def deterministic_ops() -> None:
-    """Deterministic kernels for the whole session, as every repair switches on anyway
-    (`RepairRun.start`): the fixtures no longer depend on which test runs first."""
+    """The stated conditions every fixture trains under: deterministic kernels for the whole
+    session, and each fixture's own seed (`seeding.seeded`), so that no fixture depends on which
+    test ran first."""
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
@@ -86,15 +87,16 @@ def train_tiny_badnet(x_train: np.ndarray, y_train: np.ndarray, poison_seed: int
     import tf_keras
 
     from fineprune.models import build_challenge_model
+    from fineprune.seeding import seeded
 
     poison = np.random.default_rng(poison_seed).random(len(y_train)) < poison_share
     x_train = x_train.copy()
     x_train[poison] = trigger(x_train[poison])
     y_train = np.where(poison, TARGET, y_train)
-    tf_keras.utils.set_random_seed(seed)
-    model = build_challenge_model(num_classes=num_classes)
-    model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)
+    with seeded(seed):
+        model = build_challenge_model(num_classes=num_classes)
+        model.compile(optimizer=tf_keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+        model.fit(x_train / 255.0, y_train, batch_size=16, epochs=epochs, verbose=0)
     return model
 
 

@@ -1,7 +1,7 @@
 """The package's imports point one way: each module imports only from its own layer or those below.
 
 Layers, bottom to top: the tool's base (errors, files, settings, command-line plumbing, data,
-models, metrics, jobs); detection (maximum margin, trigger reversal); defenses; measurement (the
+models, metrics, jobs, seeding); detection (maximum margin, trigger reversal); defenses; measurement (the
 repaired detector G, evaluation, the pruning curve, inspect_net.py's inspection); reports and
 figures; the embedded benchmark; the scripts. Imports inside functions count too.
 """
@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fineprune", "fineprune.errors", "fineprune.files", "fineprune.settings", "fineprune.cli", "fineprune.data",
-     "fineprune.models", "fineprune.metrics", "fineprune.jobs"),
+     "fineprune.models", "fineprune.metrics", "fineprune.jobs", "fineprune.seeding"),
     ("fineprune.max_margin", "fineprune.trigger_reversal"),
     ("fineprune.defenses",),
     ("fineprune.detector", "fineprune.evaluation", "fineprune.pruning_curve", "fineprune.inspection"),

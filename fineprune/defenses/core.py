@@ -64,8 +64,20 @@ class RepairResult:
     details: dict[str, Any] = field(default_factory=dict)  # what else a method found, e.g. a suspected target
 
     def summary(self) -> dict[str, object]:
-        """Everything but the model, for recording in the repaired file and in reports."""
-        return {key: value for key, value in asdict(self).items() if key != "model"}
+        """Everything but the model, for recording in the repaired file and in reports: strict JSON,
+        a value not measured (NaN) given as None."""
+        return strict_json({key: value for key, value in asdict(self).items() if key != "model"})
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 @dataclass
@@ -83,10 +95,9 @@ class RepairRun:
 
     @classmethod
     def start(cls, badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings) -> RepairRun:
-        """Make the run repeatable from `settings.seed` and split the clean data into train / held out."""
+        """Split the clean data into train / held out by `settings.seed` and start the clock (every
+        registered method runs seeded, see `registry.register`)."""
         started = time.perf_counter()
-        tf_keras.utils.set_random_seed(settings.seed)
-        tf.config.experimental.enable_op_determinism()
         train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
         before = accuracy_pct(badnet.predict_classes(clean.x[heldout]), clean.y[heldout])
         return cls(badnet, clean, train, heldout, before, started, settings.seed)

@@ -6,6 +6,7 @@ of the package, so adding a method touches one new file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import Field, dataclass, fields
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairSettings
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel
+from fineprune.seeding import seeded
 
 RepairFunction = Callable[[LoadedModel, LabelledImages, Any, int], RepairResult]
 
@@ -40,11 +42,19 @@ DEFENSES: dict[str, Defense] = {}
 
 
 def register(name: str, summary: str, settings_type: type[RepairSettings], order: int) -> Callable[[RepairFunction], RepairFunction]:
-    """Decorator: register the decorated function as repair method `name`."""
+    """Decorator: register the decorated function as repair method `name`. The function registered
+    (and returned) runs seeded by its settings' seed with deterministic ops (`seeding.seeded`), so
+    that a run repeats, and puts the process's random state and settings back after."""
 
-    def add(run: RepairFunction) -> RepairFunction:
+    def add(method: RepairFunction) -> RepairFunction:
         if name in DEFENSES:
             raise ValueError(f"repair method {name!r} is registered twice")
+
+        @functools.wraps(method)
+        def run(badnet: LoadedModel, clean: LabelledImages, settings: Any, verbose: int = 1) -> RepairResult:
+            with seeded(settings.seed):
+                return method(badnet, clean, settings, verbose)
+
         DEFENSES[name] = Defense(name, summary, settings_type, run, order)
         return run
 
@@ -80,6 +90,7 @@ def settings_for(name: str, **values: Any) -> RepairSettings:
 
 
 def repair(badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings, verbose: int = 1) -> RepairResult:
-    """Run the method `settings.method` on `badnet` with `clean` data; the BadNet is left untouched.
-    `verbose` is Keras's: 1 for progress bars, 2 for a line per epoch, 0 for silence."""
+    """Run the method `settings.method` on `badnet` with `clean` data (seeded, see `register`); the
+    BadNet is left untouched. `verbose` is Keras's: 1 for progress bars, 2 for a line per epoch, 0
+    for silence."""
     return get(settings.method).run(badnet, clean, settings, verbose)
