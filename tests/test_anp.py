@@ -54,8 +54,6 @@ def test_pruning_goes_by_the_prune_step_and_stays_within_the_budget(pruned, tint
     assert result.removed == f"{count}/{total} neurons" and count % 5 == 0 and 5 <= count < total
     assert {name: len(neurons) for name, neurons in result.pruned_channels.items()} == \
         result.details["neurons_pruned_per_layer"]
-    for original, now in zip(before, tinted.badnet.model.get_weights()):  # the BadNet is untouched
-        np.testing.assert_array_equal(original, now)
 
 
 def test_pruned_neurons_are_exactly_zero(pruned, tinted: TintedBadNet) -> None:

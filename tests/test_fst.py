@@ -30,8 +30,6 @@ def test_the_new_output_weights_point_away_from_the_old_at_the_same_norm(shifted
     assert np.linalg.norm(new) == pytest.approx(np.linalg.norm(old), rel=1e-4)
     assert np.sum(new * old) < 0
     assert result.model.losses == []  # the penalty was for training only
-    for original, now in zip(before, tinted.badnet.model.get_weights()):  # the BadNet is untouched
-        np.testing.assert_array_equal(original, now)
 
 
 def test_the_shifted_net_classifies_and_the_backdoor_weakens(shifted, tinted: TintedBadNet) -> None:

