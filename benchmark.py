@@ -188,7 +188,6 @@ def find_badnet(name: str, option: str, specs: Sequence[Any] | None = None) -> A
 def run_sweep(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import report
-    from fineprune.benchmark import build
     from fineprune.data import check_same_data, load_dataset
     from fineprune.evaluation import poisoned_name
     from fineprune.models import load_model

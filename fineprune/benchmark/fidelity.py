@@ -30,9 +30,8 @@ import numpy as np
 import tf_keras
 
 from fineprune.benchmark.build import MULTI_FOLDER
-from fineprune.data import check_same_data
 from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
-from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, load_dataset, load_images
+from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, check_same_data, load_dataset, load_images
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import poisoned_name
@@ -355,8 +354,9 @@ def real_locations(csaw: Path) -> dict[str, BackdoorLocation]:
 def five_clean_faces(clean: LabelledImages, count: int = LOCATION_FACES) -> np.ndarray:
     """The first test face of each identity of the real clean samples (then of the lowest other
     identities, in files with fewer people): a synthetic net's stand-in for the 5 real faces."""
-    wanted = [i for i in REAL_SAMPLE_IDENTITIES if i in set(clean.y.tolist())]
-    wanted += [int(i) for i in np.unique(clean.y) if i not in wanted][: count - len(wanted)]
+    present = np.unique(clean.y)
+    wanted = [i for i in REAL_SAMPLE_IDENTITIES if i in present]
+    wanted += [int(i) for i in present if i not in wanted][: count - len(wanted)]
     return np.stack([clean.x[np.flatnonzero(clean.y == identity)[0]] for identity in wanted[:count]])
 
 

@@ -21,11 +21,10 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, option
-from fineprune.models import copy_model
+from fineprune.models import LoadedModel, copy_model, scale_inputs
 from fineprune.defenses.registry import register
 from fineprune import trigger_reversal
 from fineprune.trigger_reversal import ReversalDetectionSettings
-from fineprune.models import LoadedModel, scale_inputs
 from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger
 
 
