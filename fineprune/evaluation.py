@@ -15,8 +15,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from fineprune import metrics
-from fineprune.data import check_same_data
-from fineprune.data import IMAGE_SUFFIXES, DataFile, first_run_hint, load_images, open_dataset
+from fineprune.data import IMAGE_SUFFIXES, DataFile, check_same_data, first_run_hint, load_images, open_dataset
 from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError
 

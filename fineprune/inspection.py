@@ -26,8 +26,13 @@ from fineprune.max_margin import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
 from fineprune.seeding import seeded
 from fineprune.settings import option, split_heldout
-from fineprune.trigger_reversal import (ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger,
-                                       examine_classes)
+from fineprune.trigger_reversal import (
+    ExaminedClass,
+    ReversalDetectionSettings,
+    ReversalSettings,
+    ReversedTrigger,
+    examine_classes,
+)
 
 DETECTORS = ("margin", "reversal")
 

@@ -16,9 +16,9 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.channels import conv_layer, mean_channel_activations, pruning_order, zero_channels
-from fineprune.models import LoadedModel, copy_model, predict_classes, scale_inputs
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
+from fineprune.models import LoadedModel, copy_model, predict_classes, scale_inputs
 
 
 @dataclass(frozen=True)

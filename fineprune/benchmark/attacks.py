@@ -78,13 +78,12 @@ OPTIMIZERS = ("adam", "sgd", "adadelta")
 def recipe_with(recipe: TrainingRecipe, assignments: Sequence[str]) -> TrainingRecipe:
     """`recipe` with `KEY=VALUE` assignments applied (each value read as its field's type), or
     InputError naming the first that does not fit."""
-    fields = {f.name: f for f in dataclass_fields(recipe)}
+    settable = [f.name for f in dataclass_fields(recipe) if f.name != "weight_decay_layers"]  # a tuple of names
     changes: dict[str, object] = {}
     for assignment in assignments:
         key, equals, text = assignment.partition("=")
-        if not equals or key not in fields or key == "weight_decay_layers":
-            raise InputError(f"--set {assignment}: not KEY=VALUE with KEY one of "
-                             f"{', '.join(k for k in fields if k != 'weight_decay_layers')}")
+        if not equals or key not in settable:
+            raise InputError(f"--set {assignment}: not KEY=VALUE with KEY one of {', '.join(settable)}")
         kind = type(getattr(recipe, key))
         try:
             changes[key] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)

@@ -199,9 +199,10 @@ def load_real_samples(csaw: Path) -> RealSamples:
     return RealSamples(images.pop("clean"), images)
 
 
-def real_badnet(csaw: Path, name: str) -> LoadedModel:
-    """A real challenge BadNet from `csaw/weights` (all four take x/255 input)."""
-    return load_model(csaw / "weights" / f"{name}_bd_weights.h5", input_scale="unit")
+def real_badnet(csaw: Path, name: str, input_scale: str = "unit") -> LoadedModel:
+    """A real challenge BadNet from `csaw/weights` (the four challenge nets take x/255 input, lab3
+    raw pixels)."""
+    return load_model(csaw / "weights" / f"{name}_bd_weights.h5", input_scale=input_scale)
 
 
 def real_signatures(csaw: Path) -> dict[str, dict[str, object]]:
@@ -346,7 +347,7 @@ def real_locations(csaw: Path) -> dict[str, BackdoorLocation]:
     samples = load_real_samples(csaw)
     found = {}
     for trigger in REAL_TRIGGERS:
-        net = load_model(csaw / "weights" / f"{trigger.badnet}_bd_weights.h5", input_scale=trigger.input_scale)
+        net = real_badnet(csaw, trigger.badnet, trigger.input_scale)
         found[trigger.label] = backdoor_location(net, samples.clean, samples.triggered[trigger.samples], trigger.target)
     return found
 

@@ -27,8 +27,8 @@ import tf_keras
 from fineprune.data import LabelledImages
 from fineprune.defenses.channels import zero_channels
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
-from fineprune.models import LoadedModel, copy_model, output_layer, scale_inputs
 from fineprune.defenses.registry import register
+from fineprune.models import LoadedModel, copy_model, output_layer, scale_inputs
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fineprune.models import copy_model, scale_inputs
 from fineprune.errors import InputError
+from fineprune.models import copy_model, scale_inputs
 
 
 def conv_layer(model: tf_keras.Model, layer_name: str) -> tf_keras.layers.Conv2D:

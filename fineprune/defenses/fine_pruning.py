@@ -28,9 +28,9 @@ from fineprune.defenses.channels import (
     zero_channels,
 )
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
-from fineprune.models import LoadedModel, copy_model
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
+from fineprune.models import LoadedModel, copy_model
 
 FINE_PRUNING_METHODS = ("activation", "prune", "finetune")
 

@@ -20,8 +20,8 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
-from fineprune.models import LoadedModel, copy_model, output_layer
 from fineprune.defenses.registry import register
+from fineprune.models import LoadedModel, copy_model, output_layer
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, RepairResult, RepairRun, RepairSettings, option
-from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
+from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
 
 FITS = ("probe", "lda")
 UNSEEN_CLASS_MARGIN = 1e3  # how far below every fitted class's bias an unseen class's bias is put

@@ -25,8 +25,8 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
-from fineprune.models import LoadedModel, copy_model, scale_inputs
 from fineprune.defenses.registry import register
+from fineprune.models import LoadedModel, copy_model, scale_inputs
 
 PERTURBATION_STEP = 10.0  # the reference's SGD rate for the universal perturbation
 INNER_STEP = 0.1  # the reference's gradient-descent step of the inner map

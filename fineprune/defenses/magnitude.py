@@ -16,9 +16,9 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, fine_tuning_steps, option
-from fineprune.models import LoadedModel, copy_model
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
+from fineprune.models import LoadedModel, copy_model
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
-from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
 from fineprune.max_margin import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
+from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
 
 CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"
 
