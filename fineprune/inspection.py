@@ -2,11 +2,11 @@
 
 From a net and clean data alone, with one of two detectors:
 
-- `margin` (the default): MM-BD's maximum-margin test (`fineprune.max_margin`) over every class
+- `margin` (the default): MM-BD's maximum-margin test (`fineprune.detection.margins`) over every class
   decides; the flagged classes are then reversed as Neural Cleanse would, beside a population of
   ordinary classes drawn at random, for a picture of each trigger, its size, its anomaly index
   and its hit rate.
-- `reversal`: Neural Cleanse's detection (`trigger_reversal.examine_classes`) proposes suspect
+- `reversal`: Neural Cleanse's detection (`reversal.examine_classes`) proposes suspect
   classes by untargeted stamp searches, reverses a trigger for each and for the ordinary classes,
   and flags the classes whose reversed trigger is anomalously small. The `unlearn` repair runs
   this detection with the same settings.
@@ -22,11 +22,11 @@ import numpy as np
 
 from fineprune.data import LabelledImages
 from fineprune.errors import InputError
-from fineprune.max_margin import MarginScan, MarginTestSettings, scan_margins
+from fineprune.detection.margins import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
 from fineprune.seeding import seeded
 from fineprune.settings import option, split_heldout
-from fineprune.trigger_reversal import (
+from fineprune.detection.reversal import (
     ExaminedClass,
     ReversalDetectionSettings,
     ReversalSettings,

@@ -11,6 +11,11 @@ Input scaling: some real BadNets expect x/255 ("unit"), others raw 0..255 pixels
 feeding the wrong one silently gives nonsense. Files this tool writes record the scale in JSON
 (an HDF5 attribute `METADATA_ATTR`, or the archive entry `METADATA_ENTRY`), together with how
 they were made; files from elsewhere default to "unit" unless the user says otherwise.
+
+Prediction: every prediction, feature extraction and input scaling in the package goes through the
+functions at the end of this module (`predict_classes`, `predict_scores`, `penultimate_features`,
+`layer_outputs`, and `class_predictor` for G's two nets), which run `PREDICT_BATCH` images at a time
+through one traced function cached per model, scaling inputs inside the graph (`scale_inputs`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import h5py
 import numpy as np
@@ -39,7 +45,7 @@ DEFAULT_INPUT_SCALE: InputScale = "unit"
 CHALLENGE_NUM_CLASSES = 1283
 METADATA_ATTR = "fineprune_metadata"  # HDF5 attribute
 METADATA_ENTRY = "fineprune_metadata.json"  # entry of a .keras archive
-_PREDICT_CHUNK = 2048
+PREDICT_BATCH = 256  # images per traced call, for every prediction the package makes
 
 
 @dataclass
@@ -60,9 +66,17 @@ class LoadedModel:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(d) for d in self.model.input_shape[1:])  # type: ignore[return-value]
 
-    def predict_classes(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_classes(self, x: np.ndarray) -> np.ndarray:
         """Predicted class of each image in `x` (N, H, W, 3), pixel values 0..255."""
-        return predict_classes(self.model, x, self.input_scale, batch_size)
+        return predict_classes(self.model, x, self.input_scale)
+
+    def predict_scores(self, x: np.ndarray) -> np.ndarray:
+        """The model's output (class probabilities) for each image in `x`, pixel values 0..255."""
+        return predict_scores(self.model, x, self.input_scale)
+
+    def penultimate_features(self, x: np.ndarray) -> np.ndarray:
+        """What enters the output layer for each image in `x`, pixel values 0..255."""
+        return penultimate_features(self.model, x, self.input_scale)
 
 
 def build_challenge_model(
@@ -180,27 +194,61 @@ def save_model(
             h5.attrs[METADATA_ATTR] = record
 
 
-def scale_inputs(x: np.ndarray, input_scale: str) -> np.ndarray:
-    """Pixels 0..255 as the model expects them: divided by 255 for "unit", unchanged for "raw"."""
+def scale_inputs(x: np.ndarray | tf.Tensor, input_scale: str | None) -> np.ndarray | tf.Tensor:
+    """Pixels 0..255 as the model expects them: divided by 255 for "unit", unchanged for "raw" (or
+    None, for inputs that are not images). Works on arrays and on tensors inside a graph alike."""
     return x / np.float32(PIXEL_MAX) if input_scale == "unit" else x
 
 
-def predict_classes(
-    model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256
-) -> np.ndarray:
-    """Argmax class of each image, scaling chunk by chunk so no scaled copy of all of `x` is made."""
-    predictions = [
-        np.argmax(
-            model.predict(scale_inputs(x[start : start + _PREDICT_CHUNK], input_scale),
-                          batch_size=batch_size, verbose=0),
-            axis=1,
-        )
-        for start in range(0, len(x), _PREDICT_CHUNK)
-    ]
-    return np.concatenate(predictions).astype(np.int64)
+def in_batches(x: np.ndarray, batch_size: int | None = None) -> Iterator[tf.Tensor]:
+    """`x` as float32 tensors of `batch_size` rows (default `PREDICT_BATCH`), converted one batch at
+    a time so that no float32 copy of all of `x` (float64 in the challenge files) is ever made."""
+    batch_size = batch_size or PREDICT_BATCH
+    for start in range(0, len(x), batch_size):
+        yield tf.convert_to_tensor(np.asarray(x[start : start + batch_size], np.float32))
 
 
-def class_predictor(models: Sequence[LoadedModel], batch_size: int = 128) -> Callable[[np.ndarray], list[np.ndarray]]:
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(what, scale): traced function}
+
+
+def traced_call(model: tf_keras.Model, input_scale: str | None, classes: bool = False) -> Callable:
+    """`model` on a batch (scaled by `input_scale` in the graph), or its argmax with `classes`: one
+    traced function per model and setting, cached while the model lives. It reads the model's
+    variables when called, so it follows a model that is being trained."""
+    cache = _TRACED.setdefault(model, {})
+    key = (classes, input_scale)
+    if key not in cache:
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+
+        @tf.function(input_signature=[tf.TensorSpec(model.input_shape, tf.float32)])
+        def call(batch: tf.Tensor) -> tf.Tensor:
+            output = model_ref()(scale_inputs(batch, input_scale), training=False)
+            return tf.argmax(output, axis=1) if classes else output
+
+        cache[key] = call
+    return cache[key]
+
+
+def model_outputs(model: tf_keras.Model, x: np.ndarray, input_scale: str | None) -> np.ndarray:
+    """`model`'s output for every row of `x`, batch by batch (see `traced_call`)."""
+    call = traced_call(model, input_scale)
+    parts = [call(batch).numpy() for batch in in_batches(x)]
+    return np.concatenate(parts) if parts else np.empty((0, *model.output_shape[1:]), np.float32)
+
+
+def predict_classes(model: tf_keras.Model, x: np.ndarray, input_scale: str | None) -> np.ndarray:
+    """Argmax class of each row of `x` (images with pixels 0..255, or None-scaled inputs)."""
+    call = traced_call(model, input_scale, classes=True)
+    parts = [call(batch).numpy() for batch in in_batches(x)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
+
+def predict_scores(model: tf_keras.Model, x: np.ndarray, input_scale: str | None) -> np.ndarray:
+    """The model's output (class probabilities for a classifier) for each image in `x`."""
+    return model_outputs(model, x, input_scale)
+
+
+def class_predictor(models: Sequence[LoadedModel]) -> Callable[[np.ndarray], list[np.ndarray]]:
     """A function giving each image's argmax class under every one of `models` (same input shape),
     for images (n, H, W, 3) in 0..255. All models run in one traced graph per batch, each on its
     own input scale, so G's two nets cost one pass of the data and no per-call Keras overhead."""
@@ -210,15 +258,12 @@ def class_predictor(models: Sequence[LoadedModel], batch_size: int = 128) -> Cal
     (image_shape,) = shapes
 
     @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32)])
-    def classes(x: tf.Tensor) -> list[tf.Tensor]:
-        return [
-            tf.argmax(model.model(x / PIXEL_MAX if model.input_scale == "unit" else x, training=False), axis=1)
-            for model in models
-        ]
+    def classes(batch: tf.Tensor) -> list[tf.Tensor]:
+        return [tf.argmax(model.model(scale_inputs(batch, model.input_scale), training=False), axis=1)
+                for model in models]
 
     def predict(x: np.ndarray) -> list[np.ndarray]:
-        batches = [classes(tf.convert_to_tensor(x[start : start + batch_size], tf.float32))
-                   for start in range(0, len(x), batch_size)]
+        batches = [classes(batch) for batch in in_batches(x)]
         return [np.concatenate([batch[i].numpy() for batch in batches]).astype(np.int64) if batches
                 else np.empty(0, np.int64) for i in range(len(models))]
 
@@ -235,14 +280,27 @@ def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
     return head
 
 
-def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str, batch_size: int = 256) -> np.ndarray:
+def layer_outputs(model: tf_keras.Model, layer_name: str, x: np.ndarray, input_scale: str | None) -> np.ndarray:
+    """The output of `model`'s layer `layer_name` for every image in `x` (see `layer_model`)."""
+    return model_outputs(layer_model(model, model.get_layer(layer_name).output), x, input_scale)
+
+
+def penultimate_features(model: tf_keras.Model, x: np.ndarray, input_scale: str | None) -> np.ndarray:
     """What enters the model's last layer (the challenge net's 160 features after add_1 and ReLU)
-    for images `x` (pixels 0..255), chunk by chunk."""
-    features = tf_keras.Model(model.input, model.layers[-1].input)
-    return np.concatenate([
-        features.predict(scale_inputs(x[start : start + _PREDICT_CHUNK], input_scale), batch_size=batch_size, verbose=0)
-        for start in range(0, len(x), _PREDICT_CHUNK)
-    ])
+    for images `x` (pixels 0..255)."""
+    return model_outputs(layer_model(model, model.layers[-1].input), x, input_scale)
+
+
+_SUBMODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {tensor name: sub-model}
+
+
+def layer_model(model: tf_keras.Model, tensor: tf.Tensor) -> tf_keras.Model:
+    """The part of `model` from its input to `tensor` (one of its layers' inputs or outputs), built
+    once per model so that its traced function is cached with it."""
+    cache = _SUBMODELS.setdefault(model, {})
+    if tensor.name not in cache:
+        cache[tensor.name] = tf_keras.Model(model.input, tensor)
+    return cache[tensor.name]
 
 
 def _is_keras_archive(path: Path) -> bool:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from fineprune.evaluation import Evaluation, Mistake
     from fineprune.pruning_curve import SweepPoint
-    from fineprune.trigger_reversal import ExaminedClass, ReversedTrigger
+    from fineprune.detection.reversal import ExaminedClass, ReversedTrigger
 
 # Box colours by layer kind; the legend lists the kinds that occur, in this order.
 _KIND_COLOURS = {

@@ -18,7 +18,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.channels import conv_layer, mean_channel_activations, pruning_order, zero_channels
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
-from fineprune.models import LoadedModel, copy_model, predict_classes, scale_inputs
+from fineprune.models import LoadedModel, copy_model, layer_outputs, predict_classes
 
 
 @dataclass(frozen=True)
@@ -90,21 +90,14 @@ def _pruned_predictor(badnet: LoadedModel, layer_name: str,
 
         return predict_zeroed
 
-    features = tf_keras.Model(model.input, layer.output)
-    cached = {name: np.concatenate([features.predict(scale_inputs(x[start : start + 2048], badnet.input_scale),
-                                                     batch_size=256, verbose=0)
-                                    for start in range(0, len(x), 2048)])
-              for name, x in images.items()}
+    cached = {name: layer_outputs(model, layer_name, x, badnet.input_scale) for name, x in images.items()}
     shape = (-1, 1, 1) if layer.data_format == "channels_first" else (-1,)
 
     def predict_masked(removed: np.ndarray) -> dict[str, np.ndarray]:
         mask = np.ones(layer.filters, np.float32)
         mask[np.asarray(removed, dtype=np.int64)] = 0.0
         mask = mask.reshape(shape)
-        return {name: np.concatenate([np.argmax(rest.predict(f[start : start + 2048] * mask, batch_size=256,
-                                                             verbose=0), axis=1)
-                                      for start in range(0, len(f), 2048)]).astype(np.int64)
-                for name, f in cached.items()}
+        return {name: predict_classes(rest, f * mask, None) for name, f in cached.items()}
 
     return predict_masked
 

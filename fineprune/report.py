@@ -16,7 +16,7 @@ from fineprune.metrics import Spread
 if TYPE_CHECKING:  # only for annotations: importing the defenses would load TensorFlow
     from fineprune.defenses import RepairResult, RepairSettings
     from fineprune.inspection import Inspection
-    from fineprune.trigger_reversal import ExaminedClass
+    from fineprune.detection.reversal import ExaminedClass
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

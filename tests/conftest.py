@@ -18,6 +18,7 @@ import os
 import shutil
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -39,14 +40,15 @@ def fixture_seed(base: int) -> int:
     return base + 1000 * FIXTURE_SEED
 
 
-@pytest.fixture(scope="session", autouse=True)
-def deterministic_ops() -> None:
-    """The stated conditions every fixture trains under: deterministic kernels for the whole
-    session, and each fixture's own seed (`seeding.seeded`), so that no fixture depends on which
-    test ran first."""
-    import tensorflow as tf
+@pytest.fixture(autouse=True)
+def each_test_seeded() -> Iterator[None]:
+    """The stated conditions every test and fixture runs under: deterministic kernels and the same
+    seeds at the start of each test (`seeding.seeded`, restored after it), and each fixture's own
+    seed inside that, so that nothing depends on which test ran first."""
+    from fineprune.seeding import seeded
 
-    tf.config.experimental.enable_op_determinism()
+    with seeded(fixture_seed(0)):
+        yield
 
 
 def require_shared_csaw() -> Path:

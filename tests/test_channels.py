@@ -11,6 +11,7 @@ from conftest import TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, prune_channels, pruning_order
 from fineprune.errors import InputError
+from fineprune import models
 from fineprune.models import load_model
 
 
@@ -18,7 +19,7 @@ def _layer_output(model: tf_keras.Model, layer_name: str, x: np.ndarray) -> np.n
     """What `layer_name` outputs for images `x` (pixels 0..255) of a unit-scale model."""
     return tf_keras.Model(model.input, model.get_layer(layer_name).output).predict(x / 255.0, verbose=0)
 
-def test_mean_activations_match_a_direct_computation(tiny: TinyBenchmark) -> None:
+def test_mean_activations_match_a_direct_computation(tiny: TinyBenchmark, monkeypatch: pytest.MonkeyPatch) -> None:
     badnet = load_model(tiny.badnet)
     x = load_dataset(tiny.clean_test).x[::7][:5]
     activations = mean_channel_activations(badnet.model, "conv_3", x, "unit")
@@ -31,8 +32,8 @@ def test_mean_activations_match_a_direct_computation(tiny: TinyBenchmark) -> Non
     np.testing.assert_allclose(activations, by_hand, rtol=1e-4, atol=1e-6)
     assert (activations >= 0).all() and activations.max() > 0
     # Batches are only how the work is split up.
-    np.testing.assert_allclose(mean_channel_activations(badnet.model, "conv_3", x, "unit", batch_size=2),
-                               activations, rtol=1e-6)
+    monkeypatch.setattr(models, "PREDICT_BATCH", 2)
+    np.testing.assert_allclose(mean_channel_activations(badnet.model, "conv_3", x, "unit"), activations, rtol=1e-6)
 
 def test_pruning_order_is_increasing_and_stable() -> None:
     activations = np.array([0.5, 0.0, 2.0, 0.5, 0.0, 1.0])

@@ -12,7 +12,7 @@ from conftest import TARGET, WIDE_CLASSES, TintedBadNet, fixture_seed, tinted_im
 from fineprune.errors import InputError
 from fineprune.inspection import DetectionSettings, Inspection, inspect, threshold_mask_share_pct
 from fineprune.models import LoadedModel
-from fineprune.trigger_reversal import ExaminedClass
+from fineprune.detection.reversal import ExaminedClass
 
 # Four classes make a coarse median absolute deviation: the threshold is lowered to match (as in test_unlearn).
 QUICK = DetectionSettings(detector="reversal", suspects=2, ordinary_classes=2, reversal_steps=150,
@@ -113,7 +113,7 @@ def test_the_margin_detector_points_a_net_with_too_few_classes_to_reversal(tinte
 
 def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
     sizes = [1.0, 10.0, 11.0, 9.0, 10.0]  # median 10, MAD 1 -> index 9 / 1.4826 for the first
-    from fineprune.trigger_reversal import anomaly_indices
+    from fineprune.detection.reversal import anomaly_indices
 
     examined = [ExaminedClass(n, False, size, True, float(index), 0.0, bool(index > 2.0))
                 for n, (size, index) in enumerate(zip(sizes, anomaly_indices(sizes)))]

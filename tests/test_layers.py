@@ -18,7 +18,7 @@ from tests.conftest import REPO_ROOT
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fineprune", "fineprune.errors", "fineprune.files", "fineprune.settings", "fineprune.cli", "fineprune.data",
      "fineprune.models", "fineprune.metrics", "fineprune.jobs", "fineprune.seeding"),
-    ("fineprune.max_margin", "fineprune.trigger_reversal"),
+    ("fineprune.detection",),
     ("fineprune.defenses",),
     ("fineprune.detector", "fineprune.evaluation", "fineprune.pruning_curve", "fineprune.inspection"),
     ("fineprune.report", "fineprune.plots"),

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from fineprune.benchmark.location import (BOX_AUGMENTATIONS, BackdoorLocation, backdoor_location, box_faces,
                                           location_problems)
-from fineprune.max_margin import MarginTestSettings, mad_deviations
+from fineprune.detection.margins import MarginTestSettings, mad_deviations
 from fineprune.models import output_layer, penultimate_features
 
 

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
+import tf_keras
 
 from conftest import NUM_CLASSES, TinyBenchmark, require_shared_csaw
+from fineprune import models
 from fineprune.errors import InputError
 from fineprune.models import (
     METADATA_ATTR,
     LoadedModel,
     build_challenge_model,
     class_predictor,
+    copy_model,
+    in_batches,
+    layer_outputs,
     load_model,
+    penultimate_features,
     predict_classes,
     read_metadata,
     save_model,
     scale_inputs,
+    traced_call,
 )
 
 REAL_WEIGHTS = [
@@ -114,12 +124,58 @@ def test_predict_classes_feeds_the_scaled_pixels(tiny: TinyBenchmark) -> None:
     np.testing.assert_array_equal(predict_classes(model, x, "unit"), expected)
 
 
-def test_class_predictor_runs_several_nets_each_on_its_own_scale(tiny: TinyBenchmark) -> None:
+def test_scores_features_and_layer_outputs_match_keras(tiny: TinyBenchmark, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_model(tiny.badnet)
+    x = np.random.default_rng(3).uniform(0, 255, (7, 55, 47, 3))  # float64, as the challenge stores it
+    monkeypatch.setattr(models, "PREDICT_BATCH", 3)  # batches of 3, 3 and 1
+    expected = loaded.model.predict(x / 255.0, verbose=0)
+    np.testing.assert_allclose(loaded.predict_scores(x), expected, rtol=1e-5, atol=1e-6)
+    features = tf_keras.Model(loaded.model.input, loaded.model.layers[-1].input).predict(x / 255.0, verbose=0)
+    np.testing.assert_allclose(loaded.penultimate_features(x), features, rtol=1e-5, atol=1e-5)
+    assert loaded.penultimate_features(x).shape == (7, 160)
+    conv = tf_keras.Model(loaded.model.input, loaded.model.get_layer("conv_3").output).predict(x, verbose=0)
+    np.testing.assert_allclose(layer_outputs(loaded.model, "conv_3", x, "raw"), conv, rtol=1e-5, atol=1e-4)
+    assert predict_classes(loaded.model, x[:0], "unit").shape == (0,)
+
+
+def test_in_batches_gives_float32_batches_of_the_set_size() -> None:
+    batches = list(in_batches(np.arange(10, dtype=np.float64).reshape(5, 2), batch_size=2))
+    assert [tuple(batch.shape) for batch in batches] == [(2, 2), (2, 2), (1, 2)]
+    assert all(batch.dtype == tf.float32 for batch in batches)
+
+
+def test_one_traced_function_per_model_that_follows_its_weights(tiny: TinyBenchmark) -> None:
+    model = copy_model(load_model(tiny.badnet).model)
+    assert traced_call(model, "unit", classes=True) is traced_call(model, "unit", classes=True)
+    assert traced_call(model, "unit") is not traced_call(model, "raw")
+    x = np.random.default_rng(4).uniform(0, 255, (6, 55, 47, 3))
+    before = predict_classes(model, x, "unit")
+    head = model.layers[-1]
+    kernel, bias = head.get_weights()
+    target = int(before[0] + 1) % len(bias)  # a class image 0 did not go to
+    bias[:] = -1e3
+    bias[target] = 1e3  # every image now goes to the target
+    head.set_weights([kernel, bias])
+    assert (predict_classes(model, x, "unit") == target).all()
+
+
+def test_the_cache_lets_a_model_go(tiny: TinyBenchmark) -> None:
+    model = copy_model(load_model(tiny.badnet).model)
+    penultimate_features(model, np.zeros((1, 55, 47, 3)), "unit")
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+
+
+def test_class_predictor_runs_several_nets_each_on_its_own_scale(tiny: TinyBenchmark,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     unit = load_model(tiny.badnet)
     raw = LoadedModel(unit.path, unit.model, "raw", "option")
     x = np.random.default_rng(2).uniform(0, 255, (300, 55, 47, 3)).astype(np.float32)
 
-    as_unit, as_raw = class_predictor([unit, raw], batch_size=128)(x)
+    monkeypatch.setattr(models, "PREDICT_BATCH", 128)
+    as_unit, as_raw = class_predictor([unit, raw])(x)
 
     np.testing.assert_array_equal(as_unit, predict_classes(unit.model, x, "unit"))
     np.testing.assert_array_equal(as_raw, predict_classes(unit.model, x, "raw"))

@@ -30,7 +30,7 @@ from fineprune.data import check_same_data
 from fineprune.data import load_dataset
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
-from fineprune.models import LoadedModel, build_challenge_model, save_model
+from fineprune.models import LoadedModel, build_challenge_model, in_batches, layer_model, save_model, traced_call
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 
 PRUNE_LAYER = "conv_3"
@@ -157,16 +157,15 @@ def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, ve
 DEPRUNE_BIAS_MARGIN = 1.5  # how far below the largest pre-activation seen the restored biases go
 
 
-def _largest_preactivation(model: tf_keras.Model, layer_name: str, kernel: np.ndarray, x: np.ndarray,
-                           batch_size: int = 512) -> np.ndarray:
+def _largest_preactivation(model: tf_keras.Model, layer_name: str, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The largest value each of `kernel`'s channels reaches before bias and ReLU in `layer_name`
     over the images `x` (already scaled)."""
     layer = model.get_layer(layer_name)
-    inputs_of_layer = tf_keras.Model(model.inputs, layer.input)
     kernel_tensor = tf.constant(kernel)
     reach = np.full(kernel.shape[-1], -np.inf, dtype=np.float32)
-    for start in range(0, len(x), batch_size):
-        feature_maps = inputs_of_layer(x[start : start + batch_size], training=False)
+    inputs_of_layer = traced_call(layer_model(model, layer.input), None)
+    for batch in in_batches(x):
+        feature_maps = inputs_of_layer(batch)
         values = tf.nn.conv2d(feature_maps, kernel_tensor, strides=1, padding=layer.padding.upper())
         reach = np.maximum(reach, tf.reduce_max(values, axis=(0, 1, 2)).numpy())
     return reach

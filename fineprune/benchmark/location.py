@@ -4,7 +4,7 @@ One protocol for real and synthetic BadNets alike, since the real ones come with
 - the clean feature box: the penultimate features of 5 clean faces plus 95 fixed augmentations of
   them (`box_faces`: horizontal flip, shifts of up to 2 pixels, brightness x0.85..1.15, Gaussian
   noise of sigma 4, clipped to 0..255), each unit between its minimum and maximum;
-- every class's maximum margin over that box and MM-BD's gamma test (`fineprune.max_margin`);
+- every class's maximum margin over that box and MM-BD's gamma test (`fineprune.detection.margins`);
 - the target's output bias and output weight norm, as MAD-scaled deviations from all classes';
 - on triggered faces: the share of their feature energy (sum of squares) above the box's maxima,
   and the share sent to the target before and after their features are capped at those maxima.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fineprune.max_margin import MarginTestSettings, check_enough_classes, flag_classes, mad_deviations, max_margins
+from fineprune.detection.margins import MarginTestSettings, check_enough_classes, flag_classes, mad_deviations, max_margins
 from fineprune.metrics import attack_success_pct
 from fineprune.models import LoadedModel, penultimate_features
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras
 
 from fineprune.errors import InputError
-from fineprune.models import copy_model, scale_inputs
+from fineprune.models import copy_model, in_batches, layer_model, scale_inputs
 
 
 def conv_layer(model: tf_keras.Model, layer_name: str) -> tf_keras.layers.Conv2D:
@@ -33,7 +33,7 @@ def conv_layer(model: tf_keras.Model, layer_name: str) -> tf_keras.layers.Conv2D
 
 
 def mean_channel_activations(
-    model: tf_keras.Model, layer_name: str, x: np.ndarray, input_scale: str, batch_size: int = 256
+    model: tf_keras.Model, layer_name: str, x: np.ndarray, input_scale: str
 ) -> np.ndarray:
     """Mean output (after the layer's ReLU) of each channel of a Conv2D layer, over images and positions.
 
@@ -41,22 +41,19 @@ def mean_channel_activations(
     so memory stays bounded however many images there are (11547 for the challenge's validation set).
     """
     layer = conv_layer(model, layer_name)
-    if batch_size < 1:
-        raise InputError(f"batch size {batch_size} must be at least 1")
     if len(x) == 0:
         raise InputError(f"no images to measure the activations of layer {layer_name!r} on")
-    features = tf_keras.Model(model.input, layer.output)
+    features = layer_model(model, layer.output)
     reduce_axes = [0, 1, 2] if layer.data_format == "channels_last" else [0, 2, 3]
 
     @tf.function(reduce_retracing=True)
     def channel_sums(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        output = tf.cast(features(batch, training=False), tf.float64)
+        output = tf.cast(features(scale_inputs(batch, input_scale), training=False), tf.float64)
         return tf.reduce_sum(output, axis=reduce_axes), tf.size(output) // layer.filters
 
     totals = np.zeros(layer.filters, dtype=np.float64)
     positions = 0
-    for start in range(0, len(x), batch_size):
-        batch = np.asarray(scale_inputs(x[start : start + batch_size], input_scale), dtype=np.float32)
+    for batch in in_batches(x):
         sums, count = channel_sums(batch)
         totals += sums.numpy()
         positions += int(count)

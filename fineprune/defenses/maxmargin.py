@@ -1,9 +1,9 @@
 """`maxmargin`: MM-BD's maximum-margin detection (Wang, Xiang, Miller, Kesidis, IEEE S&P 2024),
-computed on the features the output layer reads (`fineprune.max_margin`), then a repair of only
+computed on the features the output layer reads (`fineprune.detection.margins`), then a repair of only
 what it flags.
 
 1. Every class's maximum margin within the box the clean training part's penultimate features
-   span; classes flagged by MM-BD's gamma test, repeated down the classes (see `max_margin`).
+   span; classes flagged by MM-BD's gamma test, repeated down the classes (see `fineprune.detection.margins`).
 2. Repair, in the spirit of MM-BD's mitigation (MM-BM), which bounds activations at what clean
    data needs: every penultimate unit is capped at its clean maximum (the net gains two layers
    computing min(feature, cap)), so that no input can drive a unit further than clean faces do;
@@ -27,7 +27,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
-from fineprune.max_margin import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
+from fineprune.detection.margins import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
 from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
 
 CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"

@@ -1,7 +1,7 @@
 """`unlearn`: Neural Cleanse's detection and unlearning (Wang et al., IEEE S&P 2019).
 
 1. Propose `suspects` classes by untargeted stamp searches, and draw `ordinary_classes` others at
-   random (see `fineprune.trigger_reversal`).
+   random (see `fineprune.detection.reversal`).
 2. Reverse a trigger (mask and pattern) for each, on the clean training part.
 3. Flag every class whose mask is anomalously small: anomaly index above `anomaly_threshold`.
 4. Fine-tune on the clean training part with `stamp_fraction` of the images stamped with a flagged
@@ -21,11 +21,10 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, option
-from fineprune.models import LoadedModel, copy_model, scale_inputs
+from fineprune.models import LoadedModel, copy_model
 from fineprune.defenses.registry import register
-from fineprune import trigger_reversal
-from fineprune.trigger_reversal import ReversalDetectionSettings
-from fineprune.trigger_reversal import ExaminedClass, ReversalSettings, ReversedTrigger
+from fineprune.detection import reversal
+from fineprune.detection.reversal import ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSetting
 def examine_classes(badnet: LoadedModel, run: RepairRun,
                     settings: UnlearnSettings) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
     """Steps 1-3 on the clean training part; hit rates on the held-out part."""
-    return trigger_reversal.examine_classes(
+    return reversal.examine_classes(
         badnet.model, badnet.input_scale, run.x_train, run.y_train, run.clean.x[run.heldout],
         run.clean.y[run.heldout], settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
         ReversalSettings(steps=settings.reversal_steps), settings.seed)
@@ -75,7 +74,7 @@ def unlearning_set(badnet: LoadedModel, run: RepairRun, flagged: list[ReversedTr
         for index, trigger in enumerate(flagged):
             picked = chosen[which == index]
             x[picked] = trigger.stamp(x[picked])
-    teacher = badnet.model.predict(scale_inputs(run.x_train, badnet.input_scale), batch_size=256, verbose=0)
+    teacher = badnet.predict_scores(run.x_train)
     targets = (1.0 - settings.distillation) * tf_keras.utils.to_categorical(run.y_train, badnet.num_classes)
     targets += settings.distillation * teacher
     return x, targets.astype(np.float32)

@@ -1,4 +1,4 @@
-"""Tests for fineprune.trigger_reversal: on a BadNet whose clean classes no small stamp can reach,
+"""Tests for fineprune.detection.reversal: on a BadNet whose clean classes no small stamp can reach,
 the reversed trigger of the target is small and lies on the planted patch, the suspects include
 the target, and the anomaly index singles it out."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TARGET, TintedBadNet
 from fineprune.errors import InputError
-from fineprune.trigger_reversal import ReversalSettings, anomaly_indices, find_suspects, reverse_trigger
+from fineprune.detection.reversal import ReversalSettings, anomaly_indices, find_suspects, reverse_trigger
 
 QUICK = ReversalSettings(steps=150)
 PATCH_CENTRE = (47.5, 39.5)  # row and column of the planted trigger's centre (conftest.add_trigger: 45:51, 37:43)

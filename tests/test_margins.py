@@ -1,4 +1,4 @@
-"""Tests for fineprune.max_margin: the search finds the maxima a linear layer allows in a box, the
+"""Tests for fineprune.detection.margins: the search finds the maxima a linear layer allows in a box, the
 test flags outliers largest first and nothing else, a scan flags a BadNet's target and nothing on a
 clean net, and a net with too few classes for the test is refused."""
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import TARGET, TintedBadNet, TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.errors import InputError
-from fineprune.max_margin import MarginTestSettings, flag_classes, gamma_test, max_margins, scan_margins
+from fineprune.detection.margins import MarginTestSettings, flag_classes, gamma_test, max_margins, scan_margins
 from fineprune.models import LoadedModel, load_model, penultimate_features
 
 SETTINGS = MarginTestSettings(significance=0.01)  # a level the wide fixtures clear by far (conftest.wide)

@@ -27,9 +27,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fineprune.data import PIXEL_MAX
 from fineprune.errors import InputError
-from fineprune.models import predict_classes
+from fineprune.models import predict_classes, scale_inputs
 from fineprune.settings import HeldOutSettings, option
 
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
@@ -182,7 +181,7 @@ class _StampSearch:
     def __init__(self, model: tf_keras.Model, image_shape: tuple[int, ...], input_scale: str,
                  settings: ReversalSettings, seed: int) -> None:
         self.model, self.settings = model, settings
-        self.scale = 1.0 / PIXEL_MAX if input_scale == "unit" else 1.0
+        self.input_scale = input_scale
         self.rng = np.random.default_rng(seed)
         height, width = image_shape[:2]
         self.mask_raw = tf.Variable(self.rng.uniform(-2.0, -1.0, (height, width, 1)).astype(np.float32))
@@ -204,7 +203,7 @@ class _StampSearch:
             with tf.GradientTape() as tape:
                 mask, pattern = self.mask_and_pattern()
                 stamped = (1.0 - mask) * batch + mask * pattern
-                probs = self.model(stamped * self.scale, training=False)
+                probs = self.model(scale_inputs(stamped, self.input_scale), training=False)
                 l1 = tf.reduce_sum(mask)
                 loss = tf.reduce_mean(loss_of(probs, batch_labels)) + cost * l1
             variables = [self.mask_raw, self.pattern_raw]
