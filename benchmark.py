@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from fineprune import __version__, cli
+from fineprune import cli
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> cli.ArgumentParser:
         prog="benchmark.py",
         description="The embedded synthetic face benchmark in the CSAW-HackML-2020 file layout.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    cli.add_version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data = commands.add_parser("data", help="build the data files (deterministic from the seed)")
     add_folders(data, "data")
@@ -50,8 +50,7 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(fidelity, "data", "models", "results")
     fidelity.add_argument("--csaw-dir", default="../shared/csaw", metavar="DIR",
                           help="the real challenge files: weights/, samples/, seed_repaired/ (default: %(default)s)")
-    fidelity.add_argument("--seed", type=int, default=0, metavar="N",
-                          help="seed of the original recipe's repairs (default: %(default)s)")
+    cli.add_seed_option(fidelity)
     fidelity.add_argument("--no-recipe", action="store_true",
                           help="skip the original recipe's repairs (the slow part): signatures and locations only")
     add_badnet_choice(fidelity)
@@ -85,7 +84,7 @@ def build_parser() -> cli.ArgumentParser:
     add_badnet_choice(oracle)
     oracle.add_argument("--channels", type=int, default=10, metavar="K",
                         help="how many of the most raised channels to prune (default: %(default)s)")
-    oracle.add_argument("--seed", type=int, default=0, metavar="N", help="fine-tuning seed (default: %(default)s)")
+    cli.add_seed_option(oracle)
     speed = commands.add_parser("speed", help="images per second of a BadNet alone and of G (both nets), "
                                 "on the same clean test images")
     speed.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fineprune import __version__, cli
+from fineprune import cli
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -26,14 +26,12 @@ def build_parser() -> cli.ArgumentParser:
                         help="poisoned .h5 file(s), folder(s) of them, or image(s); then the BadNet model")
     parser.add_argument("--repaired", metavar="FILE", help="repaired model, .h5 or .keras (default: MODEL stem + _rp.h5, "
                         "as prune.py writes it)")
-    parser.add_argument("--clean-data", default="data/clean_test_data.h5", metavar="H5",
-                        help="clean test data, evaluated whenever DATA holds .h5 files (default: %(default)s)")
+    cli.add_clean_data_option(parser, "data/clean_test_data.h5", "clean test data, evaluated whenever DATA holds .h5 files")
     cli.add_input_scale_option(parser, "both models expect", "what each model file records, else unit")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
-    parser.add_argument("--plots", metavar="DIR",
-                        help="also draw a gallery of what G gets wrong (clean faces misclassified or flagged, "
-                        "poisoned faces let through) to DIR/mistakes_MODEL.png; needs .h5 DATA")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    cli.add_plots_option(parser, "a gallery of what G gets wrong (clean faces misclassified or flagged, poisoned "
+                         "faces let through) to DIR/mistakes_MODEL.png; needs .h5 DATA")
+    cli.add_version_option(parser)
     return parser
 
 
@@ -68,9 +66,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.plots:
         if not h5_files:
             raise InputError(f"{image_files[0]}: --plots needs .h5 data with labels, not images")
-        if Path(args.plots).exists() and not Path(args.plots).is_dir():
-            raise InputError(f"{args.plots}: --plots names a file, not a folder")
-        gallery = Path(args.plots) / f"mistakes_{model_path.stem}.png"
+        gallery = cli.plots_folder(args.plots) / f"mistakes_{model_path.stem}.png"
         cli.refuse_overwriting(gallery, inputs, "--plots")
 
     repaired = load_model(repaired_path, args.input_scale)

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from fineprune import __version__, cli
+from fineprune import cli
 
 PLOT_FACES = 4  # clean faces each reversed trigger is shown stamped on
 
@@ -34,28 +34,22 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", help="the net: full Keras .h5 or .keras model, or challenge "
                         "weights-only .h5")
-    parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
-                        help="clean data to reverse triggers on (HDF5 with data, label; default: %(default)s)")
+    cli.add_clean_data_option(parser, "data/clean_validation_data.h5",
+                              "clean data to reverse triggers on (HDF5 with data, label)")
     cli.add_input_scale_option(parser)
     cli.quiet_tensorflow()  # the detection settings live beside the code that loads TensorFlow
     from fineprune.inspection import DetectionSettings
 
     group = parser.add_argument_group("detection settings")
-    for setting in dataclasses.fields(DetectionSettings):
-        if "help" in setting.metadata:
-            meta = setting.metadata
-            group.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, type=meta["kind"],
-                               metavar=meta["metavar"], default=setting.default,
-                               help=f"{meta['help']} (default: %(default)s)")
+    cli.add_settings_options(group, DetectionSettings)
     group.add_argument("--class", dest="classes", type=int, action="append", default=[], metavar="N",
                        help="also examine this class, e.g. one you suspect (repeatable); its trigger is drawn "
                        "with --plots")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
-                        help="random seed; the same seed repeats a run exactly (default: %(default)s)")
-    parser.add_argument("--plots", metavar="DIR", help="also draw each suspected trigger (mask, stamp, stamped "
-                        "faces), the distribution of mask sizes and (margin detector) of maximum margins to DIR")
+    cli.add_seed_option(parser)
+    cli.add_plots_option(parser, "each suspected trigger (mask, stamp, stamped faces), the distribution of mask "
+                         "sizes and (margin detector) of maximum margins to DIR")
     parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    cli.add_version_option(parser)
     return parser
 
 
@@ -74,9 +68,7 @@ def inspect_net(args: argparse.Namespace) -> int:
     inputs = [model_path, clean_path]
     if args.json:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
-    plots = Path(args.plots) if args.plots else None
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise InputError(f"{plots}: --plots names a file, not a folder")
+    plots = cli.plots_folder(args.plots)
     cli.quiet_tensorflow()
     from fineprune import inspection, report
     from fineprune.data import load_dataset

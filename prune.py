@@ -28,18 +28,17 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 or .keras model, or challenge "
                         "weights-only .h5")
-    parser.add_argument("--clean-data", default="data/clean_validation_data.h5", metavar="H5",
-                        help="clean data for the repair and the held-out check (HDF5 with data, label; default: %(default)s)")
+    cli.add_clean_data_option(parser, "data/clean_validation_data.h5",
+                              "clean data for the repair and the held-out check (HDF5 with data, label)")
     parser.add_argument("--output", metavar="FILE", help="where to write the repaired model: .h5 (HDF5) or .keras "
                         "(tf-keras's archive) (default: MODEL stem + _rp.h5)")
     parser.add_argument("--method", choices=defenses.names(), default="magnitude",
                         help="the repair method, described below (default: %(default)s)")
     cli.add_input_scale_option(parser)
     add_method_options(parser, defenses.option_fields())
-    parser.add_argument("--seed", type=int, metavar="N",
-                        help="random seed; the same seed repeats a run exactly (default: a random one, printed)")
+    cli.add_seed_option(parser, None, "a random one, printed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    cli.add_version_option(parser)
     return parser
 
 

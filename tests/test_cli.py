@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,38 @@ def test_refuse_overwriting_names_the_option_and_the_input(tmp_path, monkeypatch
     with pytest.raises(InputError) as error:
         cli.refuse_overwriting(Path("models/../models/net.h5"), [model], "--output")
     assert str(error.value) == f"models/../models/net.h5: --output would overwrite the input {model}; choose another file"
+
+
+def test_shared_options_read_as_every_script_spells_them(parser, capsys):
+    cli.add_seed_option(parser)
+    cli.add_clean_data_option(parser, "data/clean.h5", "clean data")
+    cli.add_plots_option(parser, "figures")
+    cli.add_version_option(parser)
+    args = parser.parse_args(["bd_net.h5", "--seed", "7", "--plots", "figs"])
+    assert (args.seed, args.clean_data, args.plots) == (7, "data/clean.h5", "figs")
+    assert parser.parse_args(["bd_net.h5"]).seed == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("prune.py ")
+
+
+def test_plots_folder_refuses_a_file(tmp_path):
+    assert cli.plots_folder(None) is None
+    assert cli.plots_folder(str(tmp_path / "new")) == tmp_path / "new"
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(InputError, match="--plots names a file"):
+        cli.plots_folder(str(tmp_path / "taken"))
+
+
+def test_settings_options_carry_each_fields_default_and_bounds(parser):
+    from fineprune.settings import CheckedSettings, option
+
+    @dataclasses.dataclass(frozen=True)
+    class Example(CheckedSettings):
+        steps: int = option(5, "search steps", "N", low=1)
+        not_an_option: int = 3
+
+    cli.add_settings_options(parser.add_argument_group("settings"), Example)
+    args = parser.parse_args(["bd_net.h5", "--steps", "9"])
+    assert args.steps == 9 and not hasattr(args, "not_an_option")
+    assert parser.parse_args(["bd_net.h5"]).steps == 5
