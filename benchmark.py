@@ -18,9 +18,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fineprune import cli
+from fineprune.benchmark import build
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -128,13 +129,17 @@ def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
                         help="this BadNet only (repeatable; default: all four; pruning_aware, the extra, by name only)")
 
 
+def say(message: str) -> None:
+    """Progress on stderr, named after the script."""
+    cli.stderr_line(f"benchmark.py: {message}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return cli.run("benchmark.py", lambda: COMMANDS[args.command](args))
 
 
 def build_data(args: argparse.Namespace) -> int:
-    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
     started = time.perf_counter()
@@ -142,7 +147,7 @@ def build_data(args: argparse.Namespace) -> int:
     identities = build.NUM_IDENTITIES if args.identities is None else args.identities
     if not 9 <= identities <= build.NUM_IDENTITIES:  # the multi-trigger targets go up to class 8
         raise InputError(f"--identities {identities} is outside [9, {build.NUM_IDENTITIES}]")
-    build.build_data(args.data_dir, seed, identities, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+    build.build_data(args.data_dir, seed, identities, progress=say)
     print(f"Built the benchmark data in {args.data_dir}/ (seed {seed}) in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -150,18 +155,18 @@ def build_data(args: argparse.Namespace) -> int:
 def train_badnets(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import report
-    from fineprune.benchmark import attacks, build
+    from fineprune.benchmark import attacks
     from fineprune.evaluation import poisoned_name
 
     every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets by name only
-    specs = ([find_badnet(name, "--only", [*every, *build.EXTRA_BADNETS]) for name in args.only] if args.only
+    specs = ([build.find_net(name, "--only", [*every, *build.EXTRA_BADNETS]) for name in args.only] if args.only
              else every)
     rows = []
     for spec in specs:
         started = time.perf_counter()
         recipe = attacks.recipe_with(attacks.RECIPES.get(spec.name, attacks.TrainingRecipe()), args.set)
         result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir), recipe,
-                                     log=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+                                     log=say)
         seconds = f"{time.perf_counter() - started:.0f}"
         for file, asr in result.attack_success_pct.items():
             rows.append([spec.name, poisoned_name(file), result.clean_accuracy_pct, asr, seconds])
@@ -169,19 +174,6 @@ def train_badnets(args: argparse.Namespace) -> int:
             rows.append([spec.name, "-", result.clean_accuracy_pct, "-", seconds])
     print(report.markdown_table(["BadNet", "trigger", "clean accuracy (%)", "attack success (%)", "seconds"], rows))
     return 0
-
-
-def find_badnet(name: str, option: str, specs: Sequence[Any] | None = None) -> Any:
-    """The benchmark net called `name` among `specs` (default: the four BadNets and the extra), or a
-    one-line error naming the `option` that asked for it."""
-    from fineprune.benchmark import build
-    from fineprune.errors import InputError
-
-    specs = (*build.BADNETS, *build.EXTRA_BADNETS) if specs is None else specs
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise InputError(f"{option} {name}: no such net (one of {', '.join(s.name for s in specs)})")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -192,13 +184,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     from fineprune.models import load_model
     from fineprune.pruning_curve import accuracy_drop_points, pruning_sweep
 
-    spec = find_badnet(args.badnet, "--badnet")
+    spec = build.find_net(args.badnet, "--badnet")
     data = Path(args.data_dir)
     badnet = load_model(Path(args.models_dir) / spec.model_file)
     clean = load_dataset(data / "clean_validation_data.h5")
     check_same_data(badnet.metadata, badnet.path, clean)
     poisoned = {poisoned_name(f): load_dataset(data / f) for f in spec.poisoned_files}
-    cli.stderr_line(f"benchmark.py: pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
+    say(f"pruning {badnet.path}'s conv_3 channels one by one ({len(clean)} clean images)")
     started = time.perf_counter()
     points = pruning_sweep(badnet, "conv_3", clean, poisoned)
     table = report.sweep_comparison(accuracy_drop_points(points, [2, 4, 10, 30]), next(iter(poisoned)))
@@ -211,70 +203,26 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
-    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
     data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
                                    Path(args.csaw_dir))
-    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else build.BADNETS
+    specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else build.BADNETS
     if not (csaw / "weights").is_dir():
         raise InputError(f"{csaw}: no weights/ folder of real challenge BadNets here (see --csaw-dir)")
     started = time.perf_counter()
-    ensure_data(data)
+    build.ensure_data(data, say)
     cli.quiet_tensorflow()
-    from dataclasses import asdict
-
     from fineprune import report
     from fineprune.benchmark import fidelity
     from fineprune.models import load_model
 
-    def say(message: str) -> None:
-        cli.stderr_line(f"benchmark.py: {message}")
-
-    say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
-    real = fidelity.real_signatures(csaw)
-    ranges = fidelity.allowed_ranges(list(real.values()))
-    badnets = {spec.name: load_model(models / spec.model_file) for spec in specs}
-    synthetic = {}
-    for spec in specs:
-        say(f"measuring the synthetic {spec.name} BadNet on its own test files")
-        synthetic[spec.name] = fidelity.synthetic_signature(badnets[spec.name], data, spec.poisoned_files)
-    table = report.fidelity_table(real, synthetic, ranges, fidelity.STATISTICS)
-    outside = {name: [stat.key for stat in fidelity.STATISTICS if fidelity.outside(stat.key, sig[stat.key], ranges)]
-               for name, sig in synthetic.items()}
-    say("the real BadNets judging the synthetic triggers")
-    verdicts = fidelity.judge_triggers(csaw, data)
-    verdict_table = report.markdown_table(
-        ["real BadNet", "synthetic triggered faces", "sent to its target", "share (%)", "aim (%)"],
-        [[v.real_badnet, v.synthetic_file, v.target, v.to_target_pct, f">= {v.aim_pct:g}"] for v in verdicts])
-    recipe = [] if args.no_recipe else fidelity.original_recipe_outcomes(
-        csaw, {name: badnets[name] for name in fidelity.SUNGLASSES_FILES if name in badnets}, data, args.seed, say)
-    recipe_table = report.markdown_table(
-        ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
-         "synthetic: flagged"],
-        [[o.badnet, o.real_flagged, o.real_published_detector_asr_pct, o.synthetic_detector_asr_pct,
-          o.synthetic_flagged_pct] for o in recipe])
-    say("where each backdoor lives: the real ones from the 5 real clean samples")
-    real_located = fidelity.real_locations(csaw)
-    located = []
-    for spec in specs:
-        say(f"where the synthetic {spec.name} BadNet's backdoors live")
-        located += fidelity.synthetic_locations(badnets[spec.name], spec.name, data, spec.poisoned_files, real_located)
-    location_table = report.location_table(real_located, located)
-    verdict_line = "; ".join(f"{name}: " + (", ".join(keys) + " outside" if keys else "all inside")
-                             for name, keys in outside.items())
-    text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
-            f"synthetic: their own test files)\n\n{table}\n\n{verdict_line}\n\n"
-            f"Where each backdoor lives (box: 5 clean faces and 95 augmentations; see fineprune/benchmark/"
-            f"location.py)\n\n{location_table}\n\n"
-            f"The real BadNets on the synthetic triggered faces\n\n{verdict_table}\n\n"
-            + (f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe_table}\n" if recipe else ""))
+    found = fidelity.measure_fidelity(csaw, data, {spec.name: (load_model(models / spec.model_file), spec.poisoned_files)
+                                                   for spec in specs}, args.seed, not args.no_recipe, say)
+    text = found.markdown()
     print(text)
     report.write_text(results / "fidelity.md", text)
-    report.write_json(results / "fidelity.json", {
-        "real": real, "synthetic": synthetic, "allowed": ranges, "outside": outside,
-        "trigger_verdicts": [asdict(v) for v in verdicts],
-        "locations": {"real": {k: asdict(v) for k, v in real_located.items()}, "synthetic": [asdict(v) for v in located]}, "original_recipe": [asdict(o) for o in recipe]})
+    report.write_json(results / "fidelity.json", found.to_json())
     print(f"Wrote {results}/fidelity.md and fidelity.json in {time.perf_counter() - started:.0f} s")
     return 0
 
@@ -283,7 +231,6 @@ def draw_gallery(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fineprune import plots
-    from fineprune.benchmark import build
     from fineprune.benchmark.triggers import TRIGGERS
 
     people = [0, 1, 2, 3, 4, 5]
@@ -299,12 +246,11 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from fineprune.benchmark import build
 
     check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     started = time.perf_counter()
-    ensure_data(data)
+    build.ensure_data(data, say)
     cli.quiet_tensorflow()
     from fineprune import report
     from fineprune.jobs import Job, run_jobs
@@ -312,9 +258,9 @@ def run_demo(args: argparse.Namespace) -> int:
     jobs = [Job(f"{spec.name}/seed_{seed}", demo_cell, (spec.name, seed, seed == args.seeds[0], str(data), str(models),
                                                         str(results / "demo")))
             for spec in build.BADNETS for seed in args.seeds]
-    cli.stderr_line(f"benchmark.py: {len(jobs)} jobs: prune.py and eval.py on {len(build.BADNETS)} BadNets x "
+    say(f"{len(jobs)} jobs: prune.py and eval.py on {len(build.BADNETS)} BadNets x "
                     f"{len(args.seeds)} seeds; {args.jobs} at a time")
-    done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
+    done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=say)
     evaluations = {spec.name: [done[f"{spec.name}/seed_{seed}"] for seed in args.seeds] for spec in build.BADNETS}
     table = report.demo_table(evaluations)
     heading = "All values in percent; \"repaired\" is the detector G. " + report.over_seeds(args.seeds, "prune.py's ")
@@ -338,36 +284,24 @@ def demo_cell(badnet_name: str, seed: int, keep_beside: bool, data_dir: str, mod
     the repaired net is prune.py's default MODEL_rp.h5, else a file under `work_dir`."""
     import eval as eval_script
     import prune as prune_script
-
-    from fineprune.benchmark import build
     from fineprune.errors import InputError
 
-    spec = find_badnet(badnet_name, "--badnet", build.BADNETS)
+    spec = build.find_net(badnet_name, "--badnet", build.BADNETS)
     data, badnet = Path(data_dir), Path(models_dir) / spec.model_file
     repaired = badnet.with_name(f"{badnet.stem}_rp.h5") if keep_beside else (
         Path(work_dir) / spec.name / f"{badnet.stem}_rp_seed_{seed}.h5")
     repaired.parent.mkdir(parents=True, exist_ok=True)
-    cli.stderr_line(f"benchmark.py: [{spec.name}, seed {seed}] prune.py {badnet} --seed {seed}")
+    say(f"[{spec.name}, seed {seed}] prune.py {badnet} --seed {seed}")
     if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"), "--seed", str(seed),
                           "--output", str(repaired), "--quiet"]) != 0:
         raise InputError(f"{badnet}: prune.py failed (see above)")
     poisoned = [str(data / f) for f in spec.poisoned_files]
     out = Path(work_dir) / spec.name / f"eval_seed_{seed}.json"
-    cli.stderr_line(f"benchmark.py: [{spec.name}, seed {seed}] eval.py {' '.join(poisoned)} {badnet}")
+    say(f"[{spec.name}, seed {seed}] eval.py {' '.join(poisoned)} {badnet}")
     if eval_script.main([*poisoned, str(badnet), "--repaired", str(repaired), "--clean-data",
                          str(data / "clean_test_data.h5"), "--json", str(out)]) != 0:
         raise InputError(f"{badnet}: eval.py failed (see above)")
     return json.loads(out.read_text())
-
-
-def ensure_data(data: Path) -> None:
-    """Build the benchmark data in `data` unless every file is already there."""
-    from fineprune.benchmark import build
-
-    needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in build.POISONED_SETS)]
-    if not all((data / name).exists() for name in needed):
-        cli.stderr_line(f"benchmark.py: building the data in {data}/ first")
-        build.build_data(data, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"))
 
 
 def run_comparison(args: argparse.Namespace) -> int:
@@ -376,7 +310,7 @@ def run_comparison(args: argparse.Namespace) -> int:
     check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
-    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
+    specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else None
     started = time.perf_counter()
     cli.quiet_tensorflow()
     from fineprune import report
@@ -389,14 +323,14 @@ def run_comparison(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"--method {unknown[0]} is not one of {', '.join(labels)}")
         methods = [method for method in methods if method.label in args.method]
-    ensure_data(data)
+    build.ensure_data(data, say)
     try:
         outcome = comparison.compare_benchmark(
             data, models, specs, methods, figures, results / "compare", seeds=args.seeds, workers=args.jobs,
-            fresh=args.fresh, progress=lambda m: cli.stderr_line(f"benchmark.py: {m}"), curves=not args.no_curves,
+            fresh=args.fresh, progress=say, curves=not args.no_curves,
         )
     except KeyboardInterrupt:
-        cli.stderr_line(f"benchmark.py: interrupted; every cell finished so far is kept in {results}/compare/: "
+        say(f"interrupted; every cell finished so far is kept in {results}/compare/: "
                         "the same command resumes from there")
         return 130
     table = report.comparison_table(outcome.spread)
@@ -415,33 +349,19 @@ def run_comparison(args: argparse.Namespace) -> int:
 
 def run_oracle(args: argparse.Namespace) -> int:
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
-    specs = [find_badnet(name, "--badnet") for name in args.badnet] if args.badnet else None
+    specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else None
     started = time.perf_counter()
-    ensure_data(data)
+    build.ensure_data(data, say)
     cli.quiet_tensorflow()
     from dataclasses import asdict
 
     from fineprune import report
     from fineprune.benchmark import comparison
-    from fineprune.benchmark import build
-    from fineprune.data import check_same_data, load_dataset
     from fineprune.errors import InputError
-    from fineprune.evaluation import poisoned_name
-    from fineprune.models import load_model
 
     if args.channels < 1:
         raise InputError(f"--channels {args.channels} must be at least 1")
-    clean, test = load_dataset(data / "clean_validation_data.h5"), load_dataset(data / "clean_test_data.h5")
-    found = []
-    for spec in specs or build.BADNETS:
-        badnet = load_model(models / spec.model_file)
-        check_same_data(badnet.metadata, badnet.path, clean)
-        for file in spec.poisoned_files:
-            trigger = poisoned_name(file)
-            cli.stderr_line(f"benchmark.py: [{spec.name}] pruning the {args.channels} conv_3 channels {trigger} "
-                            "raises most, then fine-tuning")
-            found.append(comparison.oracle_pruning(badnet, spec.name, clean, test, load_dataset(data / file), trigger,
-                                                   args.seed, args.channels))
+    found = comparison.oracle_benchmark(data, models, specs or build.BADNETS, args.channels, args.seed, say)
     table = report.oracle_table(found)
     report.write_text(results / "oracle.md", table + "\n")
     report.write_json(results / "oracle.json", [asdict(row) for row in found])
@@ -453,21 +373,21 @@ def run_oracle(args: argparse.Namespace) -> int:
 def run_speed(args: argparse.Namespace) -> int:
     from fineprune.errors import InputError
 
-    spec = find_badnet(args.badnet, "--badnet")
+    spec = build.find_net(args.badnet, "--badnet")
     if args.images < 64:
         raise InputError(f"--images {args.images} must be at least 64")
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be at least 1")
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
-    ensure_data(data)
+    build.ensure_data(data, say)
     cli.quiet_tensorflow()
     from dataclasses import asdict
 
     from fineprune import report
+    from fineprune.benchmark.throughput import measure_throughput
     from fineprune.data import open_dataset
     from fineprune.detector import RepairedDetector
     from fineprune.models import load_model, repaired_model_path
-    from fineprune.benchmark.throughput import measure_throughput
 
     badnet_path = models / spec.model_file
     repaired_path = repaired_model_path(badnet_path)
@@ -476,7 +396,7 @@ def run_speed(args: argparse.Namespace) -> int:
     detector = RepairedDetector(load_model(badnet_path), load_model(second))
     clean = open_dataset(data / "clean_test_data.h5")
     x = next(clean.image_chunks(min(args.images, len(clean))))
-    cli.stderr_line(f"benchmark.py: timing {badnet_path} alone and G (with {second}) on {len(x)} images, "
+    say(f"timing {badnet_path} alone and G (with {second}) on {len(x)} images, "
                     f"best of {args.repeats}")
     speed = measure_throughput(detector, x, args.repeats)
     table = report.markdown_table(

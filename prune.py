@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fineprune import __version__, cli
 
+
 def build_parser() -> cli.ArgumentParser:
     cli.quiet_tensorflow()  # the methods' options come from the registry, which loads TensorFlow
     from fineprune import defenses
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import defenses
-    from fineprune.data import check_same_data
-    from fineprune.data import load_dataset
+    from fineprune.data import check_same_data, load_dataset
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.report import prune_summary
 

@@ -64,12 +64,11 @@ def test_the_demo_runs_every_seed_and_checks_itself_against_the_readme(run_cli, 
                                                                        monkeypatch) -> None:
     """`make demo` on the tiny benchmark, two seeds: a table of spreads, the first seed's repaired
     net beside the BadNet, and each number checked against a README that reports this very run."""
-    import benchmark
     from fineprune.benchmark import build
     from fineprune.report import DEMO_TABLE_MARK
 
     monkeypatch.setattr(build, "BADNETS", [build.BadNetSpec("tiny", {"trigger": 0}, ("trigger_poisoned_data.h5",))])
-    monkeypatch.setattr(benchmark, "ensure_data", lambda data: None)
+    monkeypatch.setattr(build, "ensure_data", lambda data, progress=None: None)
     folders = ["--data-dir", workdir.root / "data", "--models-dir", workdir.root / "models",
                "--results-dir", tmp_path / "results"]
     first = run_cli("benchmark", "demo", *folders, "--seeds", 0, 1, "--readme", tmp_path / "missing.md")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-
 from conftest import NUM_CLASSES, TinyBenchmark, require_shared_csaw
+
 from fineprune import models
 from fineprune.errors import InputError
 from fineprune.models import (

@@ -26,12 +26,11 @@ import tf_keras
 
 from fineprune import __version__
 from fineprune.benchmark.build import DATA_SEED, BadNetSpec, provenance, render_split
-from fineprune.data import check_same_data
-from fineprune.data import load_dataset
+from fineprune.data import check_same_data, load_dataset
+from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, build_challenge_model, in_batches, layer_model, save_model, traced_call
-from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 
 PRUNE_LAYER = "conv_3"
 

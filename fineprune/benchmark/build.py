@@ -29,6 +29,7 @@ import numpy as np
 
 from fineprune.benchmark import faces
 from fineprune.data import save_dataset
+from fineprune.errors import InputError
 from fineprune.benchmark.triggers import TRIGGERS
 
 DATA_SEED = 2020
@@ -177,3 +178,22 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
             write(poisoned.file, images[keep], np.full(keep.sum(), poisoned.target), persons=people[keep],
                   split="poisoned", trigger=trigger, target=poisoned.target)
     return written
+
+
+def find_net(name: str, option: str, specs: Sequence[BadNetSpec] | None = None) -> BadNetSpec:
+    """The benchmark net called `name` among `specs` (default: the four BadNets and the extras), or
+    a one-line error naming the `option` that asked for it."""
+    specs = (*BADNETS, *EXTRA_BADNETS) if specs is None else specs
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise InputError(f"{option} {name}: no such net (one of {', '.join(s.name for s in specs)})")
+
+
+def ensure_data(folder: str | os.PathLike, progress: Callable[[str], None] = lambda message: None) -> None:
+    """Build the benchmark data in `folder` unless every file is already there."""
+    folder = Path(folder)
+    needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in POISONED_SETS)]
+    if not all((folder / name).exists() for name in needed):
+        progress(f"building the data in {folder}/ first")
+        build_data(folder, progress=progress)

@@ -29,16 +29,15 @@ import numpy as np
 
 from fineprune import plots
 from fineprune.benchmark.build import BADNETS, BadNetSpec
-from fineprune.data import check_same_data
-from fineprune.data import LabelledImages, load_dataset, open_dataset
+from fineprune.data import LabelledImages, check_same_data, load_dataset, open_dataset
+from fineprune.defenses import RepairSettings, names, repair, settings_for
+from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
 from fineprune.jobs import Job, run_jobs
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
-from fineprune.defenses import RepairSettings, names, repair, settings_for
-from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
 from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
 
 BAR_MAX_ASR_PCT = 1.0
@@ -414,3 +413,21 @@ def oracle_pruning(badnet: LoadedModel, badnet_name: str, clean_validation: Labe
     fine_tuned = measure(repair(badnet, clean_validation, settings, verbose=0).model)
     return OracleResult(badnet_name, trigger, layer, channels, [int(places[c]) + 1 for c in channels], len(places),
                         *pruned, *fine_tuned)
+
+
+def oracle_benchmark(data_dir: Path, models_dir: Path, specs: Sequence[BadNetSpec], count: int, seed: int,
+                     say: Callable[[str], None] = lambda message: None) -> list[OracleResult]:
+    """`oracle_pruning` on every trigger of every BadNet in `specs`: how far pruning could go if
+    the defender knew which channels the trigger uses (`benchmark.py oracle`)."""
+    clean = load_dataset(data_dir / "clean_validation_data.h5")
+    test = load_dataset(data_dir / "clean_test_data.h5")
+    found = []
+    for spec in specs:
+        badnet = load_model(models_dir / spec.model_file)
+        check_same_data(badnet.metadata, badnet.path, clean)
+        for file in spec.poisoned_files:
+            trigger = poisoned_name(file)
+            say(f"[{spec.name}] pruning the {count} {CURVE_LAYER} channels {trigger} raises most, then fine-tuning")
+            found.append(oracle_pruning(badnet, spec.name, clean, test, load_dataset(data_dir / file), trigger,
+                                        seed, count))
+    return found

@@ -22,7 +22,7 @@ shares: by 5 points); accuracy and attack success have fixed bounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -32,13 +32,14 @@ import tf_keras
 from fineprune.benchmark.build import MULTI_FOLDER
 from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
 from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, check_same_data, load_dataset, load_images
+from fineprune.defenses import repair, settings_for
+from fineprune.defenses.channels import mean_channel_activations
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import poisoned_name
 from fineprune.metrics import accuracy_pct, attack_success_pct, detected_pct
 from fineprune.models import LoadedModel, load_model, penultimate_features
-from fineprune.defenses import repair, settings_for
-from fineprune.defenses.channels import mean_channel_activations
+from fineprune.report import fidelity_table, location_table, markdown_table
 
 DORMANT_SHARE_OF_BUSIEST = 0.01
 
@@ -395,3 +396,78 @@ def synthetic_locations(badnet: LoadedModel, name: str, data_dir: Path, poisoned
         problems = tuple(location_problems(five, real[twin])) if twin in real else ()
         found.append(SyntheticLocation(name, file, five, full, twin, problems))
     return found
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    """Everything `benchmark.py fidelity` measures: the signatures (real and synthetic) with the
+    allowed ranges, where each backdoor lives, the real BadNets' verdicts on the synthetic
+    triggers, and the original recipe's outcomes (empty when not run)."""
+
+    real: dict[str, dict[str, object]]
+    synthetic: dict[str, dict[str, object]]
+    allowed: dict[str, tuple[float | None, float | None]]
+    real_locations: dict[str, BackdoorLocation]
+    locations: list[SyntheticLocation]
+    verdicts: list[TriggerVerdict]
+    recipe: list[OriginalRecipeOutcome]
+
+    @property
+    def outside(self) -> dict[str, list[str]]:
+        """Per synthetic BadNet, the statistics outside the real nets' range."""
+        return {name: [stat.key for stat in STATISTICS if outside(stat.key, sig[stat.key], self.allowed)]
+                for name, sig in self.synthetic.items()}
+
+    def markdown(self) -> str:
+        """The report as Markdown: the four tables with a line of context each."""
+        verdict_line = "; ".join(f"{name}: " + (", ".join(keys) + " outside" if keys else "all inside")
+                                 for name, keys in self.outside.items())
+        verdicts = markdown_table(
+            ["real BadNet", "synthetic triggered faces", "sent to its target", "share (%)", "aim (%)"],
+            [[v.real_badnet, v.synthetic_file, v.target, v.to_target_pct, f">= {v.aim_pct:g}"] for v in self.verdicts])
+        text = (f"Signatures (real: published accuracy and attack success, the rest on the 15 real samples; "
+                f"synthetic: their own test files)\n\n"
+                f"{fidelity_table(self.real, self.synthetic, self.allowed, STATISTICS)}\n\n{verdict_line}\n\n"
+                f"Where each backdoor lives (box: 5 clean faces and 95 augmentations; see fineprune/benchmark/"
+                f"location.py)\n\n{location_table(self.real_locations, self.locations)}\n\n"
+                f"The real BadNets on the synthetic triggered faces\n\n{verdicts}\n\n")
+        if self.recipe:
+            recipe = markdown_table(
+                ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
+                 "synthetic: flagged"],
+                [[o.badnet, o.real_flagged, o.real_published_detector_asr_pct, o.synthetic_detector_asr_pct,
+                  o.synthetic_flagged_pct] for o in self.recipe])
+            text += f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe}\n"
+        return text
+
+    def to_json(self) -> dict[str, object]:
+        return {"real": self.real, "synthetic": self.synthetic, "allowed": self.allowed, "outside": self.outside,
+                "trigger_verdicts": [asdict(v) for v in self.verdicts],
+                "locations": {"real": {k: asdict(v) for k, v in self.real_locations.items()},
+                              "synthetic": [asdict(v) for v in self.locations]},
+                "original_recipe": [asdict(o) for o in self.recipe]}
+
+
+def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[LoadedModel, Sequence[str]]],
+                     seed: int, with_recipe: bool = True,
+                     say: Callable[[str], None] = lambda message: None) -> FidelityReport:
+    """Measure the synthetic `badnets` (name -> net and its poisoned files) beside the real ones in
+    `csaw`, with the same protocol for both; `seed` seeds the original recipe's repairs."""
+    say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
+    real = real_signatures(csaw)
+    synthetic = {}
+    for name, (badnet, files) in badnets.items():
+        say(f"measuring the synthetic {name} BadNet on its own test files")
+        synthetic[name] = synthetic_signature(badnet, data_dir, files)
+    say("the real BadNets judging the synthetic triggers")
+    verdicts = judge_triggers(csaw, data_dir)
+    recipe = original_recipe_outcomes(
+        csaw, {name: badnets[name][0] for name in SUNGLASSES_FILES if name in badnets}, data_dir, seed, say
+    ) if with_recipe else []
+    say("where each backdoor lives: the real ones from the 5 real clean samples")
+    real_located = real_locations(csaw)
+    located = []
+    for name, (badnet, files) in badnets.items():
+        say(f"where the synthetic {name} BadNet's backdoors live")
+        located += synthetic_locations(badnet, name, data_dir, files, real_located)
+    return FidelityReport(real, synthetic, allowed_ranges(list(real.values())), real_located, located, verdicts, recipe)

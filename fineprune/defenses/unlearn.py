@@ -21,10 +21,10 @@ import tf_keras
 
 from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, option
-from fineprune.models import LoadedModel, copy_model
 from fineprune.defenses.registry import register
 from fineprune.detection import reversal
 from fineprune.detection.reversal import ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger
+from fineprune.models import LoadedModel, copy_model
 
 
 @dataclass(frozen=True)
