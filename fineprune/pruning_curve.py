@@ -1,5 +1,5 @@
-"""The Fine-Pruning paper's pruning curve: clean accuracy and attack success after removing a
-layer's channels one by one, least active on clean data first.
+"""The pruning curve of Fine-Pruning (Liu, Dolan-Gavitt, Garg, RAID 2018): clean accuracy and attack
+success after removing a layer's channels one by one, least active on clean data first.
 
 `pruning_sweep` measures every step of that order; `accuracy_drop_points` reads off how far one
 can prune for a given loss of clean accuracy ("2% accuracy drop: 75% of channels pruned, ASR

@@ -3,10 +3,13 @@ BadNets' signatures, and that the committed synthetic BadNets stay inside the re
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from fineprune.benchmark import build, fidelity
+from fineprune.benchmark.location import BackdoorLocation
 from fineprune.models import build_challenge_model, load_model, read_metadata
 from tests.conftest import REPO_ROOT, require_shared_csaw
 
@@ -131,3 +134,22 @@ def test_every_location_twin_is_a_real_trigger_and_a_synthetic_poisoned_file() -
     real = {trigger.label for trigger in fidelity.REAL_TRIGGERS}
     files = {(spec.name, file) for spec in build.BADNETS for file in spec.poisoned_files}
     assert set(fidelity.LOCATION_TWINS.values()) <= real and set(fidelity.LOCATION_TWINS) <= files
+
+
+def test_the_report_names_what_is_outside_and_writes_strict_json() -> None:
+    real = [fake_signature(output_kernel_rms=0.04), fake_signature(output_kernel_rms=0.08)]
+    located = BackdoorLocation(0, 0.5, 2.3, 2, False, 7.0, 100.0, 100.0)
+    found = fidelity.FidelityReport(
+        real={"a": real[0], "b": real[1]},
+        synthetic={"near": fake_signature(output_kernel_rms=0.05), "far": fake_signature(output_kernel_rms=0.5)},
+        allowed=fidelity.allowed_ranges(real), real_locations={"sunglasses": located},
+        locations=[fidelity.SyntheticLocation("near", "sunglasses_poisoned_data.h5", located, located,
+                                              "sunglasses", ())],
+        verdicts=[fidelity.TriggerVerdict("sunglasses", "sunglasses_poisoned_data.h5", 0, 93.0)], recipe=[])
+    assert found.outside == {"near": [], "far": ["output_kernel_rms"]}
+    text = found.markdown()
+    assert "near: all inside; far: output_kernel_rms outside" in text
+    assert "Where each backdoor lives" in text and "original recipe" not in text
+    record = json.loads(json.dumps(found.to_json(), allow_nan=False))
+    assert record["locations"]["synthetic"][0]["twin"] == "sunglasses"
+    assert record["trigger_verdicts"][0]["to_target_pct"] == 93.0

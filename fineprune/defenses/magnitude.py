@@ -1,4 +1,4 @@
-"""`magnitude`: the original course project's recipe, and prune.py's default.
+"""`magnitude`: the original course project's recipe on the CSAW-HackML-2020 BadNets, and prune.py's default.
 
 Every Dense layer is wrapped in TF-MOT's `prune_low_magnitude` with a PolynomialDecay sparsity
 schedule (50% -> 70% by default) over the whole fine-tuning run; the net is fine-tuned on the
