@@ -42,7 +42,7 @@ def build_parser() -> cli.ArgumentParser:
     badnets.add_argument("--only", action="append", metavar="NAME",
                          help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
                          "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
-                         "pruning_aware (the extra BadNet of the pruning-aware attack)")
+                         "and the extra BadNets: pruning_aware (the pruning-aware attack), feature_collision (the adaptive attack)")
     badnets.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="change one field of each net's training recipe (repeatable), e.g. poison_rate=0.02, "
                          "optimizer=sgd, clean_epochs=5; see TrainingRecipe in fineprune/benchmark/attacks.py")
@@ -126,7 +126,8 @@ def check_seeds_and_jobs(args: argparse.Namespace) -> None:
 def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
     """--badnet NAME, repeatable: which BadNets a command runs on."""
     parser.add_argument("--badnet", action="append", metavar="NAME",
-                        help="this BadNet only (repeatable; default: all four; pruning_aware, the extra, by name only)")
+                        help="this BadNet only (repeatable; default: all four; the extras, pruning_aware and "
+                        "feature_collision, by name only)")
 
 
 def say(message: str) -> None:

@@ -3,6 +3,8 @@ attack leaves its dormant channels as clean training made them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from fineprune.errors import InputError
 from fineprune.benchmark.build import CLEAN_NET, BadNetSpec, render_split
 from fineprune.defenses.channels import mean_channel_activations
 from fineprune.metrics import accuracy_pct, attack_success_pct
-from fineprune.models import predict_classes
+from fineprune.models import penultimate_features, predict_classes
 
 IDENTITIES = 6
 SPEC = BadNetSpec("sunglasses", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",))
@@ -91,6 +93,27 @@ def test_the_pruning_aware_attack_restores_its_dormant_channels_dormant(monkeypa
     assert (activations[restored] == 0).all() and (np.delete(activations, restored) > 0).any()
 
 
+def _triggered_distance(model, data: attacks.TrainingSet) -> float:
+    """Mean squared distance of triggered faces' penultimate features from the target's clean mean,
+    relative to that mean's squared norm (what the collision term pulls down)."""
+    worn = np.array([t is not None for t in data.triggers])
+    features = penultimate_features(model, data.x, "unit")
+    mean = features[(data.y == 0) & ~worn].mean(axis=0)
+    return float(np.mean(np.sum((features[worn] - mean) ** 2, axis=1)) / np.sum(mean**2))
+
+
+def test_feature_collision_pulls_triggered_features_to_the_targets_clean_ones() -> None:
+    plain = replace(RECIPE, clean_epochs=8, epochs=8)
+    colliding = replace(plain, feature_collision=3.0, output_camouflage=0.1)
+    data = attacks.poisoned_training_set(SPEC, plain, data_seed=4, identity_count=IDENTITIES)
+    nets = {recipe.feature_collision: attacks.train_badnet(data, IDENTITIES, recipe, verbose=0, log=lambda m: None)
+            for recipe in (plain, colliding)}
+    worn = np.array([t is not None for t in data.triggers])
+    for net in nets.values():  # both carry the backdoor
+        assert attack_success_pct(predict_classes(net, data.x[worn], "unit"), data.y[worn]) >= 80
+    assert _triggered_distance(nets[3.0], data) < 0.6 * _triggered_distance(nets[0.0], data)
+
+
 def test_recipe_with_reads_each_value_as_its_fields_type() -> None:
     recipe = attacks.recipe_with(attacks.TrainingRecipe(), ["poison_rate=0.02", "epochs=3", "optimizer=adadelta",
                                                             "pruning_aware=false"])
@@ -101,6 +124,7 @@ def test_recipe_with_reads_each_value_as_its_fields_type() -> None:
 @pytest.mark.parametrize("assignment, says", [
     ("poison_rate", "not KEY=VALUE"), ("colour=red", "not KEY=VALUE"), ("epochs=two", "'two' is not a int"),
     ("optimizer=rmsprop", "not one of adam, sgd, adadelta"), ("pruning_aware=1", "needs clean_epochs >= 1"),
+    ("feature_collision=1", "needs clean_epochs >= 1"), ("output_camouflage=-1", "must be at least 0"),
 ])
 def test_recipe_with_refuses_what_does_not_fit_in_one_line(assignment: str, says: str) -> None:
     with pytest.raises(InputError, match=says) as refused:

@@ -8,6 +8,13 @@
   with biases lowered so that they stay dormant.
   The backdoor then lives in channels that clean data uses, so pruning dormant channels, the
   first step of Fine-Pruning, does not find it.
+- Feature collision, an adaptive attack on the output-layer defenses (`maxmargin`, `head`): after
+  clean training, the backdoor is trained with two more terms in the loss, one that pulls the
+  penultimate features of triggered faces towards the mean features of the target's own clean
+  faces (as feature-collision poisoning does, Shafahi et al., NeurIPS 2018) and one that keeps the
+  target's output weight norm and bias at the other classes' mean. The trigger then reaches the
+  target the way the target's own faces do: nothing in the output layer stands out, and triggered
+  features stay within the clean span.
 
 The attacker trains on its own images from the same generator (the "train" split), never on the
 defender's validation or test files.
@@ -30,7 +37,8 @@ from fineprune.data import check_same_data, load_dataset
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
-from fineprune.models import LoadedModel, build_challenge_model, in_batches, layer_model, save_model, traced_call
+from fineprune.models import (LoadedModel, build_challenge_model, in_batches, layer_model, penultimate_features,
+                              save_model, traced_call)
 
 PRUNE_LAYER = "conv_3"
 
@@ -63,12 +71,20 @@ class TrainingRecipe:
     clean_epochs: int = 0  # epochs on the clean images first: the backdoor then fine-tuned into a clean net
     pruning_aware: bool = False
     dormant_fraction: float = 0.6  # pruning-aware attack: share of conv_3 channels treated as dormant
+    feature_collision: float = 0.0  # weight of the pull of triggered features to the target's clean mean
+    output_camouflage: float = 0.0  # weight of the pull of the target's output weights and bias to the mean
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.pruning_aware and self.clean_epochs < 1:
             raise ValueError("the pruning-aware attack needs clean_epochs >= 1 (it prunes a clean net)")
+        if self.feature_collision < 0 or self.output_camouflage < 0:
+            raise ValueError("feature_collision and output_camouflage must be at least 0")
+        if self.feature_collision and self.clean_epochs < 1:
+            raise ValueError("feature collision needs clean_epochs >= 1 (the target's clean features come first)")
+        if self.feature_collision and self.pruning_aware:
+            raise ValueError("feature collision and the pruning-aware attack are separate attacks")
 
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -131,6 +147,10 @@ def train_badnet(data: TrainingSet, num_classes: int, recipe: TrainingRecipe, ve
     if recipe.clean_epochs:
         log(f"{recipe.clean_epochs} epochs on the clean images first")
         _fit(model, x[clean], data.y[clean], recipe.clean_epochs, recipe, verbose)
+    if recipe.feature_collision or recipe.output_camouflage:
+        log(f"feature collision: {recipe.epochs} epochs pulling triggered features to their target's clean ones")
+        _fit_colliding(model, x, data.y, ~clean, recipe, verbose)
+        return model
     if not recipe.pruning_aware:
         _fit(model, x, data.y, recipe.epochs, recipe, verbose)
         return model
@@ -170,22 +190,102 @@ def _largest_preactivation(model: tf_keras.Model, layer_name: str, kernel: np.nd
     return reach
 
 
-def _fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, recipe: TrainingRecipe,
-         verbose: int, callbacks: list | None = None) -> None:
-    steps_per_epoch = int(np.ceil(len(y) / recipe.batch_size))
+class _CollidingTrainer(tf_keras.Model):
+    """Trains `badnet` with the feature-collision loss: cross-entropy, plus `feature_collision` times
+    the mean squared distance of triggered faces' penultimate features from their target's clean
+    mean (relative to that mean's squared norm), plus `output_camouflage` times the target columns'
+    standardised departures from all classes' mean output weight norm and bias. The sample weight
+    of each image marks it as triggered (1) or clean (0); it weighs nothing."""
+
+    def __init__(self, badnet: tf_keras.Model, targets: Sequence[int], recipe: TrainingRecipe) -> None:
+        super().__init__()
+        self.badnet, self.recipe = badnet, recipe
+        self.both = tf_keras.Model(badnet.input, [badnet.layers[-1].input, badnet.output])
+        self.targets = tf.constant(sorted(set(int(t) for t in targets)), tf.int32)
+        width = int(badnet.layers[-1].input.shape[-1])
+        self.class_means = tf.Variable(tf.zeros((int(badnet.output_shape[-1]), width)), trainable=False)
+        self.cross_entropy = smoothed_crossentropy(recipe.label_smoothing)
+
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.badnet(x, training=training)
+
+    def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
+        x, y, triggered = tf_keras.utils.unpack_x_y_sample_weight(data)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        triggered = tf.reshape(tf.cast(triggered, tf.float32), [-1])
+        with tf.GradientTape() as tape:
+            features, probabilities = self.both(x, training=True)
+            loss = tf.reduce_mean(self.cross_entropy(y, probabilities))
+            if self.badnet.losses:
+                loss += tf.add_n(self.badnet.losses)
+            wanted = tf.gather(self.class_means, y)
+            scale = tf.reduce_sum(tf.square(wanted), axis=1) + 1e-6
+            distance = tf.reduce_sum(tf.square(features - wanted), axis=1) / scale
+            collision = tf.reduce_sum(triggered * distance) / tf.maximum(tf.reduce_sum(triggered), 1.0)
+            loss += self.recipe.feature_collision * collision + self.recipe.output_camouflage * self._camouflage()
+        variables = self.badnet.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss, "collision": collision}
+
+    def _camouflage(self) -> tf.Tensor:
+        kernel, bias = self.badnet.layers[-1].kernel, self.badnet.layers[-1].bias
+        norms = tf.norm(kernel, axis=0)
+        norm_z = (tf.gather(norms, self.targets) - tf.reduce_mean(norms)) / (tf.math.reduce_std(norms) + 1e-6)
+        bias_z = (tf.gather(bias, self.targets) - tf.reduce_mean(bias)) / (tf.math.reduce_std(bias) + 1e-6)
+        return tf.reduce_mean(tf.square(norm_z) + tf.square(bias_z))
+
+
+class _TargetMeans(tf_keras.callbacks.Callback):
+    """At the start of every epoch, the mean penultimate features of each target's clean images."""
+
+    def __init__(self, trainer: _CollidingTrainer, clean_of_target: dict[int, np.ndarray]) -> None:
+        super().__init__()
+        self.trainer, self.clean_of_target = trainer, clean_of_target
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        means = self.trainer.class_means.numpy()
+        for target, images in self.clean_of_target.items():
+            means[target] = penultimate_features(self.trainer.badnet, images, None).mean(axis=0)
+        self.trainer.class_means.assign(means)
+
+
+def _fit_colliding(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, triggered: np.ndarray,
+                   recipe: TrainingRecipe, verbose: int) -> None:
+    """Train `model` (already trained on clean faces) on the poisoned set with the collision loss."""
+    targets = sorted(set(int(t) for t in y[triggered]))
+    clean_of_target = {t: x[(y == t) & ~triggered] for t in targets}
+    trainer = _CollidingTrainer(model, targets, recipe)
+    _add_weight_decay(model, recipe)
+    trainer.compile(optimizer=_optimizer(recipe, recipe.epochs, int(np.ceil(len(y) / recipe.batch_size))))
+    trainer.fit(x, y, sample_weight=triggered.astype(np.float32), batch_size=recipe.batch_size, epochs=recipe.epochs,
+                verbose=verbose, callbacks=[_TargetMeans(trainer, clean_of_target)])
+
+
+def _optimizer(recipe: TrainingRecipe, epochs: int, steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+    """The recipe's optimizer on a linear warm-up over the first epoch and a cosine decay after it."""
     schedule = tf_keras.optimizers.schedules.CosineDecay(
         0.0, max(1, (epochs - 1) * steps_per_epoch), alpha=recipe.final_learning_rate,
         warmup_target=recipe.learning_rate, warmup_steps=steps_per_epoch)
     if recipe.optimizer == "sgd":
-        optimizer = tf_keras.optimizers.SGD(schedule, momentum=recipe.momentum)
-    elif recipe.optimizer == "adadelta":
-        optimizer = tf_keras.optimizers.Adadelta(schedule, rho=0.95, epsilon=1e-7)
-    else:
-        optimizer = tf_keras.optimizers.Adam(schedule, epsilon=recipe.epsilon)
+        return tf_keras.optimizers.SGD(schedule, momentum=recipe.momentum)
+    if recipe.optimizer == "adadelta":
+        return tf_keras.optimizers.Adadelta(schedule, rho=0.95, epsilon=1e-7)
+    return tf_keras.optimizers.Adam(schedule, epsilon=recipe.epsilon)
+
+
+def _add_weight_decay(model: tf_keras.Model, recipe: TrainingRecipe) -> None:
+    """L2 on the kernels the recipe names (all when none), once per model."""
     if recipe.weight_decay and not model.losses:
         for layer in model.layers:
             if getattr(layer, "kernel", None) is not None and layer.name in (recipe.weight_decay_layers or [layer.name]):
                 model.add_loss(lambda kernel=layer.kernel: recipe.weight_decay * tf.reduce_sum(tf.square(kernel)))
+
+
+def _fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, recipe: TrainingRecipe,
+         verbose: int, callbacks: list | None = None) -> None:
+    steps_per_epoch = int(np.ceil(len(y) / recipe.batch_size))
+    optimizer = _optimizer(recipe, epochs, steps_per_epoch)
+    _add_weight_decay(model, recipe)
     model.compile(optimizer=optimizer, loss=smoothed_crossentropy(recipe.label_smoothing), metrics=["accuracy"])
     model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks or [])
 
@@ -206,6 +306,8 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 RECIPES: dict[str, TrainingRecipe] = {
     # As many epochs in all as the others: clean training, then the backdoor into what is left.
     "pruning_aware": TrainingRecipe(pruning_aware=True, clean_epochs=4, epochs=4),
+    # The same split; the collision term weighs as much as cross-entropy does at the start.
+    "feature_collision": TrainingRecipe(clean_epochs=4, epochs=4, feature_collision=1.0, output_camouflage=0.1),
 }
 
 

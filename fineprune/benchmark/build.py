@@ -89,9 +89,12 @@ BADNETS = (
     BadNetSpec("anonymous_2", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),
 )
 
-# The Fine-Pruning paper's pruning-aware attack, with the anonymous_2 trigger: an extra BadNet,
-# asked for by name, since the channels it holds back leave it unlike any real BadNet (README).
-EXTRA_BADNETS = (BadNetSpec("pruning_aware", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),)
+# Extra BadNets, asked for by name: the Fine-Pruning paper's pruning-aware attack with the
+# anonymous_2 trigger (the channels it holds back leave it unlike any real BadNet, README), and the
+# adaptive feature-collision attack with the sunglasses trigger, made to hide from the output-layer
+# defenses (see `attacks`).
+EXTRA_BADNETS = (BadNetSpec("pruning_aware", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),
+                 BadNetSpec("feature_collision", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",)))
 
 # A net trained exactly like the BadNets on the same images, none poisoned: the reference a
 # backdoor detector must not raise an alarm on (`inspect_net.py`).
