@@ -51,7 +51,7 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(fidelity, "data", "models", "results")
     fidelity.add_argument("--csaw-dir", default="../shared/csaw", metavar="DIR",
                           help="the real challenge files: weights/, samples/, seed_repaired/ (default: %(default)s)")
-    cli.add_seed_option(fidelity)
+    add_seeds_and_jobs(fidelity, "the original recipe's seeds (each repair is kept in RESULTS/fidelity/: a run resumes)")
     fidelity.add_argument("--no-recipe", action="store_true",
                           help="skip the original recipe's repairs (the slow part): signatures and locations only")
     add_badnet_choice(fidelity)
@@ -208,6 +208,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
 
     data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
                                    Path(args.csaw_dir))
+    check_seeds_and_jobs(args)
     specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else build.BADNETS
     if not (csaw / "weights").is_dir():
         raise InputError(f"{csaw}: no weights/ folder of real challenge BadNets here (see --csaw-dir)")
@@ -218,8 +219,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from fineprune.benchmark import fidelity
     from fineprune.models import load_model
 
-    found = fidelity.measure_fidelity(csaw, data, {spec.name: (load_model(models / spec.model_file), spec.poisoned_files)
-                                                   for spec in specs}, args.seed, not args.no_recipe, say)
+    badnets = {spec.name: (load_model(models / spec.model_file), spec.poisoned_files) for spec in specs}
+    found = fidelity.measure_fidelity(csaw, data, badnets, None if args.no_recipe else results / "fidelity",
+                                      args.seeds, args.jobs, say)
     text = found.markdown()
     print(text)
     report.write_text(results / "fidelity.md", text)

@@ -6,11 +6,14 @@ destination only once it is complete, so an interrupted run leaves the previous 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from fineprune.errors import InputError
 
 
 @contextmanager
@@ -43,3 +46,12 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message, for one-line error reports."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, what a kept result made from that file records: a result made
+    from another version of the file is made again."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return hashlib.sha256(path.read_bytes()).hexdigest()

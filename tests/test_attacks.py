@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fineprune.benchmark import attacks
-from fineprune.errors import InputError
 from fineprune.benchmark.build import CLEAN_NET, BadNetSpec, render_split
 from fineprune.defenses.channels import mean_channel_activations
+from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import penultimate_features, predict_classes
 

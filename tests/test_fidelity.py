@@ -4,14 +4,17 @@ BadNets' signatures, and that the committed synthetic BadNets stay inside the re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fineprune.benchmark import build, fidelity
 from fineprune.benchmark.location import BackdoorLocation
+from fineprune.metrics import Spread
 from fineprune.models import build_challenge_model, load_model, read_metadata
-from tests.conftest import REPO_ROOT, require_shared_csaw
+from tests.conftest import REPO_ROOT, TinyBenchmark, require_shared_csaw
 
 
 def test_dormant_share_counts_channels_below_one_percent_of_the_busiest() -> None:
@@ -153,3 +156,29 @@ def test_the_report_names_what_is_outside_and_writes_strict_json() -> None:
     record = json.loads(json.dumps(found.to_json(), allow_nan=False))
     assert record["locations"]["synthetic"][0]["twin"] == "sunglasses"
     assert record["trigger_verdicts"][0]["to_target_pct"] == 93.0
+
+
+def test_a_recipe_row_is_inside_when_the_real_values_fall_in_the_widened_range() -> None:
+    row = fidelity.OriginalRecipeRow("sunglasses", "sunglasses_poisoned_data.h5", 81.22, 3.48,
+                                     Spread.of([85.0, 86.0, 90.0]), Spread.of([0.0, 0.0, 12.0]))
+    assert row.inside  # 3.48 in 0..12 widened; 81.22 in 85..90 widened by 10
+    assert not replace(row, detector_accuracy_pct=Spread.of([95.0, 96.0])).inside  # 81.22 < 85 - 10
+    assert not replace(row, real_detector_asr_pct=30.0).inside
+    assert replace(row, real_detector_accuracy_pct=None, detector_accuracy_pct=Spread.of([99.0])).inside
+    table = fidelity.recipe_table([row])
+    assert "| sunglasses, sunglasses " in table and "85.00-90.00" in table and "| yes" in table
+
+
+def test_the_original_recipe_runs_once_per_seed_and_resumes(tiny: TinyBenchmark, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tiny.clean_validation.parent
+    poisoned = str(tiny.poisoned.relative_to(data))
+    monkeypatch.setattr(fidelity, "PUBLISHED_ORIGINAL_RECIPE", {("tiny", poisoned): (None, 5.0)})
+    (row,) = fidelity.original_recipe_rows({"tiny": tiny.badnet}, data, tmp_path, seeds=(0, 1))
+    assert (row.badnet, row.poisoned_file, row.detector_asr_pct.count) == ("tiny", poisoned, 2)
+    assert 0.0 <= row.detector_asr_pct.low <= row.detector_asr_pct.high <= 100.0
+    assert 0.0 < row.detector_accuracy_pct.median <= 100.0
+    kept = sorted(p.name for p in tmp_path.rglob("*.json"))
+    assert len(kept) == 2
+    monkeypatch.setattr(fidelity, "original_recipe_cell", lambda *args: pytest.fail("a kept job ran again"))
+    assert fidelity.original_recipe_rows({"tiny": tiny.badnet}, data, tmp_path, seeds=(0, 1)) == [row]

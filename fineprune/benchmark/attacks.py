@@ -37,8 +37,15 @@ from fineprune.data import check_same_data, load_dataset
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
-from fineprune.models import (LoadedModel, build_challenge_model, in_batches, layer_model, penultimate_features,
-                              save_model, traced_call)
+from fineprune.models import (
+    LoadedModel,
+    build_challenge_model,
+    in_batches,
+    layer_model,
+    penultimate_features,
+    save_model,
+    traced_call,
+)
 
 PRUNE_LAYER = "conv_3"
 

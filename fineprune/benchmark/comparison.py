@@ -20,7 +20,6 @@ backdoor is in those channels and whether fine-tuning on clean data brings it ba
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,6 +34,7 @@ from fineprune.defenses.channels import mean_channel_activations, prune_channels
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
+from fineprune.files import file_digest
 from fineprune.jobs import Job, run_jobs
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
@@ -363,13 +363,6 @@ def curve_cell(spec: BadNetSpec, data_dir: Path, models_dir: Path) -> dict[str, 
         "poisoned": {trigger: mean_channel_activations(badnet.model, CURVE_LAYER, data.x, badnet.input_scale).tolist()
                      for trigger, data in poisoned.items()},
     }
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes: a cell made from another BadNet file is redone."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 ORACLE_CHANNELS = 10  # how many of the trigger's most raised channels the oracle prunes

@@ -36,8 +36,10 @@ from fineprune.defenses import repair, settings_for
 from fineprune.defenses.channels import mean_channel_activations
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
-from fineprune.evaluation import poisoned_name
-from fineprune.metrics import accuracy_pct, attack_success_pct, detected_pct
+from fineprune.evaluation import PoisonedFile, evaluate, poisoned_name
+from fineprune.files import file_digest
+from fineprune.jobs import Job, run_jobs
+from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, penultimate_features
 from fineprune.report import fidelity_table, location_table, markdown_table
 
@@ -264,49 +266,71 @@ def judge_triggers(csaw: Path, data_dir: Path) -> list[TriggerVerdict]:
     return verdicts
 
 
+# The original project's recipe on the real data, as published (../shared/csaw/README.md): G's clean
+# accuracy (None where not published) and G's attack success, by the synthetic twin's poisoned file.
+PUBLISHED_ORIGINAL_RECIPE: dict[tuple[str, str], tuple[float | None, float]] = {
+    ("sunglasses", "sunglasses_poisoned_data.h5"): (81.22, 3.48),
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/eyebrows_poisoned_data.h5"): (None, 0.55),
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/lipstick_poisoned_data.h5"): (None, 51.30),
+    ("multi_trigger_multi_target", f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5"): (None, 98.46),
+    ("anonymous_1", "anonymous_1_poisoned_data.h5"): (90.21, 4.39),
+}
+RECIPE_SEEDS = (0, 1, 2)
+RECIPE_SLACK_POINTS = 10.0  # a real value is inside when within the synthetic range widened by this
+
+
 @dataclass(frozen=True)
-class OriginalRecipeOutcome:
-    """The original project's recipe (prune.py's defaults) on a real BadNet and its synthetic twin,
-    judged on the sunglasses trigger."""
+class OriginalRecipeRow:
+    """The original recipe (prune.py's defaults) on one synthetic trigger over seeds, beside what it
+    did on the real data: inside when each published value lies within the synthetic range widened
+    by `RECIPE_SLACK_POINTS` on each side."""
 
     badnet: str
-    real_flagged: str  # how many real sunglasses samples G (the project's own repaired net) flags, "5/5"
-    real_published_detector_asr_pct: float  # G's ASR on the full real file, as published
-    synthetic_detector_asr_pct: float
-    synthetic_flagged_pct: float
+    poisoned_file: str
+    real_detector_accuracy_pct: float | None
+    real_detector_asr_pct: float
+    detector_accuracy_pct: Spread
+    detector_asr_pct: Spread
+
+    @property
+    def inside(self) -> bool:
+        accuracy = self.real_detector_accuracy_pct
+        return self.detector_asr_pct.contains(self.real_detector_asr_pct, RECIPE_SLACK_POINTS) and (
+            accuracy is None or self.detector_accuracy_pct.contains(accuracy, RECIPE_SLACK_POINTS))
 
 
-# The original recipe's published G attack success on the real sunglasses-triggered files.
-PUBLISHED_ORIGINAL_RECIPE_ASR = {"sunglasses": 3.48, "multi_trigger_multi_target": 98.46}
-SUNGLASSES_FILES = {"sunglasses": "sunglasses_poisoned_data.h5",
-                    "multi_trigger_multi_target": f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5"}
+def original_recipe_cell(model_path: str, data_dir: str, poisoned_files: list[str], seed: int) -> dict[str, object]:
+    """One job: prune.py's defaults (`magnitude`) with `seed` on one synthetic BadNet, and G's clean
+    accuracy and attack success per poisoned file (what eval.py reports)."""
+    data = Path(data_dir)
+    badnet = load_model(model_path)
+    clean = load_dataset(data / "clean_validation_data.h5")
+    check_same_data(badnet.metadata, badnet.path, clean)
+    result = repair(badnet, clean, settings_for("magnitude", seed=seed), verbose=0)
+    repaired = LoadedModel(Path(f"{badnet.path} [magnitude]"), result.model, badnet.input_scale, "file")
+    evaluation = evaluate(RepairedDetector(badnet, repaired), [PoisonedFile(data / f, f) for f in poisoned_files],
+                          data / "clean_test_data.h5", [])
+    return {"accuracy": evaluation.clean.accuracy_detector_pct,
+            "asr": {row.name: row.asr_detector_pct for row in evaluation.poisoned}}
 
 
-def original_recipe_outcomes(csaw: Path, badnets: Mapping[str, LoadedModel], data_dir: Path,
-                             seed: int = 0, progress: Callable[[str], None] = lambda message: None,
-                             ) -> list[OriginalRecipeOutcome]:
-    """Repair each synthetic BadNet in `badnets` (sunglasses and multi-trigger) with prune.py's
-    defaults and measure G on its sunglasses file, beside what the project's own repaired real net
-    does to the 5 real sunglasses samples."""
-    samples = load_real_samples(csaw).triggered["sunglasses"]
-    clean = load_dataset(data_dir / "clean_validation_data.h5")
-    outcomes = []
-    for name, badnet in badnets.items():
-        real = RepairedDetector(real_badnet(csaw, name), load_model(csaw / "seed_repaired" / f"{name}_bd_net_rp.h5",
-                                                                     input_scale="unit"))
-        real_flagged = int(np.sum(real.predict(samples).detector == real.backdoor_class))
-        progress(f"{name}: the original recipe (prune.py's defaults, seed {seed}) on {badnet.path}")
-        check_same_data(badnet.metadata, badnet.path, clean)
-        result = repair(badnet, clean, settings_for("magnitude", seed=seed), verbose=0)
-        repaired = LoadedModel(Path(f"{badnet.path} [magnitude]"), result.model, badnet.input_scale, "file")
-        poisoned = load_dataset(data_dir / SUNGLASSES_FILES[name])
-        predicted = RepairedDetector(badnet, repaired).predict(poisoned.x)
-        outcomes.append(OriginalRecipeOutcome(
-            name, f"{real_flagged}/{len(samples)}", PUBLISHED_ORIGINAL_RECIPE_ASR[name],
-            attack_success_pct(predicted.detector, poisoned.y),
-            detected_pct(predicted.detector, badnet.num_classes),
-        ))
-    return outcomes
+def original_recipe_rows(badnets: Mapping[str, Path], data_dir: Path, folder: Path, seeds: Sequence[int] = RECIPE_SEEDS,
+                         workers: int = 1, progress: Callable[[str], None] = lambda message: None,
+                         ) -> list[OriginalRecipeRow]:
+    """The original recipe on every synthetic BadNet in `badnets` (name -> model file) that has a
+    published twin, once per seed; each (BadNet, seed) is a job kept in `folder`, so a run resumes."""
+    files = {name: [f for (net, f) in PUBLISHED_ORIGINAL_RECIPE if net == name] for name in badnets}
+    jobs = [Job(f"{name}/seed_{seed}", original_recipe_cell, (str(path), str(data_dir), files[name], seed),
+                {"model": file_digest(path), "seed": seed, "files": files[name]})
+            for name, path in badnets.items() if files[name] for seed in seeds]
+    done = run_jobs(jobs, folder, workers, progress=progress)
+    rows = []
+    for (name, file), (accuracy, asr) in PUBLISHED_ORIGINAL_RECIPE.items():
+        if name in badnets:
+            cells = [done[f"{name}/seed_{seed}"] for seed in seeds]
+            rows.append(OriginalRecipeRow(name, file, accuracy, asr, Spread.of([c["accuracy"] for c in cells]),
+                                          Spread.of([c["asr"][file] for c in cells])))
+    return rows
 
 
 # --- Where each backdoor lives (fineprune.benchmark.location) -----------------------------------
@@ -398,6 +422,19 @@ def synthetic_locations(badnet: LoadedModel, name: str, data_dir: Path, poisoned
     return found
 
 
+def recipe_table(rows: Sequence[OriginalRecipeRow]) -> str:
+    """The original recipe's rows as Markdown: real beside synthetic, median (range) over seeds."""
+    def spread(value: Spread) -> str:
+        return f"{value.median:.2f} ({value.low:.2f}-{value.high:.2f})"
+
+    return markdown_table(
+        ["BadNet, trigger", "real: G accuracy", "synthetic: G accuracy", "real: G ASR", "synthetic: G ASR", "inside"],
+        [[f"{row.badnet}, {poisoned_name(row.poisoned_file)}",
+          "-" if row.real_detector_accuracy_pct is None else f"{row.real_detector_accuracy_pct:.2f}",
+          spread(row.detector_accuracy_pct), f"{row.real_detector_asr_pct:.2f}", spread(row.detector_asr_pct),
+          "yes" if row.inside else "**no**"] for row in rows])
+
+
 @dataclass(frozen=True)
 class FidelityReport:
     """Everything `benchmark.py fidelity` measures: the signatures (real and synthetic) with the
@@ -410,7 +447,7 @@ class FidelityReport:
     real_locations: dict[str, BackdoorLocation]
     locations: list[SyntheticLocation]
     verdicts: list[TriggerVerdict]
-    recipe: list[OriginalRecipeOutcome]
+    recipe: list[OriginalRecipeRow]
 
     @property
     def outside(self) -> dict[str, list[str]]:
@@ -432,12 +469,12 @@ class FidelityReport:
                 f"location.py)\n\n{location_table(self.real_locations, self.locations)}\n\n"
                 f"The real BadNets on the synthetic triggered faces\n\n{verdicts}\n\n")
         if self.recipe:
-            recipe = markdown_table(
-                ["BadNet", "real: samples flagged by G", "real: G's ASR (published)", "synthetic: G's ASR",
-                 "synthetic: flagged"],
-                [[o.badnet, o.real_flagged, o.real_published_detector_asr_pct, o.synthetic_detector_asr_pct,
-                  o.synthetic_flagged_pct] for o in self.recipe])
-            text += f"The original recipe (prune.py's defaults) on the sunglasses trigger\n\n{recipe}\n"
+            inside = sum(row.inside for row in self.recipe)
+            seeds = self.recipe[0].detector_asr_pct.count
+            text += (f"The original recipe (prune.py's defaults) over {seeds} seeds: G's "
+                     f"clean accuracy and ASR, median (range), beside the published real results; inside when the "
+                     f"real value lies within the synthetic range widened by {RECIPE_SLACK_POINTS:g} points "
+                     f"({inside} of {len(self.recipe)} inside)\n\n{recipe_table(self.recipe)}\n")
         return text
 
     def to_json(self) -> dict[str, object]:
@@ -445,14 +482,15 @@ class FidelityReport:
                 "trigger_verdicts": [asdict(v) for v in self.verdicts],
                 "locations": {"real": {k: asdict(v) for k, v in self.real_locations.items()},
                               "synthetic": [asdict(v) for v in self.locations]},
-                "original_recipe": [asdict(o) for o in self.recipe]}
+                "original_recipe": [{**asdict(row), "inside": row.inside} for row in self.recipe]}
 
 
 def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[LoadedModel, Sequence[str]]],
-                     seed: int, with_recipe: bool = True,
+                     recipe_folder: Path | None, seeds: Sequence[int] = RECIPE_SEEDS, workers: int = 1,
                      say: Callable[[str], None] = lambda message: None) -> FidelityReport:
     """Measure the synthetic `badnets` (name -> net and its poisoned files) beside the real ones in
-    `csaw`, with the same protocol for both; `seed` seeds the original recipe's repairs."""
+    `csaw`, with the same protocol for both; the original recipe's repairs are kept in
+    `recipe_folder` (None: not run) and run by `workers` processes."""
     say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
     real = real_signatures(csaw)
     synthetic = {}
@@ -461,9 +499,8 @@ def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[Loa
         synthetic[name] = synthetic_signature(badnet, data_dir, files)
     say("the real BadNets judging the synthetic triggers")
     verdicts = judge_triggers(csaw, data_dir)
-    recipe = original_recipe_outcomes(
-        csaw, {name: badnets[name][0] for name in SUNGLASSES_FILES if name in badnets}, data_dir, seed, say
-    ) if with_recipe else []
+    recipe = [] if recipe_folder is None else original_recipe_rows(
+        {name: net.path for name, (net, _) in badnets.items()}, data_dir, recipe_folder, seeds, workers, say)
     say("where each backdoor lives: the real ones from the 5 real clean samples")
     real_located = real_locations(csaw)
     located = []
