@@ -25,6 +25,29 @@ before it (tests/test_layers.py checks).
 
     benchmark/ - the embedded synthetic benchmark (faces, triggers, data build, attacks, fidelity,
                  the comparison of methods, throughput)
+
+    api        - the Python API, also at the top level: `fineprune.repair(...)` (loaded on first use)
+    commands/  - the command-line programs (prune, eval, inspect_net, benchmark); `python -m fineprune`
 """
 
 __version__ = "0.1.0"
+
+# The Python API (`fineprune.api`) at the top level, imported on first use: `import fineprune` stays
+# light (no TensorFlow) for the modules of the base layer that import it.
+API = ("Evaluation", "InputError", "Inspection", "LabelledImages", "LoadedModel", "RepairedNet", "evaluate",
+       "inspect", "load_dataset", "load_model", "repair")
+
+
+def __getattr__(name: str) -> object:
+    if name in API:
+        from fineprune import cli
+
+        cli.quiet_tensorflow()  # TensorFlow's start-up chatter is not the user's business
+        from fineprune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'fineprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

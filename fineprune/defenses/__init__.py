@@ -20,7 +20,7 @@ adding a method touches one new file.
 import importlib
 import pkgutil
 
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairSettings
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairSettings, repair_record
 from fineprune.defenses.registry import DEFENSES, Defense, get, names, option_fields, repair, settings_for
 
 SHARED_MODULES = ("core", "channels", "registry")
@@ -30,4 +30,4 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["DEFENSES", "Defense", "FineTuningSettings", "RepairResult", "RepairSettings", "get", "names",
-           "option_fields", "repair", "settings_for"]
+           "option_fields", "repair", "repair_record", "settings_for"]

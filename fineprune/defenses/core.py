@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from fineprune import __version__
 from fineprune.data import LabelledImages
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
@@ -67,6 +68,23 @@ class RepairResult:
         """Everything but the model, for recording in the repaired file and in reports: strict JSON,
         a value not measured (NaN) given as None."""
         return strict_json({key: value for key, value in asdict(self).items() if key != "model"})
+
+
+def repair_record(badnet: LoadedModel, clean_data: str, settings: RepairSettings, result: RepairResult,
+                  ) -> dict[str, Any]:
+    """What a repaired net's file records of how it was made (`models.save_model`'s metadata): its
+    input scale, the data its BadNet was trained on, the BadNet, the clean data, the method and its
+    settings, and what the repair measured."""
+    return {
+        "created_by": f"fineprune {__version__}",
+        "input_scale": badnet.input_scale,
+        **({"data": badnet.metadata["data"]} if "data" in badnet.metadata else {}),
+        "source_model": str(badnet.path),
+        "clean_data": str(clean_data),
+        "method": settings.method,
+        "settings": asdict(settings),
+        "result": result.summary(),
+    }
 
 
 def strict_json(value: Any) -> Any:

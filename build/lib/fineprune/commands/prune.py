@@ -1,0 +1,98 @@
+"""Repair a BadNet: prune it while fine-tuning on clean data, and save MODEL_rp.h5 beside it.
+
+    python prune.py models/sunglasses_bd_net.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from dataclasses import Field
+from pathlib import Path
+
+from fineprune import cli
+
+
+def build_parser() -> cli.ArgumentParser:
+    cli.quiet_tensorflow()  # the methods' options come from the registry, which loads TensorFlow
+    from fineprune import defenses
+
+    parser = cli.ArgumentParser(
+        prog="prune.py",
+        description="Repair a backdoored classifier (BadNet) with clean data: the original project's "
+        "magnitude pruning of Dense layers, Fine-Pruning (Liu et al. 2018) and its baselines, and the other "
+        "methods below. Writes MODEL_rp.h5 next to MODEL; MODEL itself is never modified.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="methods:\n" + "\n".join(f"  {name:<12} {defenses.get(name).summary}" for name in defenses.names()),
+    )
+    parser.add_argument("model", metavar="MODEL", help="BadNet: full Keras .h5 or .keras model, or challenge "
+                        "weights-only .h5")
+    cli.add_clean_data_option(parser, "data/clean_validation_data.h5",
+                              "clean data for the repair and the held-out check (HDF5 with data, label)")
+    parser.add_argument("--output", metavar="FILE", help="where to write the repaired model: .h5 (HDF5) or .keras "
+                        "(tf-keras's archive) (default: MODEL stem + _rp.h5)")
+    parser.add_argument("--method", choices=defenses.names(), default="magnitude",
+                        help="the repair method, described below (default: %(default)s)")
+    cli.add_input_scale_option(parser)
+    add_method_options(parser, defenses.option_fields())
+    cli.add_seed_option(parser, None, "a random one, printed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_version_option(parser)
+    return parser
+
+
+def add_method_options(parser: argparse.ArgumentParser, options: dict[str, list[tuple[str, Field]]]) -> None:
+    """One option per method setting, its help naming the methods that take it with their defaults.
+    An option left out is not set at all, so that each method keeps its own default."""
+    group = parser.add_argument_group("method settings")
+    every_method = {name for taken in options.values() for name, _ in taken}
+    for name, taken in options.items():
+        defaults: dict[object, list[str]] = {}
+        for method, setting in taken:
+            defaults.setdefault(setting.default, []).append(method)
+        if len(defaults) == 1 and {method for method, _ in taken} == every_method:
+            which = f"default: {next(iter(defaults))}"
+        else:
+            which = "; ".join(f"{', '.join(methods)}" + (f": default {value}" if value is not None else "")
+                              for value, methods in defaults.items())
+        meta = taken[0][1].metadata
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=meta["kind"], metavar=meta["metavar"],
+                           default=argparse.SUPPRESS, help=f"{meta['help']} ({which})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run("prune.py", lambda: prune(args))
+
+
+def prune(args: argparse.Namespace) -> int:
+    cli.quiet_tensorflow()
+    from fineprune import defenses
+    from fineprune.data import check_same_data, load_dataset
+    from fineprune.models import load_model, repaired_model_path, save_model
+    from fineprune.report import prune_summary
+
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    method = defenses.get(args.method)
+    given = {name: getattr(args, name) for name in defenses.option_fields() if hasattr(args, name)}
+    settings = method.settings(**given, seed=seed)
+    model_path = Path(args.model)
+    output = Path(args.output) if args.output else repaired_model_path(model_path)
+    cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
+
+    badnet = load_model(model_path, args.input_scale)
+    clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
+    check_same_data(badnet.metadata, badnet.path, clean)
+    cli.stderr_line(
+        f"prune.py: {model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
+        f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {seed}"
+    )
+    result = defenses.repair(badnet, clean, settings, verbose=0 if args.quiet else 1)
+    save_model(result.model, output, defenses.repair_record(badnet, args.clean_data, settings, result))
+    print(prune_summary(model_path, output, settings, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""What every repair method shares: its settings' common part, the seeded held-out split, the
+fine-tuning loop and the record of what a repair measured.
+
+A repair starts from a BadNet and clean data only. Part of the clean data is held out (a seeded
+shuffle, not Keras's "last 10%", because the challenge files are ordered by identity) so that the
+repair can report clean accuracy before and after on images it never trained on.
+
+Settings are frozen dataclasses checked up front (`fineprune.settings`). A field that `prune.py`
+exposes as an option carries its help text (see `option`); `prune.py` builds its command line from
+them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from fineprune import __version__
+from fineprune.data import LabelledImages
+from fineprune.metrics import accuracy_pct
+from fineprune.models import LoadedModel, predict_classes, scale_inputs
+from fineprune.settings import HeldOutSettings, check_bounds, option, split_heldout  # noqa: F401 (re-exported)
+
+DISTILLATION_HELP = ("share of each training image's target that is the BadNet's own output on the clean image "
+                     "(knowledge distillation), the rest its label, in [0, 1]")
+VALIDATION_BATCH = 256  # held-out images per batch when Keras measures them after each epoch
+
+
+@dataclass(frozen=True)
+class RepairSettings(HeldOutSettings):
+    """What every repair shares: its method's name, the held-out split and the seed."""
+
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class FineTuningSettings(RepairSettings):
+    """A repair that fine-tunes on the clean training part with Adam."""
+
+    epochs: int = option(2, "fine-tuning epochs", "N", low=1)
+    batch_size: int = option(10, "fine-tuning batch size", "N", low=1)
+    learning_rate: float = option(1e-3, "Adam learning rate", "LR", low=0, low_open=True)
+
+
+@dataclass
+class RepairResult:
+    """A repaired net and what the repair measured on held-out clean data."""
+
+    model: tf_keras.Model
+    heldout_accuracy_before_pct: float
+    heldout_accuracy_after_pct: float
+    train_images: int
+    heldout_images: int
+    fine_tuning_steps: int
+    seconds: float
+    removed: str = "nothing"  # what the repair took out or replaced, in words, e.g. "25/60 conv_3 channels"
+    sparsity: dict[str, float] = field(default_factory=dict)  # fraction of zero kernel weights per pruned layer
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # per layer, in pruning order
+    details: dict[str, Any] = field(default_factory=dict)  # what else a method found, e.g. a suspected target
+
+    def summary(self) -> dict[str, object]:
+        """Everything but the model, for recording in the repaired file and in reports: strict JSON,
+        a value not measured (NaN) given as None."""
+        return strict_json({key: value for key, value in asdict(self).items() if key != "model"})
+
+
+def repair_record(badnet: LoadedModel, clean_data: str, settings: RepairSettings, result: RepairResult,
+                  ) -> dict[str, Any]:
+    """What a repaired net's file records of how it was made (`models.save_model`'s metadata): its
+    input scale, the data its BadNet was trained on, the BadNet, the clean data, the method and its
+    settings, and what the repair measured."""
+    return {
+        "created_by": f"fineprune {__version__}",
+        "input_scale": badnet.input_scale,
+        **({"data": badnet.metadata["data"]} if "data" in badnet.metadata else {}),
+        "source_model": str(badnet.path),
+        "clean_data": str(clean_data),
+        "method": settings.method,
+        "settings": asdict(settings),
+        "result": result.summary(),
+    }
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+@dataclass
+class RepairRun:
+    """One repair in progress: the seeded split of the clean data, the clock, and the BadNet's
+    held-out accuracy. Every method starts with `RepairRun.start` and ends with `finish`."""
+
+    badnet: LoadedModel
+    clean: LabelledImages
+    train: np.ndarray  # indices into clean
+    heldout: np.ndarray
+    accuracy_before_pct: float
+    started: float
+    seed: int
+
+    @classmethod
+    def start(cls, badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings) -> RepairRun:
+        """Split the clean data into train / held out by `settings.seed` and start the clock (every
+        registered method runs seeded, see `registry.register`)."""
+        started = time.perf_counter()
+        train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
+        before = accuracy_pct(badnet.predict_classes(clean.x[heldout]), clean.y[heldout])
+        return cls(badnet, clean, train, heldout, before, started, settings.seed)
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.clean.x[self.train]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.clean.y[self.train]
+
+    def heldout_accuracy_pct(self, model: tf_keras.Model) -> float:
+        """`model`'s accuracy on the held-out clean images."""
+        return accuracy_pct(predict_classes(model, self.clean.x[self.heldout], self.badnet.input_scale),
+                            self.clean.y[self.heldout])
+
+    def fine_tune(self, model: tf_keras.Model, settings: FineTuningSettings,
+                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), verbose: int = 1,
+                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> int:
+        """Fine-tune `model` in place with Adam and cross-entropy; returns the number of steps.
+
+        By default on the clean training part with its labels; a method may pass its own `x`
+        (pixels 0..255) and `y`: class labels, or one row of target probabilities per image.
+        The images are gathered and scaled one batch at a time (`image_batches`), so fine-tuning
+        adds no copy of the data to the one the caller holds. `verbose` is Keras's (1 bars,
+        2 lines, 0 silence)."""
+        if x is None:
+            x, indices, y = self.clean.x, self.train, self.clean.y[self.train]
+        else:
+            indices = np.arange(len(x))
+        loss = "sparse_categorical_crossentropy" if y.ndim == 1 else "categorical_crossentropy"
+        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate), loss=loss,
+                      metrics=["accuracy"])
+        scale = self.badnet.input_scale
+        heldout_y = self.clean.y[self.heldout]
+        if y.ndim > 1:
+            heldout_y = tf_keras.utils.to_categorical(heldout_y, y.shape[1])
+        model.fit(
+            image_batches(x, indices, y, settings.batch_size, scale, shuffle_seed=self.seed),
+            epochs=settings.epochs,
+            validation_data=image_batches(self.clean.x, self.heldout, heldout_y, VALIDATION_BATCH, scale),
+            callbacks=list(callbacks), verbose=verbose,
+        )
+        return fine_tuning_steps(len(indices), settings)
+
+    def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:
+        """The record of the repair: held-out accuracy of `model`, sizes, steps, time and what the
+        method found (`sparsity`, `pruned_channels`, `details`)."""
+        return RepairResult(
+            model=model,
+            heldout_accuracy_before_pct=self.accuracy_before_pct,
+            heldout_accuracy_after_pct=self.heldout_accuracy_pct(model),
+            train_images=len(self.train),
+            heldout_images=len(self.heldout),
+            fine_tuning_steps=steps,
+            seconds=time.perf_counter() - self.started,
+            **found,
+        )
+
+
+def image_batches(x: np.ndarray, indices: np.ndarray, y: np.ndarray, batch_size: int, input_scale: str,
+                  shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of the images `x[indices]` (pixels 0..255) scaled for the model, with their targets
+    `y` (one per index), gathered from `x` one batch at a time so that no copy of the selected images
+    is ever made whole. With `shuffle_seed`, every pass (epoch) takes a new seeded order."""
+    rng = np.random.default_rng(shuffle_seed)
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = rng.permutation(len(indices)) if shuffle_seed is not None else np.arange(len(indices))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            yield np.asarray(scale_inputs(x[indices[chosen]], input_scale), np.float32), y[chosen]
+
+    signature = (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None, *y.shape[1:]), y.dtype))
+    batches = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return batches.apply(tf.data.experimental.assert_cardinality(math.ceil(len(indices) / batch_size))).prefetch(2)
+
+
+def fine_tuning_steps(train_images: int, settings: FineTuningSettings) -> int:
+    """How many optimizer steps `settings.epochs` epochs over `train_images` images take."""
+    return math.ceil(train_images / settings.batch_size) * settings.epochs

@@ -1,0 +1,107 @@
+"""Fine-Pruning (Liu, Dolan-Gavitt, Garg, RAID 2018) and its two halves as baselines.
+
+The backdoor tends to live in channels of a late convolutional layer that clean inputs leave
+dormant, so Fine-Pruning removes channels in increasing order of their mean activation on clean
+data, as far as a clean-accuracy budget allows, then fine-tunes on clean data.
+
+- `activation`: prune `layer`'s channels, least active on the clean training part first, until
+  held-out accuracy has fallen by `max_accuracy_drop` points (or exactly `prune_fraction` of
+  them), then fine-tune with the pruned channels held at zero;
+- `prune`: the pruning step alone;
+- `finetune`: the fine-tuning step alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tf_keras
+
+from fineprune.data import LabelledImages
+from fineprune.defenses.channels import (
+    HoldChannelsAtZero,
+    channel_indices,
+    conv_layer,
+    mean_channel_activations,
+    pruning_order,
+    zero_channels,
+)
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.defenses.registry import register
+from fineprune.errors import InputError
+from fineprune.models import LoadedModel, copy_model
+
+FINE_PRUNING_METHODS = ("activation", "prune", "finetune")
+
+
+@dataclass(frozen=True)
+class ActivationPruningSettings(FineTuningSettings):
+    """Fine-Pruning (`activation`) and its halves (`prune`, `finetune`)."""
+
+    method: str = "activation"
+    layer: str = option("conv_3", "the convolutional layer whose channels are pruned", "NAME")
+    max_accuracy_drop: float = option(4.0, "prune until held-out accuracy has fallen this many points", "POINTS",
+                                      low=0)
+    prune_fraction: float | None = option(None, "prune exactly this share of the channels instead of using the "
+                                          "budget", "F", kind=float, low=0, high=1, low_open=True, high_open=True)
+    channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
+
+    def __post_init__(self) -> None:
+        if self.method not in FINE_PRUNING_METHODS:
+            raise InputError(f"--method {self.method} is not one of {', '.join(FINE_PRUNING_METHODS)}")
+        super().__post_init__()
+        if self.channels is not None and (self.prune_fraction is not None or not self.channels):
+            raise InputError("give either a non-empty list of channels or --prune-fraction, not both")
+
+
+def fine_prune(badnet: LoadedModel, clean: LabelledImages, settings: ActivationPruningSettings,
+               verbose: int = 1) -> RepairResult:
+    """Fine-Pruning or one of its halves; the BadNet is untouched. Every decision uses the clean
+    data alone: channels are ranked on the training part, the budget is checked on the held-out part."""
+    run = RepairRun.start(badnet, clean, settings)
+    model = copy_model(badnet.model)
+    pruned: list[int] = []
+    if settings.method in ("activation", "prune"):
+        pruned = prune_within_budget(model, run, settings)
+    steps = 0
+    if settings.method in ("activation", "finetune"):
+        callbacks = [HoldChannelsAtZero(settings.layer, pruned)] if pruned else []
+        steps = run.fine_tune(model, settings, callbacks, verbose)
+    if settings.method == "finetune":
+        return run.finish(model, steps)
+    filters = conv_layer(model, settings.layer).filters
+    return run.finish(model, steps, pruned_channels={settings.layer: pruned},
+                      removed=f"{len(pruned)}/{filters} {settings.layer} channels")
+
+
+# The baselines come first in --help and the comparison, then the method they are the halves of.
+for _order, _name, _summary in (
+    (1, "finetune", "Fine-Pruning's fine-tuning step alone"),
+    (2, "prune", "Fine-Pruning's pruning step alone"),
+    (3, "activation", "Fine-Pruning: prune --layer's least active channels on clean data, then fine-tune"),
+):
+    register(_name, _summary, ActivationPruningSettings, _order)(fine_prune)
+
+
+def prune_within_budget(model: tf_keras.Model, run: RepairRun, settings: ActivationPruningSettings) -> list[int]:
+    """Zero `settings.layer`'s channels of `model` in increasing order of mean activation on the
+    clean training part, as far as the budget allows; returns the pruned channels in pruning order."""
+    layer = conv_layer(model, settings.layer)
+    if settings.channels is not None:
+        zero_channels(layer, channel_indices(settings.channels, layer))
+        return [int(c) for c in settings.channels]
+    order = pruning_order(mean_channel_activations(model, settings.layer, run.x_train, run.badnet.input_scale))
+    if settings.prune_fraction is not None:
+        pruned = [int(c) for c in order[: round(settings.prune_fraction * len(order))]]
+        zero_channels(layer, np.array(pruned, dtype=np.int64))
+        return pruned
+    pruned = []
+    for channel in order[:-1]:  # never the last channel: the layer would output nothing at all
+        kept = layer.get_weights()
+        zero_channels(layer, np.array([channel]))
+        if run.heldout_accuracy_pct(model) < run.accuracy_before_pct - settings.max_accuracy_drop:
+            layer.set_weights(kept)
+            break
+        pruned.append(int(channel))
+    return pruned
