@@ -16,9 +16,12 @@ USAGE = (f"usage: python -m fineprune {{{','.join(COMMANDS)}}} [options]\n"
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE, end="")
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
     if argv[0] not in COMMANDS:
         print(f"python -m fineprune: error: {argv[0]!r} is not a command (one of {', '.join(COMMANDS)})",
               file=sys.stderr)
