@@ -194,6 +194,16 @@ def save_model(
             h5.attrs[METADATA_ATTR] = record
 
 
+def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
+    """The model's last layer, which must be a Dense layer with a bias: what the methods that read
+    or re-fit the output layer (head, maxmargin, fst, anp, inspect_net.py) work on."""
+    head = model.layers[-1]
+    if not isinstance(head, tf_keras.layers.Dense) or not head.use_bias:
+        raise InputError(f"the last layer {head.name!r} is a {type(head).__name__}, not a Dense layer with a bias, "
+                         "which this needs")
+    return head
+
+
 def scale_inputs(x: np.ndarray | tf.Tensor, input_scale: str | None) -> np.ndarray | tf.Tensor:
     """Pixels 0..255 as the model expects them: divided by 255 for "unit", unchanged for "raw" (or
     None, for inputs that are not images). Works on arrays and on tensors inside a graph alike."""
@@ -268,16 +278,6 @@ def class_predictor(models: Sequence[LoadedModel]) -> Callable[[np.ndarray], lis
                 else np.empty(0, np.int64) for i in range(len(models))]
 
     return predict
-
-
-def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
-    """The model's last layer, which must be a Dense layer with a bias: what the methods that read
-    or re-fit the output layer (head, maxmargin, fst, anp, inspect_net.py) work on."""
-    head = model.layers[-1]
-    if not isinstance(head, tf_keras.layers.Dense) or not head.use_bias:
-        raise InputError(f"the last layer {head.name!r} is a {type(head).__name__}, not a Dense layer with a bias, "
-                         "which this needs")
-    return head
 
 
 def layer_outputs(model: tf_keras.Model, layer_name: str, x: np.ndarray, input_scale: str | None) -> np.ndarray:
