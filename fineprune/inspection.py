@@ -6,7 +6,7 @@ From a net and clean data alone, with one of two detectors:
   decides; the flagged classes are then reversed as Neural Cleanse would, beside a population of
   ordinary classes drawn at random, for a picture of each trigger, its size, its anomaly index
   and its hit rate.
-- `reversal`: Neural Cleanse's detection (`reversal.examine_classes`) proposes suspect
+- `reversal`: Neural Cleanse's detection (`fineprune.detection.reversal.examine_classes`) proposes suspect
   classes by untargeted stamp searches, reverses a trigger for each and for the ordinary classes,
   and flags the classes whose reversed trigger is anomalously small. The `unlearn` repair runs
   this detection with the same settings.
