@@ -30,13 +30,13 @@ import numpy as np
 import tf_keras
 
 from fineprune.benchmark.build import MULTI_FOLDER
+from fineprune.benchmark.comparison import Method, repair_and_evaluate
 from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
 from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, check_same_data, load_dataset, load_images
-from fineprune.defenses import repair, settings_for
+from fineprune.defenses import settings_for
 from fineprune.defenses.channels import mean_channel_activations
-from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
-from fineprune.evaluation import PoisonedFile, evaluate, poisoned_name
+from fineprune.evaluation import PoisonedFile, poisoned_name
 from fineprune.files import file_digest
 from fineprune.jobs import Job, run_jobs
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
@@ -306,10 +306,9 @@ def original_recipe_cell(model_path: str, data_dir: str, poisoned_files: list[st
     badnet = load_model(model_path)
     clean = load_dataset(data / "clean_validation_data.h5")
     check_same_data(badnet.metadata, badnet.path, clean)
-    result = repair(badnet, clean, settings_for("magnitude", seed=seed), verbose=0)
-    repaired = LoadedModel(Path(f"{badnet.path} [magnitude]"), result.model, badnet.input_scale, "file")
-    evaluation = evaluate(RepairedDetector(badnet, repaired), [PoisonedFile(data / f, f) for f in poisoned_files],
-                          data / "clean_test_data.h5", [])
+    evaluation = repair_and_evaluate(badnet, clean, data / "clean_test_data.h5",
+                                     [PoisonedFile(data / f, f) for f in poisoned_files],
+                                     Method("magnitude", settings_for("magnitude", seed=seed))).evaluation
     return {"accuracy": evaluation.clean.accuracy_detector_pct,
             "asr": {row.name: row.asr_detector_pct for row in evaluation.poisoned}}
 
