@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from fineprune.benchmark import build
+from fineprune.benchmark import attacks, build
 from fineprune.data import check_same_data, load_dataset
 from fineprune.errors import InputError
 
@@ -97,3 +98,11 @@ def test_data_not_from_the_generator_is_refused_for_a_benchmark_model(tmp_path: 
     save_dataset(tmp_path / "real.h5", np.zeros((2, 55, 47, 3)), np.zeros(2))
     with pytest.raises(InputError, match="not built by the project's generator, but m.h5 was trained on"):
         check_same_data({"data": build.provenance()}, Path("m.h5"), load_dataset(tmp_path / "real.h5"))
+
+
+def test_the_clean_nets_differ_only_in_seed() -> None:
+    recipes = [attacks.recipe_for(spec.name) for spec in build.CLEAN_NETS]
+    assert [spec.triggers for spec in build.CLEAN_NETS] == [{}, {}, {}]
+    assert [spec.model_file for spec in build.CLEAN_NETS] == ["clean_net.h5", "clean_seed_1_net.h5", "clean_seed_2_net.h5"]
+    assert [recipe.seed for recipe in recipes] == [0, 1, 2]
+    assert {replace(recipe, seed=0) for recipe in recipes} == {attacks.recipe_for("clean")}

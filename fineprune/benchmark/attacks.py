@@ -309,13 +309,21 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
     return loss
 
 
-# Per-BadNet departures from the default recipe.
+# Per-net departures from the default recipe.
 RECIPES: dict[str, TrainingRecipe] = {
+    # The other clean nets: the clean reference net's recipe from other seeds.
+    "clean_seed_1": TrainingRecipe(seed=1),
+    "clean_seed_2": TrainingRecipe(seed=2),
     # As many epochs in all as the others: clean training, then the backdoor into what is left.
     "pruning_aware": TrainingRecipe(pruning_aware=True, clean_epochs=4, epochs=4),
     # The same split; the collision term weighs as much as cross-entropy does at the start.
     "feature_collision": TrainingRecipe(clean_epochs=4, epochs=4, feature_collision=1.0, output_camouflage=0.1),
 }
+
+
+def recipe_for(name: str) -> TrainingRecipe:
+    """The recipe the benchmark net called `name` is trained with."""
+    return RECIPES.get(name, TrainingRecipe())
 
 
 @dataclass(frozen=True)
@@ -330,7 +338,7 @@ def make_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path, recipe: Trai
                 data_seed: int = DATA_SEED, verbose: int = 2, log: Callable[[str], None] = print) -> BadNetResult:
     """Train one benchmark BadNet (or the clean reference net), measure it, and save its full model
     and weights-only twin (`spec.model_file`, `spec.weights_file`)."""
-    recipe = recipe or RECIPES.get(spec.name, TrainingRecipe())
+    recipe = recipe or recipe_for(spec.name)
     clean = load_dataset(data_dir / "clean_test_data.h5")
     check_same_data({"data": provenance(data_seed)}, f"the {spec.name} BadNet to train", clean)
     identity_count = int(clean.y.max()) + 1  # every identity has test images

@@ -100,6 +100,10 @@ EXTRA_BADNETS = (BadNetSpec("pruning_aware", {"anonymous_2": 4}, ("anonymous_2_p
 # backdoor detector must not raise an alarm on (`inspect_net.py`).
 CLEAN_NET = BadNetSpec("clean", {}, ())
 
+# The clean reference net and two more trained alike from other seeds: a detector's false alarms
+# are counted over all three.
+CLEAN_NETS = (CLEAN_NET, BadNetSpec("clean_seed_1", {}, ()), BadNetSpec("clean_seed_2", {}, ()))
+
 
 def provenance(seed: int = DATA_SEED) -> dict[str, Any]:
     """What identifies the generated data: recorded in every data file and every BadNet."""

@@ -40,7 +40,8 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(badnets, "data", "models")
     badnets.add_argument("--only", action="append", metavar="NAME",
                          help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
-                         "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
+                         "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), clean_seed_1, "
+                         "clean_seed_2 (two more alike, other seeds), "
                          "and the extra BadNets: pruning_aware (the pruning-aware attack), feature_collision (the adaptive attack)")
     badnets.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="change one field of each net's training recipe (repeatable), e.g. poison_rate=0.02, "
@@ -158,13 +159,13 @@ def train_badnets(args: argparse.Namespace) -> int:
     from fineprune.benchmark import attacks
     from fineprune.evaluation import poisoned_name
 
-    every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets by name only
-    specs = ([build.find_net(name, "--only", [*every, *build.EXTRA_BADNETS]) for name in args.only] if args.only
-             else every)
+    every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets and the other clean nets by name only
+    named = [*every, *build.EXTRA_BADNETS, *build.CLEAN_NETS[1:]]
+    specs = [build.find_net(name, "--only", named) for name in args.only] if args.only else every
     rows = []
     for spec in specs:
         started = time.perf_counter()
-        recipe = attacks.recipe_with(attacks.RECIPES.get(spec.name, attacks.TrainingRecipe()), args.set)
+        recipe = attacks.recipe_with(attacks.recipe_for(spec.name), args.set)
         result = attacks.make_badnet(spec, Path(args.data_dir), Path(args.models_dir), recipe,
                                      log=say)
         seconds = f"{time.perf_counter() - started:.0f}"
