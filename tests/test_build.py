@@ -103,6 +103,7 @@ def test_data_not_from_the_generator_is_refused_for_a_benchmark_model(tmp_path: 
 def test_the_clean_nets_differ_only_in_seed() -> None:
     recipes = [attacks.recipe_for(spec.name) for spec in build.CLEAN_NETS]
     assert [spec.triggers for spec in build.CLEAN_NETS] == [{}, {}, {}]
-    assert [spec.model_file for spec in build.CLEAN_NETS] == ["clean_net.h5", "clean_seed_1_net.h5", "clean_seed_2_net.h5"]
+    assert [spec.model_file for spec in build.CLEAN_NETS] == [
+        "clean_net.h5", "clean_seed_1_net.h5", "clean_seed_2_net.h5"]
     assert [recipe.seed for recipe in recipes] == [0, 1, 2]
     assert {replace(recipe, seed=0) for recipe in recipes} == {attacks.recipe_for("clean")}

@@ -40,8 +40,8 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(badnets, "data", "models")
     badnets.add_argument("--only", action="append", metavar="NAME",
                          help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
-                         "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), clean_seed_1, "
-                         "clean_seed_2 (two more alike, other seeds), "
+                         "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
+                         "clean_seed_1, clean_seed_2 (two more alike, other seeds), "
                          "and the extra BadNets: pruning_aware (the pruning-aware attack), feature_collision (the adaptive attack)")
     badnets.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="change one field of each net's training recipe (repeatable), e.g. poison_rate=0.02, "
