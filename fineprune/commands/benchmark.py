@@ -160,7 +160,7 @@ def train_badnets(args: argparse.Namespace) -> int:
     from fineprune.evaluation import poisoned_name
 
     every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets and the other clean nets by name only
-    named = [*every, *build.EXTRA_BADNETS, *build.CLEAN_NETS[1:]]
+    named = [*build.BADNETS, *build.CLEAN_NETS, *build.EXTRA_BADNETS]
     specs = [build.find_net(name, "--only", named) for name in args.only] if args.only else every
     rows = []
     for spec in specs:
