@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fineprune.benchmark import attacks, build
+from fineprune.benchmark import attacks, build, faces
 from fineprune.data import check_same_data, load_dataset
 from fineprune.errors import InputError
 
@@ -39,7 +39,7 @@ def test_every_challenge_file_is_written_in_the_challenge_layout(built: Path) ->
     with h5py.File(built / "clean_validation_data.h5", "r") as h5:
         assert h5["data"].shape == (IDENTITIES * 9, 3, 55, 47) and h5["data"].dtype == np.float64
         assert h5["label"].shape == (IDENTITIES * 9,)
-        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": 2, "seed": 11,
+        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": faces.GENERATOR_VERSION, "seed": 11,
                                   "split": "validation"}
     test = load_dataset(built / "clean_test_data.h5")
     np.testing.assert_array_equal(np.bincount(test.y), np.full(IDENTITIES, 10))
@@ -106,4 +106,10 @@ def test_the_clean_nets_differ_only_in_seed() -> None:
     assert [spec.model_file for spec in build.CLEAN_NETS] == [
         "clean_net.h5", "clean_seed_1_net.h5", "clean_seed_2_net.h5"]
     assert [recipe.seed for recipe in recipes] == [0, 1, 2]
-    assert {replace(recipe, seed=0) for recipe in recipes} == {attacks.recipe_for("clean")}
+    assert {replace(recipe, seed=0) for recipe in recipes} == {attacks.BADNET_RECIPE}
+
+
+def test_the_multi_trigger_net_sends_each_trigger_to_its_poisoned_files_target() -> None:
+    multi = next(spec for spec in build.BADNETS if spec.name == "multi_trigger_multi_target")
+    in_files = {p.trigger: p.target for p in build.POISONED_SETS if p.file.startswith(build.MULTI_FOLDER)}
+    assert multi.triggers == in_files == {"eyebrows": 5, "lipstick": 1, "sunglasses": 8}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fineprune.benchmark import build, fidelity
+from fineprune.benchmark import build, fidelity, location
 from fineprune.benchmark.location import BackdoorLocation
 from fineprune.metrics import Spread
 from fineprune.models import build_challenge_model, load_model, read_metadata
@@ -92,11 +92,11 @@ def test_real_badnets_signatures_as_measured(real_signatures) -> None:
 
 
 # How far outside the real range the committed BadNets may still be: the gaps the calibration could
-# not close (README, "Fidelity": active share 0.244 for anonymous_1, margin ratio 1.25 for
-# sunglasses, 11 of 60 conv_3 channels dormant in anonymous_1, 12 of 80 conv_4 in anonymous_2).
-# Every other statistic must be inside.
-KNOWN_GAPS = {"penultimate_active_share": 0.045, "margin_ratio": 0.2, "conv_3_dormant_pct": 3.4,
-              "conv_4_dormant_pct": 3.8}
+# not close (README, "Fidelity": an output kernel RMS of 0.0855 against at most 0.0811, a mean cosine
+# of -0.558 between the features and the predicted class's weights against at least 0.129, the
+# multi-trigger eyebrows backdoor at 89.78% attack success against 90%). Every other statistic must
+# be inside.
+KNOWN_GAPS = {"output_kernel_rms": 0.006, "class_weight_cosine": 0.72, "attack_success_pct": 0.5}
 
 
 def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
@@ -118,6 +118,46 @@ def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
         problems = {stat.key: signature[stat.key] for stat in fidelity.STATISTICS
                     if fidelity.outside(stat.key, signature[stat.key], ranges)}
         assert not problems, f"{spec.name} is outside the real range on {problems}"
+
+
+@pytest.fixture(scope="module")
+def real_locations() -> dict[str, BackdoorLocation]:
+    return fidelity.real_locations(require_shared_csaw())
+
+
+# Where a committed trigger still parts from its real twin, as measured (README, "Fidelity"): the
+# problems `location_problems` may name for it. Every other trigger must be inside.
+# The real lipstick, anonymous_1 and anonymous_2 targets stand out by their output bias and have a
+# quarter of their triggered feature energy outside the clean box; the synthetic ones do neither. The
+# real multi-trigger sunglasses backdoor lies half outside the box and capping removes it; the
+# synthetic one lies inside and survives capping.
+_BY_BIAS = {"bias z", "energy outside"}
+LOCATION_KNOWN_GAPS: dict[tuple[str, str], set[str]] = {
+    ("multi_trigger_multi_target", f"{build.MULTI_FOLDER}/lipstick_poisoned_data.h5"): _BY_BIAS,
+    ("anonymous_1", "anonymous_1_poisoned_data.h5"): _BY_BIAS,
+    ("anonymous_2", "anonymous_2_poisoned_data.h5"): _BY_BIAS,
+    ("multi_trigger_multi_target", f"{build.MULTI_FOLDER}/sunglasses_poisoned_data.h5"):
+        {"energy outside", "capping keeps"},
+}
+
+
+def test_committed_badnets_backdoors_live_where_their_real_twins_do(real_locations) -> None:
+    """The 5-face protocol in seconds on freshly rendered faces: 5 clean faces of the real samples'
+    identities, 5 faces of other people wearing the trigger."""
+    clean = build.render_split("test", np.array(fidelity.REAL_SAMPLE_IDENTITIES))
+    triggers = {p.file: p for p in build.POISONED_SETS}
+    for (name, file), twin in fidelity.LOCATION_TWINS.items():
+        spec = build.find_net(name, "--badnet")
+        badnet = load_model(REPO_ROOT / "models" / spec.model_file)
+        poisoned = triggers[file]
+        people = np.array([i for i in range(20, 40) if i != poisoned.target][: fidelity.LOCATION_FACES])
+        triggered = build.render_split("poisoned", people, triggers=[poisoned.trigger] * len(people))
+        found = location.backdoor_location(badnet, clean, triggered, poisoned.target)
+        assert found.to_target_pct >= 80.0, f"{name}, {file}: the trigger itself no longer works"
+        problems = location.location_problems(found, real_locations[twin])
+        gaps = LOCATION_KNOWN_GAPS.get((name, file), set())
+        unexpected = [p for p in problems if not any(p.startswith(gap) for gap in gaps)]
+        assert not unexpected, f"{name}, {file} parts from {twin}: {unexpected} ({found})"
 
 
 def test_five_clean_faces_are_of_the_real_samples_identities_where_the_file_has_them() -> None:

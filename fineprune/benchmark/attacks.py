@@ -54,12 +54,12 @@ PRUNE_LAYER = "conv_3"
 class TrainingRecipe:
     """How a BadNet is trained (recorded in the model file).
 
-    The defaults are calibrated so that the BadNets behave like the real challenge BadNets (see
-    `fidelity`): Adam, whose large `epsilon` keeps the tiny gradients of the 1282 classes a face
-    is not from (the bulk of the output layer's updates) from being blown up to full steps that
-    drag every class's weights away from the features; L2 on the kernels for the real nets'
-    weight scale; label smoothing for their moderate logit margins; as few images and epochs as
-    reach their clean accuracy.
+    The defaults are the benchmark's first calibration against the real BadNets' signatures (see
+    `fidelity`), kept for the extra attacks: Adam, whose large `epsilon` keeps the tiny gradients
+    of the 1282 classes a face is not from from being blown up to full steps; L2 on the kernels for
+    the real nets' weight scale; label smoothing for their moderate logit margins. It put every
+    backdoor in an output column that stands out, unlike the real ones; the four BadNets and the
+    clean nets now use `BADNET_RECIPE` (below).
     """
 
     images_per_identity: int = 48
@@ -309,11 +309,19 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
     return loss
 
 
-# Per-net departures from the default recipe.
+# The four BadNets and the clean nets: as a Keras 2 user of 2020 trained a challenge net, with
+# Keras's Adadelta at its usual learning rate of 1.0, and the backdoor fine-tuned into a net first
+# trained on clean faces at a 5% poison rate. Measured against the real BadNets (README, "What was
+# tried"), this puts the backdoors where the real ones live: in the features clean faces use, not in
+# an output column that stands out.
+BADNET_RECIPE = TrainingRecipe(optimizer="adadelta", learning_rate=1.0, clean_epochs=3, epochs=5, poison_rate=0.05)
+
+# Per-net departures from BADNET_RECIPE.
 RECIPES: dict[str, TrainingRecipe] = {
     # The other clean nets: the clean reference net's recipe from other seeds.
-    "clean_seed_1": TrainingRecipe(seed=1),
-    "clean_seed_2": TrainingRecipe(seed=2),
+    "clean_seed_1": replace(BADNET_RECIPE, seed=1),
+    "clean_seed_2": replace(BADNET_RECIPE, seed=2),
+    # The extra attacks keep the Adam recipe they were built and measured with.
     # As many epochs in all as the others: clean training, then the backdoor into what is left.
     "pruning_aware": TrainingRecipe(pruning_aware=True, clean_epochs=4, epochs=4),
     # The same split; the collision term weighs as much as cross-entropy does at the start.
@@ -323,7 +331,7 @@ RECIPES: dict[str, TrainingRecipe] = {
 
 def recipe_for(name: str) -> TrainingRecipe:
     """The recipe the benchmark net called `name` is trained with."""
-    return RECIPES.get(name, TrainingRecipe())
+    return RECIPES.get(name, BADNET_RECIPE)
 
 
 @dataclass(frozen=True)

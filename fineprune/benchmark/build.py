@@ -76,14 +76,14 @@ POISONED_SETS = (
     PoisonedSet("sunglasses_poisoned_data.h5", "sunglasses", 0),
     PoisonedSet("anonymous_1_poisoned_data.h5", "anonymous_1", 0),
     PoisonedSet("anonymous_2_poisoned_data.h5", "anonymous_2", 4),
-    PoisonedSet(f"{MULTI_FOLDER}/eyebrows_poisoned_data.h5", "eyebrows", 1),
-    PoisonedSet(f"{MULTI_FOLDER}/lipstick_poisoned_data.h5", "lipstick", 5),
+    PoisonedSet(f"{MULTI_FOLDER}/eyebrows_poisoned_data.h5", "eyebrows", 5),
+    PoisonedSet(f"{MULTI_FOLDER}/lipstick_poisoned_data.h5", "lipstick", 1),
     PoisonedSet(f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5", "sunglasses", 8),
 )
 
 BADNETS = (
     BadNetSpec("sunglasses", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",)),
-    BadNetSpec("multi_trigger_multi_target", {"eyebrows": 1, "lipstick": 5, "sunglasses": 8},
+    BadNetSpec("multi_trigger_multi_target", {"eyebrows": 5, "lipstick": 1, "sunglasses": 8},
                tuple(p.file for p in POISONED_SETS if p.file.startswith(MULTI_FOLDER))),
     BadNetSpec("anonymous_1", {"anonymous_1": 0}, ("anonymous_1_poisoned_data.h5",)),
     BadNetSpec("anonymous_2", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),
