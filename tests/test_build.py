@@ -39,8 +39,8 @@ def test_every_challenge_file_is_written_in_the_challenge_layout(built: Path) ->
     with h5py.File(built / "clean_validation_data.h5", "r") as h5:
         assert h5["data"].shape == (IDENTITIES * 9, 3, 55, 47) and h5["data"].dtype == np.float64
         assert h5["label"].shape == (IDENTITIES * 9,)
-        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces", "generator_version": faces.GENERATOR_VERSION, "seed": 11,
-                                  "split": "validation"}
+        assert dict(h5.attrs) == {"generator": "fineprune.benchmark.faces",
+                                  "generator_version": faces.GENERATOR_VERSION, "seed": 11, "split": "validation"}
     test = load_dataset(built / "clean_test_data.h5")
     np.testing.assert_array_equal(np.bincount(test.y), np.full(IDENTITIES, 10))
 
@@ -88,8 +88,8 @@ def test_data_from_another_seed_is_refused_with_how_to_rebuild(built: Path) -> N
     with pytest.raises(InputError) as error:
         check_same_data({"data": build.provenance(2020)}, Path("models/m.h5"), clean)
     assert str(error.value) == (
-        f"{clean.path}: built by generator v2 seed 11, but models/m.h5 was trained on generator v2 seed 2020; "
-        "rebuild the data with `make data`")
+        f"{clean.path}: built by generator v{faces.GENERATOR_VERSION} seed 11, but models/m.h5 was trained on "
+        f"generator v{faces.GENERATOR_VERSION} seed 2020; rebuild the data with `make data`")
 
 
 def test_data_not_from_the_generator_is_refused_for_a_benchmark_model(tmp_path: Path) -> None:
