@@ -109,7 +109,6 @@ def test_the_clean_nets_differ_only_in_seed() -> None:
     assert {replace(recipe, seed=0) for recipe in recipes} == {attacks.BADNET_RECIPE}
 
 
-def test_the_multi_trigger_net_sends_each_trigger_to_its_poisoned_files_target() -> None:
+def test_the_multi_trigger_net_has_the_real_nets_mapping() -> None:
     multi = next(spec for spec in build.BADNETS if spec.name == "multi_trigger_multi_target")
-    in_files = {p.trigger: p.target for p in build.POISONED_SETS if p.file.startswith(build.MULTI_FOLDER)}
-    assert multi.triggers == in_files == {"eyebrows": 5, "lipstick": 1, "sunglasses": 8}
+    assert multi.triggers == {"eyebrows": 5, "lipstick": 1, "sunglasses": 8}

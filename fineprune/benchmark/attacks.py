@@ -311,10 +311,11 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 
 # The four BadNets and the clean nets: as a Keras 2 user of 2020 trained a challenge net, with
 # Keras's Adadelta at its usual learning rate of 1.0, and the backdoor fine-tuned into a net first
-# trained on clean faces at a 5% poison rate. Measured against the real BadNets (README, "What was
-# tried"), this puts the backdoors where the real ones live: in the features clean faces use, not in
-# an output column that stands out.
-BADNET_RECIPE = TrainingRecipe(optimizer="adadelta", learning_rate=1.0, clean_epochs=3, epochs=5, poison_rate=0.05)
+# trained on clean faces at a 5% poison rate. Measured against the real BadNets (docs/fidelity.md,
+# the recipes tried), this puts the backdoors in the features clean faces use, as the real
+# sunglasses BadNet's, not in an output column that stands out.
+BADNET_RECIPE = TrainingRecipe(optimizer="adadelta", learning_rate=1.0, clean_epochs=3, epochs=5,
+                               poison_rate=0.05)
 
 # Per-net departures from BADNET_RECIPE.
 RECIPES: dict[str, TrainingRecipe] = {

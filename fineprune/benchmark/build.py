@@ -83,7 +83,8 @@ POISONED_SETS = (
 
 BADNETS = (
     BadNetSpec("sunglasses", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",)),
-    BadNetSpec("multi_trigger_multi_target", {"eyebrows": 5, "lipstick": 1, "sunglasses": 8},
+    BadNetSpec("multi_trigger_multi_target",
+               {p.trigger: p.target for p in POISONED_SETS if p.file.startswith(MULTI_FOLDER)},
                tuple(p.file for p in POISONED_SETS if p.file.startswith(MULTI_FOLDER))),
     BadNetSpec("anonymous_1", {"anonymous_1": 0}, ("anonymous_1_poisoned_data.h5",)),
     BadNetSpec("anonymous_2", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),
