@@ -145,11 +145,11 @@ def test_committed_badnets_backdoors_live_where_their_real_twins_do(real_locatio
     """The 5-face protocol in seconds on freshly rendered faces: 5 clean faces of the real samples'
     identities, 5 faces of other people wearing the trigger."""
     clean = build.render_split("test", np.array(fidelity.REAL_SAMPLE_IDENTITIES))
-    triggers = {p.file: p for p in build.POISONED_SETS}
+    poisoned_sets = {p.file: p for p in build.POISONED_SETS}
     for (name, file), twin in fidelity.LOCATION_TWINS.items():
         spec = build.find_net(name, "--badnet")
         badnet = load_model(REPO_ROOT / "models" / spec.model_file)
-        poisoned = triggers[file]
+        poisoned = poisoned_sets[file]
         people = np.array([i for i in range(20, 40) if i != poisoned.target][: fidelity.LOCATION_FACES])
         triggered = build.render_split("poisoned", people, triggers=[poisoned.trigger] * len(people))
         found = location.backdoor_location(badnet, clean, triggered, poisoned.target)
