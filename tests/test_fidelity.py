@@ -92,7 +92,7 @@ def test_real_badnets_signatures_as_measured(real_signatures) -> None:
 
 
 # How far outside the real range the committed BadNets may still be: the gaps the calibration could
-# not close (README, "Fidelity": an output kernel RMS of 0.0855 against at most 0.0811, a mean cosine
+# not close (docs/fidelity.md: an output kernel RMS of 0.0855 against at most 0.0811, a mean cosine
 # of -0.558 between the features and the predicted class's weights against at least 0.129, the
 # multi-trigger eyebrows backdoor at 89.78% attack success against 90%). Every other statistic must
 # be inside.
@@ -142,8 +142,8 @@ LOCATION_KNOWN_GAPS: dict[tuple[str, str], set[str]] = {
 
 
 def test_committed_badnets_backdoors_live_where_their_real_twins_do(real_locations) -> None:
-    """The 5-face protocol in seconds on freshly rendered faces: 5 clean faces of the real samples'
-    identities, 5 faces of other people wearing the trigger."""
+    """The 5-face protocol without any training, on freshly rendered faces: 5 clean faces of the
+    real samples' identities, 5 faces of other people wearing the trigger."""
     clean = build.render_split("test", np.array(fidelity.REAL_SAMPLE_IDENTITIES))
     poisoned_sets = {p.file: p for p in build.POISONED_SETS}
     for (name, file), twin in fidelity.LOCATION_TWINS.items():
