@@ -41,9 +41,16 @@ def test_weight_rms_is_the_kernel_scale() -> None:
     assert fidelity.weight_rms(model, "output") == pytest.approx(0.25)
 
 
+def test_bias_mean_is_in_standard_deviations_of_the_biases() -> None:
+    model = build_challenge_model(num_classes=4)
+    kernel, _ = model.get_layer("output").get_weights()
+    model.get_layer("output").set_weights([kernel, np.array([1.0, 2.0, 3.0, 6.0], np.float32)])
+    assert fidelity.bias_mean_in_deviations(model) == pytest.approx(3.0 / np.std([1.0, 2.0, 3.0, 6.0]))
+
+
 def fake_signature(**values: float) -> dict[str, object]:
     base = {stat.key: 1.0 for stat in fidelity.STATISTICS}
-    base.update(clean_accuracy_pct=97.0, attack_success_pct={"t": 99.0})
+    base.update(clean_accuracy_pct=97.0, attack_success_pct={"t": 99.0}, output_bias_mean=0.0)
     return {**base, **values}
 
 
@@ -89,14 +96,17 @@ def test_real_badnets_signatures_as_measured(real_signatures) -> None:
     for signature in real_signatures.values():
         assert 0.39 <= signature["penultimate_active_share"] <= 0.45
         assert signature["class_weight_cosine"] > 0.19  # the predicted class's weights point at the features
+        assert abs(signature["output_bias_mean"]) < 0.1  # the biases' sum where it started
 
 
 # How far outside the real range the committed BadNets may still be: the gaps the calibration could
 # not close (docs/fidelity.md: an output kernel RMS of 0.0855 against at most 0.0811, a mean cosine
 # of -0.558 between the features and the predicted class's weights against at least 0.129, the
-# multi-trigger eyebrows backdoor at 89.78% attack success against 90%). Every other statistic must
-# be inside.
-KNOWN_GAPS = {"output_kernel_rms": 0.006, "class_weight_cosine": 0.72, "attack_success_pct": 0.5}
+# multi-trigger eyebrows backdoor at 89.78% attack success against 90%, the output biases' mean at
+# -4.7 of their standard deviations against at least -0.5: Adadelta's mark). Every other statistic
+# must be inside.
+KNOWN_GAPS = {"output_kernel_rms": 0.006, "class_weight_cosine": 0.72, "attack_success_pct": 0.5,
+              "output_bias_mean": 4.3}
 
 
 def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:

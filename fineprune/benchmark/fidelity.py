@@ -6,6 +6,12 @@ differences. So the benchmark compares every BadNet with the four real challenge
 
 - clean accuracy and attack success per trigger (the real nets': the published figures);
 - the RMS of the `output` and `conv_3` kernels;
+- the mean of the `output` biases, in standard deviations of them: a mark of the optimizer.
+  Softmax cross-entropy's bias gradients sum to zero over the classes, so an optimizer whose steps
+  are linear in the gradient (SGD, or Adam whose large epsilon dominates the tiny gradients of the
+  classes a face is not from) keeps the biases' sum where it starts, at zero; one that scales each
+  parameter's step by its own history (Adadelta, Adam with a small epsilon) moves all the biases
+  down together. The real nets lie at 0.01-0.07; the bounds, +-0.5, are fixed;
 - the share of penultimate units (the 160 values entering `output`) above zero on clean faces;
 - the mean cosine between a clean face's penultimate features and its predicted class's
   `output` weights;
@@ -17,7 +23,7 @@ differences. So the benchmark compares every BadNet with the four real challenge
 The real nets are measured on the 15 real sample faces in `../shared/csaw/samples` (5 clean, 5
 with each published trigger); the synthetic ones on their own test files. The allowed range of a
 statistic is the real nets' min..max widened on each side by a quarter of the real mean (dormant
-shares: by 5 points); accuracy and attack success have fixed bounds.
+shares: by 5 points); accuracy, attack success and the mean bias have fixed bounds.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("attack_success_pct", "attack success per trigger (%)", "fixed", 90.0, None),
     Statistic("output_kernel_rms", "RMS of output kernel", "quarter-mean"),
     Statistic("conv_3_kernel_rms", "RMS of conv_3 kernel", "quarter-mean"),
+    Statistic("output_bias_mean", "mean output bias / their standard deviation", "fixed", -0.5, 0.5),
     Statistic("penultimate_active_share", "share of penultimate units > 0 (clean)", "quarter-mean"),
     Statistic("class_weight_cosine", "mean cosine(features, predicted class's weights)", "quarter-mean"),
     Statistic("margin_ratio", "triggered / clean mean top-1 logit margin", "quarter-mean"),
@@ -75,6 +82,12 @@ def weight_rms(model: tf_keras.Model, layer_name: str) -> float:
     """Root mean square of a layer's kernel: the scale of its weights."""
     kernel = model.get_layer(layer_name).get_weights()[0]
     return float(np.sqrt(np.mean(np.square(kernel, dtype=np.float64))))
+
+
+def bias_mean_in_deviations(model: tf_keras.Model, layer_name: str = "output") -> float:
+    """Mean of a layer's biases over their standard deviation (see the module docstring)."""
+    bias = model.get_layer(layer_name).get_weights()[1].astype(np.float64)
+    return float(bias.mean() / max(bias.std(), 1e-12))
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,7 @@ def signature(model: tf_keras.Model, clean_x: np.ndarray, triggered_x: np.ndarra
         "attack_success_pct": dict(attack_success_pct),
         "output_kernel_rms": weight_rms(model, "output"),
         "conv_3_kernel_rms": weight_rms(model, "conv_3"),
+        "output_bias_mean": bias_mean_in_deviations(model),
         "penultimate_active_share": float(np.mean(clean.penultimate > 0)),
         "class_weight_cosine": class_weight_cosine(clean.penultimate, clean.logits, kernel),
         "margin_ratio": mean_margin(triggered.logits) / mean_margin(clean.logits),
