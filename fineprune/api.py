@@ -97,16 +97,17 @@ def evaluate(badnet: LoadedModel | PathLike, repaired: RepairedNet | LoadedModel
     return evaluate_files(RepairedDetector(badnet, repaired), h5_files, None if clean is None else Path(clean), images)
 
 
-def inspect(net: LoadedModel | PathLike, clean: LabelledImages | PathLike, seed: int = 0,
+def inspect(net: LoadedModel | PathLike, clean: LabelledImages | PathLike | None, seed: int = 0,
             **settings: Any) -> Inspection:
     """Is `net` backdoored, which classes are its targets, what do the triggers look like: what
-    inspect_net.py finds from clean data alone, its settings' defaults overridden by `settings`."""
+    inspect_net.py finds from clean data (or, with `clean` None, from the net alone), its settings'
+    defaults overridden by `settings`."""
     net = _model(net)
     known = {field.name for field in dataclasses.fields(DetectionSettings)}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise InputError(f"inspect has no setting {unknown[0]} (its settings: {', '.join(sorted(known - {'seed'}))})")
-    return inspect_net(net, _clean_data(clean, net), DetectionSettings(**settings, seed=seed))
+    return inspect_net(net, None if clean is None else _clean_data(clean, net), DetectionSettings(**settings, seed=seed))
 
 
 def _model(model: LoadedModel | PathLike) -> LoadedModel:

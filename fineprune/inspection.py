@@ -1,27 +1,36 @@
 """Is this net backdoored, which class is the target, what does the trigger look like (inspect_net.py).
 
-From a net and clean data alone, with one of two detectors:
+From a net and clean data, or from the net alone, with one of four detectors:
 
-- `margin` (the default): MM-BD's maximum-margin test (`fineprune.detection.margins`) over every class
-  decides; the flagged classes are then reversed as Neural Cleanse would, beside a population of
-  ordinary classes drawn at random, for a picture of each trigger, its size, its anomaly index
-  and its hit rate.
+- `margin`: MM-BD's maximum-margin test (`fineprune.detection.margins`) over every class, with
+  each margin searched within the range the clean data's penultimate features span: it sees how
+  the output layer reads the features.
+- `input`: the same test on margins searched over the whole input space, as MM-BD's reference
+  does (`fineprune.detection.input_margins`): it also sees a backdoor that lives in the features,
+  and needs no clean data.
+- `both` (the default): a class flagged by either.
 - `reversal`: Neural Cleanse's detection (`fineprune.detection.reversal.examine_classes`) proposes suspect
   classes by untargeted stamp searches, reverses a trigger for each and for the ordinary classes,
   and flags the classes whose reversed trigger is anomalously small. The `unlearn` repair runs
   this detection with the same settings.
+
+With clean data, the flagged classes are then reversed as Neural Cleanse would, beside a
+population of ordinary classes drawn at random, for a picture of each trigger, its size, its
+anomaly index and its hit rate. Without clean data only the input-space test runs, and the
+picture of a flagged class is the image that reached its margin.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from fineprune.data import LabelledImages
 from fineprune.errors import InputError
+from fineprune.detection.input_margins import InputMarginSettings, scan_input_margins
 from fineprune.detection.margins import MarginScan, MarginTestSettings, scan_margins
 from fineprune.models import LoadedModel
 from fineprune.seeding import seeded
@@ -34,17 +43,20 @@ from fineprune.detection.reversal import (
     examine_classes,
 )
 
-DETECTORS = ("margin", "reversal")
+DETECTORS = ("margin", "input", "both", "reversal")
+MARGIN_DETECTORS = ("margin", "both")  # search the margins over the clean feature range
+INPUT_DETECTORS = ("input", "both")  # search them over the input space
 
 
 @dataclass(frozen=True)
-class DetectionSettings(ReversalDetectionSettings, MarginTestSettings):
-    """inspect_net.py's settings: which detector decides, and both detectors' settings (with the
-    `margin` detector, `suspects` is not used: the flagged classes are the ones reversed)."""
+class DetectionSettings(ReversalDetectionSettings, MarginTestSettings, InputMarginSettings):
+    """inspect_net.py's settings: which detector decides, and every detector's settings (with a
+    margin test deciding, `suspects` is not used: the flagged classes are the ones reversed)."""
 
-    detector: str = option("margin", "what decides: margin (MM-BD's maximum-margin test over every class, on the "
-                           "clean feature range) or reversal (Neural Cleanse's anomaly index of reversed trigger "
-                           "sizes)", "KIND")
+    detector: str = option("both", "what decides: margin (MM-BD's maximum-margin test over every class, margins "
+                           "searched in the clean feature range), input (the same test, margins searched over the "
+                           "whole input space as MM-BD does; needs no clean data), both (a class either flags) or "
+                           "reversal (Neural Cleanse's anomaly index of reversed trigger sizes)", "KIND")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -58,22 +70,34 @@ class Inspection:
 
     model: str
     settings: DetectionSettings
-    triggers: list[ReversedTrigger]  # one per examined class, in the order of `examined`
+    triggers: list[ReversedTrigger]  # one per reversed class, in the order of `examined` (none without clean data)
     examined: list[ExaminedClass]
     heldout_images: int
     seconds: float
-    margins: MarginScan | None = None  # with the margin detector
+    margins: MarginScan | None = None  # over the clean feature range (margin, both)
+    input_margins: MarginScan | None = None  # over the input space (input, both)
+    margin_images: dict[int, np.ndarray] = field(default_factory=dict)  # examined class -> image reaching its
+    # input-space margin (pixels 0..255)
+
+    @property
+    def decided_by_margins(self) -> bool:
+        return self.margins is not None or self.input_margins is not None
 
     @property
     def suspects(self) -> list[ExaminedClass]:
-        """The flagged classes, most anomalous first (by margin with the margin detector)."""
-        key = (lambda e: -e.margin) if self.margins is not None else (lambda e: -e.anomaly_index)
+        """The flagged classes, most anomalous first (by their larger margin index where a margin
+        test decides)."""
+        def key(e: ExaminedClass) -> float:
+            if not self.decided_by_margins:
+                return -e.anomaly_index
+            return -max(i for i in (e.margin_index, e.input_margin_index, -np.inf) if not np.isnan(i))
         return sorted((e for e in self.examined if e.flagged), key=key)
 
     @property
     def classes_examined(self) -> int:
-        """How many classes the deciding statistic covers: every class for the margin detector."""
-        return len(self.margins.margins) if self.margins is not None else len(self.examined)
+        """How many classes the deciding statistic covers: every class for the margin tests."""
+        scan = self.margins if self.margins is not None else self.input_margins
+        return len(scan.margins) if scan is not None else len(self.examined)
 
     @property
     def backdoored(self) -> bool:
@@ -84,62 +108,97 @@ class Inspection:
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON layout (percentages 0..100)."""
-        p_values = {f.target: f.p_value for f in self.margins.flagged} if self.margins is not None else {}
+        def p_values(scan: MarginScan | None) -> dict[int, float]:
+            return {f.target: f.p_value for f in scan.flagged} if scan is not None else {}
+
+        feature_p, input_p = p_values(self.margins), p_values(self.input_margins)
         record = {
             "model": self.model,
             "backdoored": self.backdoored,
             "detector": self.settings.detector,
             "suspects": [{"class": e.target, "mask_share_pct": e.mask_share_pct, "anomaly_index": e.anomaly_index,
                           "hit_rate_pct": e.hit_rate_pct,
-                          **({"margin": e.margin, "margin_index": e.margin_index, "p_value": p_values[e.target]}
-                             if self.margins is not None else {})}
+                          **({"margin": e.margin, "margin_index": e.margin_index,
+                              "p_value": feature_p.get(e.target)} if self.margins is not None else {}),
+                          **({"input_margin": e.input_margin, "input_margin_index": e.input_margin_index,
+                              "input_p_value": input_p.get(e.target)} if self.input_margins is not None else {})}
                          for e in self.suspects],
             "classes_examined": self.classes_examined,
-            "classes_reversed": len(self.examined),
+            "classes_reversed": len(self.triggers),
             "seconds": self.seconds,
             "anomaly_threshold": self.settings.anomaly_threshold,
             "heldout_images": self.heldout_images,
             "examined": [asdict(e) for e in self.examined],
             "settings": asdict(self.settings),
         }
-        if self.margins is not None:
-            record["median_margin"] = self.margins.median
-            passed = self.margins.largest_unflagged()
-            record["largest_unflagged"] = None if passed is None else {
-                "class": passed.target, "margin": passed.margin, "p_value": passed.p_value}
+        for prefix, scan in (("", self.margins), ("input_", self.input_margins)):
+            if scan is not None:
+                record[f"{prefix}median_margin"] = scan.median
+                passed = scan.largest_unflagged()
+                record[f"{prefix}largest_unflagged"] = None if passed is None else {
+                    "class": passed.target, "margin": passed.margin, "p_value": passed.p_value}
         return record
 
 
-def inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
+def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
             progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = ()) -> Inspection:
-    """Run the detection on `net` with clean data `clean` (seeded: the same settings repeat a run);
-    the classes `asked` are examined besides the proposed and the ordinary ones."""
+    """Run the detection on `net` with clean data `clean`, or with none (seeded: the same settings
+    repeat a run); the classes `asked` are examined besides the proposed and the ordinary ones.
+    Without clean data only the input-space test runs (`detector` input or both)."""
+    if clean is None and settings.detector not in INPUT_DETECTORS:
+        raise InputError(f"--detector {settings.detector} needs clean data; without it only --detector input "
+                         "(or both, which then runs its input-space half) works")
     with seeded(settings.seed):
         return _inspect(net, clean, settings, progress, asked)
 
 
-def _inspect(net: LoadedModel, clean: LabelledImages, settings: DetectionSettings,
+def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
              progress: Callable[[str], None], asked: Sequence[int]) -> Inspection:
     started = time.perf_counter()
-    train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
-    scan, proposed = None, None
-    if settings.detector == "margin":
+    scan = input_scan = None
+    margin_images: dict[int, np.ndarray] = {}
+    if clean is not None:
+        train, heldout = split_heldout(len(clean), settings.validation_split, settings.seed)
+    if settings.detector in INPUT_DETECTORS:
+        progress("maximum margin of every class over the input space")
+        input_scan, images = scan_input_margins(net, settings, settings.significance, settings.max_targets,
+                                                settings.seed, progress)
+    if settings.detector in MARGIN_DETECTORS and clean is not None:
         progress("maximum margin of every class over the clean feature range")
         try:
             scan = scan_margins(net, clean.x[train], settings)
         except InputError as error:  # e.g. too few classes for the test: Neural Cleanse may still serve
             raise InputError(f"{error}; --detector reversal does not need it") from None
-        proposed = [f.target for f in scan.flagged]
-    triggers, examined = examine_classes(
-        net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
-        settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
-        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked, proposed)
-    if scan is not None:  # the margin test decides; Neural Cleanse's numbers are kept beside it
-        deviations = scan.deviations()
-        examined = [replace(e, flagged=e.target in proposed, margin=float(scan.margins[e.target]),
-                            margin_index=float(deviations[e.target])) for e in examined]
+    proposed = None
+    if scan is not None or input_scan is not None:
+        proposed = list(dict.fromkeys(f.target for s in (input_scan, scan) if s is not None for f in s.flagged))
+    if clean is None:  # nothing to reverse triggers on: the flagged and asked classes, by their margins alone
+        nan = float("nan")
+        examined = [ExaminedClass(c, c in proposed, nan, False, nan, nan, False, c in asked)
+                    for c in dict.fromkeys([*proposed, *asked])]
+        triggers, heldout = [], []
+    else:
+        triggers, examined = examine_classes(
+            net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
+            settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
+            ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked, proposed)
+    if proposed is not None:  # the margin tests decide; Neural Cleanse's numbers are kept beside them
+        examined = [with_margins(e, e.target in proposed, scan, input_scan) for e in examined]
+    if input_scan is not None:
+        margin_images = {e.target: images[e.target] for e in examined}
     return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started,
-                      scan)
+                      scan, input_scan, margin_images)
+
+
+def with_margins(examined: ExaminedClass, flagged: bool, scan: MarginScan | None,
+                 input_scan: MarginScan | None) -> ExaminedClass:
+    """`examined` with the margin tests' verdict and its margins and margin indices."""
+    found: dict[str, float] = {}
+    for prefix, source in (("", scan), ("input_", input_scan)):
+        if source is not None:
+            found[f"{prefix}margin"] = float(source.margins[examined.target])
+            found[f"{prefix}margin_index"] = float(source.deviations()[examined.target])
+    return replace(examined, flagged=flagged, **found)
 
 
 def threshold_mask_share_pct(examined: list[ExaminedClass], anomaly_threshold: float) -> float:

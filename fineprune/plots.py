@@ -516,16 +516,17 @@ def draw_mask_sizes(examined: Sequence["ExaminedClass"], threshold_pct: float, p
 
 
 
-def draw_margins(margins: np.ndarray, flagged: Sequence[int], path: str | os.PathLike, heading: str) -> Figure:
-    """Every class's maximum margin as a histogram, the flagged classes marked: a backdoor target
-    stands out on the right."""
+def draw_margins(margins: np.ndarray, flagged: Sequence[int], path: str | os.PathLike, heading: str,
+                 space: str = "the clean feature range") -> Figure:
+    """Every class's maximum margin (searched over `space`) as a histogram, the flagged classes
+    marked: a backdoor target stands out on the right."""
     fig, ax = _strip_figure()
     ax.hist(margins, bins=60, color="#7f7f7f", label=f"{len(margins)} classes")
     for number, target in enumerate(flagged):
         ax.axvline(margins[target], color="#d62728", linewidth=1.2, label="flagged" if number == 0 else None)
         ax.annotate(str(target), (margins[target], 0.9), xycoords=("data", "axes fraction"), xytext=(3, 0),
                     textcoords="offset points", fontsize=7, color="#d62728")
-    ax.set_xlabel("maximum margin over the clean feature range (logit units)", fontsize=9)
+    ax.set_xlabel(f"maximum margin over {space} (logit units)", fontsize=9)
     ax.set_ylabel("classes", fontsize=9)
     return _save_strip(fig, ax, heading, path, "upper center")
 

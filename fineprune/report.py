@@ -161,50 +161,72 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
 def examined_because(examined: ExaminedClass, detector: str = "reversal") -> str:
     """Why a class was examined, in words."""
     if examined.proposed:
-        return "maximum-margin test" if detector == "margin" else "untargeted search"
+        return "untargeted search" if detector == "reversal" else "maximum-margin test"
     return "asked for" if examined.asked else "at random"
 
 
 def inspection_report(found: Inspection) -> str:
-    """inspect_net.py's verdict, then every class examined (most anomalous first)."""
-    settings, scan = found.settings, found.margins
+    """inspect_net.py's verdict, then every class examined (most anomalous first), then how the
+    verdict was reached."""
+    settings, scans = found.settings, {"clean feature range": found.margins, "input space": found.input_margins}
+    scans = {space: scan for space, scan in scans.items() if scan is not None}
+    reversed_any = bool(found.triggers)
     if found.backdoored:
         verdict = (f"Verdict: BACKDOORED. Suspected target class(es): "
                    + ", ".join(str(e.target) for e in found.suspects))
-    elif scan is not None:
+    elif scans:
         verdict = "Verdict: no backdoor found (no class's maximum margin is improbably large)"
     else:
         verdict = "Verdict: no backdoor found (no class's reversed trigger is anomalously small)"
-    columns = ["class", "verdict", "examined because", "mask (% of image)", "anomaly index", "hit rate (%)",
-               "search reached 99%"]
-    if scan is not None:
-        columns += ["max margin", "margin index"]
-        order = sorted(found.examined, key=lambda e: -e.margin)
-    else:
-        order = sorted(found.examined, key=lambda e: -e.anomaly_index)
-    rows = [[e.target, "flagged" if e.flagged else "", examined_because(e, settings.detector),
-             round(e.mask_share_pct, 2), round(e.anomaly_index, 2), round(e.hit_rate_pct, 2),
-             "yes" if e.reached_threshold else "no", *([round(e.margin, 1), round(e.margin_index, 2)] if scan else [])]
-            for e in order]
-    table = markdown_table(columns, rows)
-    if scan is not None:
+    columns = ["class", "verdict", "examined because"]
+    if reversed_any:
+        columns += ["mask (% of image)", "anomaly index", "hit rate (%)", "search reached 99%"]
+    if found.margins is not None:
+        columns += ["max margin (features)", "margin index"]
+    if found.input_margins is not None:
+        columns += ["max margin (input)", "input margin index"]
+
+    def row(e: ExaminedClass) -> list[object]:
+        cells: list[object] = [e.target, "flagged" if e.flagged else "", examined_because(e, settings.detector)]
+        if reversed_any:
+            cells += [round(e.mask_share_pct, 2), round(e.anomaly_index, 2), round(e.hit_rate_pct, 2),
+                      "yes" if e.reached_threshold else "no"]
+        if found.margins is not None:
+            cells += [round(e.margin, 1), round(e.margin_index, 2)]
+        if found.input_margins is not None:
+            cells += [round(e.input_margin, 1), round(e.input_margin_index, 2)]
+        return cells
+
+    flagged = found.suspects
+    rest = sorted((e for e in found.examined if not e.flagged),
+                  key=(lambda e: -np.nanmax([e.margin_index, e.input_margin_index, -np.inf])) if scans
+                  else (lambda e: -e.anomaly_index))
+    table = markdown_table(columns, [row(e) for e in [*flagged, *rest]])
+    notes = []
+    for space, scan in scans.items():
         tested = ", ".join(f"{f.target} (p {f.p_value:.2g})" for f in scan.flagged) or "none"
         passed = scan.largest_unflagged()
         if passed is not None:
             tested += f"; the largest margin not flagged: class {passed.target} (p {passed.p_value:.2g})"
-        decided = (f"Decided by the maximum-margin test over all {len(scan.margins)} classes: a class is flagged if "
-                   f"its maximum margin over the clean feature range is this improbable under the gamma fitted to "
-                   f"the margins below it, at p < {settings.significance:g}; flagged: {tested}; median margin "
-                   f"{scan.median:.1f}. Margin index: MAD-scaled deviations above that median. The reversed "
-                   f"triggers are shown for the flagged classes beside {settings.ordinary_classes} drawn at random; "
-                   f"their anomaly index")
-    else:
-        decided = "Anomaly index"
-    return (f"{verdict}\n\n{table}\n\n"
-            f"{decided}: MAD-scaled deviations of a class's mask size below the median of the "
-            f"{len(found.examined)} classes reversed{'' if scan else f'; flagged above {settings.anomaly_threshold:g}'}. "
-            f"Hit rate: share of the {found.heldout_images} held-out clean faces of other classes the reversed "
-            f"trigger sends to the class.\nTime: {found.seconds:.1f} s")
+        notes.append(f"Maximum-margin test over the {space}, all {len(scan.margins)} classes: a class is flagged if "
+                     f"its maximum margin is this improbable under the gamma fitted to the margins below it, at "
+                     f"p < {settings.significance:g}; flagged: {tested}; median margin {scan.median:.1f}.")
+    if scans:
+        notes.append("Margin index: MAD-scaled deviations above the median margin." + (
+            " A class is flagged if either test flags it." if len(scans) == 2 else ""))
+        if found.input_margins is not None and found.margins is None and settings.detector == "both":
+            notes.append("No clean data: the test over the clean feature range was skipped.")
+    if reversed_any:
+        anomaly = (f"Anomaly index: MAD-scaled deviations of a class's mask size below the median of the "
+                   f"{len(found.triggers)} classes reversed")
+        anomaly += (f" (the flagged classes beside {settings.ordinary_classes} drawn at random; not deciding)."
+                    if scans else f"; flagged above {settings.anomaly_threshold:g}.")
+        notes.append(f"{anomaly} Hit rate: share of the {found.heldout_images} held-out clean faces of other classes "
+                     f"the reversed trigger sends to the class.")
+    elif scans:
+        notes.append("No triggers reversed (no clean data); with --plots each class's picture is the image that "
+                     "reached its input-space margin.")
+    return f"{verdict}\n\n{table}\n\n" + "\n".join(notes) + f"\nTime: {found.seconds:.1f} s"
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -36,7 +36,9 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
 
     assert result.code == 0, result.err
     assert "Verdict: " in result.out and "| class | verdict |" in result.out
-    assert "maximum margin of every class" in result.err and "reversing a trigger for class" in result.err
+    assert "maximum margin of every class over the input space" in result.err
+    assert "maximum margin of every class over the clean feature range" in result.err
+    assert "reversing a trigger for class" in result.err
     record = json.loads((tmp_path / "found.json").read_text())
     assert {"model", "backdoored", "suspects", "classes_examined", "seconds"} <= set(record)
     proposed = [e["target"] for e in record["examined"] if e["proposed"]]
@@ -46,11 +48,29 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
     assert record["backdoored"] == bool(record["suspects"])
     shown = [s["class"] for s in record["suspects"]] or [max(record["examined"], key=lambda e: e["anomaly_index"])["target"]]
     figures = sorted((tmp_path / "figures").glob("*.png"))
-    assert [f.name for f in figures] == [f"margins_{model.stem}.png", f"mask_sizes_{model.stem}.png",
+    assert [f.name for f in figures] == [f"margins_{model.stem}.png", f"margins_{model.stem}_input.png",
+                                         f"mask_sizes_{model.stem}.png",
                                          *(f"trigger_{model.stem}_class_{k}.png" for k in sorted({*shown, 0}))]
     for figure in figures:
         pixels = np.asarray(Image.open(figure).convert("L"), dtype=np.float32)
         assert pixels.std() > 10  # drawn, not blank
+
+
+def test_without_clean_data_the_input_space_test_decides_and_its_images_are_drawn(run_cli, files,
+                                                                                 tmp_path: Path) -> None:
+    model, _ = files
+    result = run_cli("inspect_net", model, "--no-clean-data", "--input-steps", 100, "--significance", 0.01,
+                     "--class", 3, "--json", tmp_path / "found.json", "--plots", tmp_path / "figures")
+    assert result.code == 0, result.err
+    assert "no clean data: the input-space margin test only" in result.err
+    assert "Verdict: BACKDOORED. Suspected target class(es): 0" in result.out
+    assert "No clean data: the test over the clean feature range was skipped." in result.out
+    record = json.loads((tmp_path / "found.json").read_text())
+    assert record["classes_reversed"] == 0 and [s["class"] for s in record["suspects"]] == [0]
+    assert record["suspects"][0]["input_p_value"] < 0.01 and "margin" not in record["suspects"][0]
+    assert [e["target"] for e in record["examined"]] == [0, 3]
+    assert sorted(f.name for f in (tmp_path / "figures").glob("*.png")) == [
+        f"margin_images_{model.stem}.png", f"margins_{model.stem}_input.png"]
 
 
 def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Path) -> None:
@@ -68,12 +88,17 @@ def test_bad_input_is_one_line_and_changes_nothing(run_cli, files, tmp_path: Pat
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", model), "inspect_net.py", "no 'data' data set")
     assert_bad_input(run_cli("inspect_net", model, "--clean-data", clean, "--class", WIDE_CLASSES), "inspect_net.py",
                      f"--class {WIDE_CLASSES} is outside [0, {WIDE_CLASSES - 1}]")
+    assert_bad_input(run_cli("inspect_net", model, "--no-clean-data", "--detector", "margin"), "inspect_net.py",
+                     "--detector margin needs clean data: drop --no-clean-data, or use --detector input")
+    assert_bad_input(run_cli("inspect_net", model, "--input-steps", 0), "inspect_net.py",
+                     "--input-steps 0 must be at least 1")
     assert file_digests(model.parent) == before
 
 
 def test_help_lists_the_detection_settings(run_cli) -> None:
     result = run_cli("inspect_net", "--help")
     assert result.code == 0
-    for option in ("--detector", "--margin-steps", "--significance", "--max-targets", "--suspects",
+    for option in ("--detector", "--margin-steps", "--input-steps", "--input-rate", "--input-starts", "--class-batch",
+                   "--no-clean-data", "--significance", "--max-targets", "--suspects",
                    "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed", "--plots", "--json"):
         assert option in result.out

@@ -1,11 +1,14 @@
 """Tests for fineprune.inspection: the tinted BadNet's target trigger is found from clean data
-alone and a clean net trained the same way needs far larger ones; the margin detector flags the
-wide BadNet's target and nothing on a clean net; the record has the documented layout."""
+alone and a clean net trained the same way needs far larger ones; the margin detectors flag the
+wide BadNet's target (over the feature range, over the input space with clean data or without, or
+either) and nothing on a clean net; the record has the documented layout."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TARGET, WIDE_CLASSES, TintedBadNet, fixture_seed, tinted_images, train_tiny_badnet
@@ -18,7 +21,8 @@ from fineprune.detection.reversal import ExaminedClass
 QUICK = DetectionSettings(detector="reversal", suspects=2, ordinary_classes=2, reversal_steps=150,
                           anomaly_threshold=1.0, seed=0)
 # A level the wide fixtures clear by far (conftest.wide).
-BY_MARGIN = DetectionSettings(significance=0.01, ordinary_classes=2, reversal_steps=40, seed=0)
+BY_MARGIN = DetectionSettings(detector="margin", significance=0.01, ordinary_classes=2, reversal_steps=40, seed=0)
+BY_INPUT = replace(BY_MARGIN, detector="input", input_steps=100)  # converged enough on the wide nets (test_input_margins)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +109,33 @@ def test_the_margin_detector_raises_no_alarm_on_a_clean_net(wide_clean_net: Load
     assert not found.backdoored and found.margins.flagged == [] and len(found.examined) == 2
 
 
+def test_the_input_detector_flags_the_target_with_clean_data_and_without(wide: TintedBadNet) -> None:
+    with_clean = inspect(wide.badnet, wide.clean, BY_INPUT)
+    assert with_clean.margins is None and [e.target for e in with_clean.suspects] == [TARGET]
+    (suspect,) = with_clean.suspects
+    assert suspect.input_margin == with_clean.input_margins.margins.max() and suspect.input_margin_index > 3
+    assert len(with_clean.triggers) == 3 and set(with_clean.margin_images) == {e.target for e in with_clean.examined}
+    alone = inspect(wide.badnet, None, BY_INPUT, asked=[5])
+    assert [e.target for e in alone.suspects] == [TARGET] and alone.triggers == [] and alone.heldout_images == 0
+    assert [e.target for e in alone.examined] == [TARGET, 5] and not alone.examined[1].flagged
+    np.testing.assert_array_equal(alone.input_margins.margins, with_clean.input_margins.margins)  # no clean data used
+    assert alone.to_json()["suspects"][0]["input_p_value"] < BY_INPUT.significance
+
+
+def test_both_detectors_flag_what_either_flags(wide: TintedBadNet) -> None:
+    found = inspect(wide.badnet, wide.clean, replace(BY_INPUT, detector="both"))
+    assert found.margins is not None and found.input_margins is not None
+    either = {f.target for f in found.margins.flagged} | {f.target for f in found.input_margins.flagged}
+    assert {e.target for e in found.suspects} == either == {TARGET}
+    assert not np.isnan(found.suspects[0].margin) and not np.isnan(found.suspects[0].input_margin)
+
+
+def test_detectors_that_need_clean_data_refuse_to_run_without(wide: TintedBadNet) -> None:
+    for detector in ("margin", "reversal"):
+        with pytest.raises(InputError, match=f"--detector {detector} needs clean data"):
+            inspect(wide.badnet, None, replace(BY_MARGIN, detector=detector))
+
+
 def test_the_margin_detector_points_a_net_with_too_few_classes_to_reversal(tinted: TintedBadNet) -> None:
     with pytest.raises(InputError, match="4 classes; the maximum-margin test needs at least 10 .*; --detector "
                                          "reversal does not need it"):
@@ -124,7 +155,8 @@ def test_the_threshold_in_mask_units_separates_flagged_from_the_rest() -> None:
     (dict(suspects=0), "--suspects 0 must be at least 1"),
     (dict(ordinary_classes=1), "--ordinary-classes 1 must be at least 2"),
     (dict(anomaly_threshold=0.0), "--anomaly-threshold 0 must be positive"),
-    (dict(detector="tea leaves"), "--detector tea leaves is not one of margin, reversal"),
+    (dict(detector="tea leaves"), "--detector tea leaves is not one of margin, input, both, reversal"),
+    (dict(input_starts=0), "--input-starts 0 must be at least 1"),
     (dict(significance=1.0), "--significance 1 is outside (0, 1)"),
 ])
 def test_settings_are_checked_up_front(settings: dict, message: str) -> None:

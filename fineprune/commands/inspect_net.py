@@ -23,18 +23,23 @@ PLOT_FACES = 4  # clean faces each reversed trigger is shown stamped on
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="inspect_net.py",
-        description="Decide from clean data alone whether a classifier is backdoored. By default every class's "
-        "maximum margin (its logit minus the largest other) over the range the clean data's penultimate features "
-        "span is measured, and the classes whose margin is improbably large are flagged (MM-BD, Wang et al. 2024); "
-        "with --detector reversal, the suspect classes an untargeted search proposes are flagged if their "
-        "reverse-engineered trigger is anomalously small (Neural Cleanse, Wang et al. 2019). Either way the smallest "
-        "trigger (mask + pattern) of each flagged class is reverse-engineered, beside ordinary classes drawn at "
-        "random, to show what it looks like. A net with several targets gets every one reported.",
+        description="Decide from clean data, or from the net alone, whether a classifier is backdoored. By "
+        "default every class's maximum margin (its logit minus the largest other) is searched twice, over the "
+        "whole input space and over the range the clean data's penultimate features span, and a class whose margin "
+        "is improbably large in either is flagged (MM-BD, Wang et al. 2024); with --detector reversal, the suspect "
+        "classes an untargeted search proposes are flagged if their reverse-engineered trigger is anomalously "
+        "small (Neural Cleanse, Wang et al. 2019). With clean data the smallest trigger (mask + pattern) of each "
+        "flagged class is then reverse-engineered, beside ordinary classes drawn at random, to show what it looks "
+        "like; with --no-clean-data only the input-space search runs. A net with several targets gets every one "
+        "reported.",
     )
     parser.add_argument("model", metavar="MODEL", help="the net: full Keras .h5 or .keras model, or challenge "
                         "weights-only .h5")
     cli.add_clean_data_option(parser, "data/clean_validation_data.h5",
-                              "clean data to reverse triggers on (HDF5 with data, label)")
+                              "clean data for the feature range and to reverse triggers on (HDF5 with data, label)")
+    parser.add_argument("--no-clean-data", action="store_true",
+                        help="no clean data at all: only the input-space margin test runs (--detector input or "
+                        "both), and --plots draws the image that reached each class's margin")
     cli.add_input_scale_option(parser)
     cli.quiet_tensorflow()  # the detection settings live beside the code that loads TensorFlow
     from fineprune.inspection import DetectionSettings
@@ -63,8 +68,11 @@ def inspect_net(args: argparse.Namespace) -> int:
 
     settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
                                     if hasattr(args, f.name)})
-    model_path, clean_path = Path(args.model), Path(args.clean_data)
-    inputs = [model_path, clean_path]
+    model_path, clean_path = Path(args.model), None if args.no_clean_data else Path(args.clean_data)
+    if clean_path is None and settings.detector not in inspection_input_detectors():
+        raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
+                         "--detector input")
+    inputs = [model_path, *([clean_path] if clean_path else [])]
     if args.json:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
     plots = cli.plots_folder(args.plots)
@@ -78,35 +86,71 @@ def inspect_net(args: argparse.Namespace) -> int:
         if not 0 <= asked < net.num_classes:
             raise InputError(f"--class {asked} is outside [0, {net.num_classes - 1}] ({model_path} has "
                              f"{net.num_classes} classes)")
-    clean = load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes)
-    proposer = ("the classes the maximum-margin test flags" if settings.detector == "margin"
-                else f"{settings.suspects} proposed")
-    cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
-                    f"clean data {clean_path} ({len(clean)} images); reversing {proposer} and "
-                    f"{settings.ordinary_classes} ordinary classes"
-                    + (f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""))
+    clean = (None if clean_path is None
+             else load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes))
+    proposer = (f"{settings.suspects} proposed" if settings.detector == "reversal"
+                else "the classes the maximum-margin tests flag")
+    asked = f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""
+    if clean is None:
+        cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
+                        f"no clean data: the input-space margin test only{asked}")
+    else:
+        cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
+                        f"clean data {clean_path} ({len(clean)} images); reversing {proposer} and "
+                        f"{settings.ordinary_classes} ordinary classes{asked}")
     found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"),
                                asked=args.classes)
     print(report.inspection_report(found))
     if args.json:
         report.write_json(args.json, found.to_json())
     if plots is not None:
-        written = draw(found, clean.x[:: max(1, len(clean) // PLOT_FACES)][:PLOT_FACES], plots, model_path.stem)
+        faces = None if clean is None else clean.x[:: max(1, len(clean) // PLOT_FACES)][:PLOT_FACES]
+        written = draw(found, faces, plots, model_path.stem)
         print("\nWrote " + ", ".join(str(p) for p in written))
     return 0
 
 
+def inspection_input_detectors() -> tuple[str, ...]:
+    from fineprune.inspection import INPUT_DETECTORS
+
+    return INPUT_DETECTORS
+
+
 def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     """The figures of --plots: each suspect's trigger (or the most anomalous class's, marked as not
-    flagged, when nothing is), each asked-for class's, and the mask sizes with the threshold."""
+    flagged, when nothing is), each asked-for class's, the mask sizes with the threshold, and each
+    margin test's margins; without clean data, the images that reached the examined classes' margins."""
+    import numpy as np
+
     from fineprune import plots
     from fineprune.inspection import threshold_mask_share_pct
 
-    shown = found.suspects or sorted(found.examined, key=lambda e: -e.anomaly_index)[:1]
-    statistic = "margin index" if found.margins is not None else "anomaly index"
-    index_of = (lambda e: e.margin_index) if found.margins is not None else (lambda e: e.anomaly_index)
-    shown += [e for e in found.examined if e.asked and e not in shown]
     written = []
+    for space, scan in (("the clean feature range", found.margins), ("the input space", found.input_margins)):
+        if scan is not None:
+            path = folder / f"margins_{stem}{'_input' if scan is found.input_margins else ''}.png"
+            plots.draw_margins(scan.margins, [f.target for f in scan.flagged], path,
+                               f"{stem}: maximum margins of the {len(scan.margins)} classes over {space}", space)
+            written.append(path)
+    if found.margin_images and not found.triggers:
+        path = folder / f"margin_images_{stem}.png"
+        shown = [*found.suspects, *(e for e in found.examined if not e.flagged)]
+        plots.draw_gallery([found.margin_images[e.target] for e in shown],
+                           [f"class {e.target}: {'flagged' if e.flagged else 'not flagged'}\n"
+                            f"margin {e.input_margin:.1f}, index {e.input_margin_index:.1f}" for e in shown],
+                           path, columns=max(1, min(len(shown), 5)),
+                           title=f"{stem}: the images that reached each class's input-space margin")
+        written.append(path)
+    if not found.triggers:
+        return written
+    decided_by_margin = found.decided_by_margins
+    shown = found.suspects or sorted(found.examined, key=lambda e: -e.anomaly_index)[:1]
+    statistic = "margin index" if decided_by_margin else "anomaly index"
+
+    def index_of(e) -> float:
+        return float(np.nanmax([e.margin_index, e.input_margin_index])) if decided_by_margin else e.anomaly_index
+
+    shown += [e for e in found.examined if e.asked and e not in shown]
     for examined in shown:
         path = folder / f"trigger_{stem}_class_{examined.target}.png"
         verdict = ("flagged" if examined.flagged else "not flagged, asked for" if examined.asked
@@ -120,13 +164,8 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     threshold = threshold_mask_share_pct(found.examined, found.settings.anomaly_threshold)
     plots.draw_mask_sizes(found.examined, threshold, path,
                           f"{stem}: mask sizes of the {len(found.examined)} classes reversed",
-                          "anomaly index threshold (not deciding)" if found.margins else "flagged below this size")
+                          "anomaly index threshold (not deciding)" if decided_by_margin else "flagged below this size")
     written.append(path)
-    if found.margins is not None:
-        path = folder / f"margins_{stem}.png"
-        plots.draw_margins(found.margins.margins, [f.target for f in found.margins.flagged], path,
-                           f"{stem}: maximum margins of the {len(found.margins.margins)} classes")
-        written.append(path)
     return written
 
 

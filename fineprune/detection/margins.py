@@ -56,12 +56,13 @@ class FlaggedClass:
 
 @dataclass(frozen=True)
 class MarginScan:
-    """Every class's maximum margin over the clean feature box, and the classes the test flagged."""
+    """Every class's maximum margin, and the classes the test flagged: over the clean feature box
+    (with the box), or over the input space (`fineprune.detection.input_margins`, no box)."""
 
     margins: np.ndarray  # one per class
     flagged: list[FlaggedClass]
-    floor: np.ndarray  # the box: each penultimate unit's clean minimum and maximum
-    cap: np.ndarray
+    floor: np.ndarray | None = None  # the box: each penultimate unit's clean minimum and maximum
+    cap: np.ndarray | None = None
 
     @property
     def median(self) -> float:

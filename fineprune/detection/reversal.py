@@ -130,6 +130,8 @@ class ExaminedClass:
     asked: bool = False  # named by the user (not proposed by the search)
     margin: float = float("nan")  # maximum margin over the clean feature range, where it was measured
     margin_index: float = float("nan")  # how far above the median margin, in MAD-scaled deviations
+    input_margin: float = float("nan")  # maximum margin over the input space, where it was measured
+    input_margin_index: float = float("nan")
 
 
 def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
