@@ -88,3 +88,17 @@ def test_bad_settings_are_refused(field: str, value: float, message: str) -> Non
     with pytest.raises(InputError) as error:
         InputMarginSettings(**{field: value})
     assert str(error.value) == message
+
+
+def test_the_real_sunglasses_badnet_s_target_is_flagged_from_its_weights_alone() -> None:
+    """The challenge's headline BadNet, whose backdoor lives in the features clean faces use: the
+    test over the clean feature range does not flag its target (docs/fidelity.md), this one does,
+    with no clean data, at the defaults."""
+    from conftest import require_shared_csaw
+    from fineprune.models import load_model
+
+    net = load_model(require_shared_csaw() / "weights" / "sunglasses_bd_weights.h5")
+    scan, images = scan_input_margins(net, InputMarginSettings(), 0.05, 10)
+    assert [f.target for f in scan.flagged] == [0]
+    assert scan.flagged[0].p_value < 0.005 and scan.deviations()[0] > 4  # clear of the level, not at it
+    assert predict_classes(net.model, images[:1], net.input_scale)[0] == 0

@@ -55,6 +55,12 @@ def build_parser() -> cli.ArgumentParser:
     fidelity.add_argument("--no-recipe", action="store_true",
                           help="skip the original recipe's repairs (the slow part): signatures and locations only")
     add_badnet_choice(fidelity)
+    detection = commands.add_parser("detection", help="inspect_net.py's margin tests judged by the real challenge "
+                                    "BadNets' targets, with the clean nets' false alarms: results/detection.md "
+                                    "and .json")
+    add_folders(detection, "data", "models", "results")
+    detection.add_argument("--csaw-dir", default="../shared/csaw", metavar="DIR",
+                           help="the real challenge files: weights/, samples/ (default: %(default)s)")
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
     add_folders(sweep, "data", "models", "results")
@@ -227,6 +233,40 @@ def run_fidelity(args: argparse.Namespace) -> int:
     report.write_text(results / "fidelity.md", text)
     report.write_json(results / "fidelity.json", found.to_json())
     print(f"Wrote {results}/fidelity.md and fidelity.json in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def run_detection(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+
+    data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
+                                   Path(args.csaw_dir))
+    if not (csaw / "weights").is_dir():
+        raise InputError(f"{csaw}: no weights/ folder of real challenge BadNets here (see --csaw-dir)")
+    started = time.perf_counter()
+    build.ensure_data(data, say)
+    cli.quiet_tensorflow()
+    from fineprune import report
+    from fineprune.benchmark import detection_check, fidelity
+    from fineprune.data import load_dataset
+    from fineprune.models import load_model
+
+    samples = fidelity.load_real_samples(csaw)
+    nets = []
+    for badnet, (targets, input_scale) in detection_check.REAL_TARGETS.items():
+        nets.append(detection_check.NetToJudge(badnet, "real", fidelity.real_badnet(csaw, badnet, input_scale),
+                                               targets, samples.clean))
+    faces = fidelity.five_clean_faces(load_dataset(data / "clean_test_data.h5"))
+    for spec in (*build.BADNETS, *build.EXTRA_BADNETS, *build.CLEAN_NETS):
+        nets.append(detection_check.NetToJudge(spec.name, "synthetic" if spec.triggers else "clean",
+                                               load_model(models / spec.model_file),
+                                               tuple(sorted(set(spec.triggers.values()))), faces))
+    judged = detection_check.check_detection(nets, folder=results / "detection", say=say)
+    text = (detection_check.detection_table(judged) + "\n\n" + detection_check.detection_summary(judged) + "\n")
+    print(text)
+    report.write_text(results / "detection.md", text)
+    report.write_json(results / "detection.json", detection_check.to_json(judged))
+    print(f"Wrote {results}/detection.md and detection.json in {time.perf_counter() - started:.0f} s")
     return 0
 
 
@@ -412,7 +452,7 @@ def run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": build_data, "badnets": train_badnets, "fidelity": run_fidelity, "sweep": run_sweep, "gallery": draw_gallery,
+COMMANDS = {"data": build_data, "badnets": train_badnets, "fidelity": run_fidelity, "detection": run_detection, "sweep": run_sweep, "gallery": draw_gallery,
             "demo": run_demo, "compare": run_comparison, "oracle": run_oracle, "speed": run_speed}
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fineprune.detection.margins import MarginScan, check_enough_classes, flag_classes
+from fineprune.detection.margins import MarginScan, ascend_margins, check_enough_classes, flag_classes
 from fineprune.models import LoadedModel, layer_model
 from fineprune.settings import CheckedSettings, option
 
@@ -71,24 +71,10 @@ def input_margins(net: LoadedModel, settings: InputMarginSettings, seed: int = 0
 def _search(features: tf_keras.Model, kernel: tf.Tensor, bias: tf.Tensor, ids: np.ndarray, start: np.ndarray,
             pixel_scale: float, settings: InputMarginSettings) -> tuple[np.ndarray, np.ndarray]:
     """Adam ascent of each class in `ids`'s margin from its image in `start` (0..1), clipped to 0..1."""
-    own = tf.one_hot(ids, kernel.shape[1])
     x = tf.Variable(start.astype(np.float32))
-    optimizer = tf_keras.optimizers.Adam(settings.input_rate)
-
-    def margins() -> tf.Tensor:
-        logits = tf.matmul(features(x * pixel_scale, training=False), kernel) + bias
-        return tf.reduce_sum(logits * own, axis=1) - tf.reduce_max(logits - 1e9 * own, axis=1)
-
-    @tf.function
-    def step() -> None:
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_sum(margins())
-        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
-        x.assign(tf.clip_by_value(x, 0.0, 1.0))
-
-    for _ in range(settings.input_steps):
-        step()
-    return margins().numpy(), x.numpy()
+    reached = ascend_margins(x, lambda images: tf.matmul(features(images * pixel_scale, training=False), kernel) + bias,
+                             ids, settings.input_rate, 0.0, 1.0, settings.input_steps)
+    return reached, x.numpy()
 
 
 def scan_input_margins(net: LoadedModel, settings: InputMarginSettings, significance: float, max_targets: int,

@@ -17,6 +17,7 @@ targets has them all flagged. The `maxmargin` repair and `inspect_net.py` both u
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -112,13 +113,22 @@ def max_margins(kernel: np.ndarray, bias: np.ndarray, floor: np.ndarray, cap: np
     [floor, cap], by projected Adam from the box's centre; one search per class, all at once."""
     classes = kernel.shape[1]
     k, b = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
-    own = tf.one_hot(tf.range(classes), classes)
     low, high = tf.constant(floor, tf.float32), tf.constant(cap, tf.float32)
     points = tf.Variable(tf.tile(((low + high) / 2)[None], (classes, 1)))
-    optimizer = tf_keras.optimizers.Adam(SEARCH_STEP_SHARE * float(np.mean(cap - floor)) or 1e-3)
+    rate = SEARCH_STEP_SHARE * float(np.mean(cap - floor)) or 1e-3
+    return ascend_margins(points, lambda p: tf.matmul(p, k) + b, np.arange(classes), rate, low, high, steps)
+
+
+def ascend_margins(points: tf.Variable, logits_of: Callable[[tf.Tensor], tf.Tensor], classes: np.ndarray,
+                   rate: float, low: tf.Tensor | float, high: tf.Tensor | float, steps: int) -> np.ndarray:
+    """Projected Adam ascent of each row of `points`' margin for its class in `classes` (its logit,
+    by `logits_of`, minus the largest other), each step clipped back to [low, high]; the margins
+    reached. The feature-range and the input-space searches both run on it."""
+    own = tf.one_hot(classes, int(logits_of(points[:1]).shape[-1]))
+    optimizer = tf_keras.optimizers.Adam(rate)
 
     def margins() -> tf.Tensor:
-        logits = tf.matmul(points, k) + b
+        logits = logits_of(points)
         return tf.reduce_sum(logits * own, axis=1) - tf.reduce_max(logits - 1e9 * own, axis=1)
 
     @tf.function
