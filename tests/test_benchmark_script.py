@@ -35,6 +35,8 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
                      "--badnet nobody: no such net")
     assert_bad_input(run_cli("benchmark", "fidelity", "--csaw-dir", tmp_path), "benchmark.py",
                      f"{tmp_path}: no weights/ folder of real challenge BadNets here")
+    assert_bad_input(run_cli("benchmark", "detection", "--csaw-dir", tmp_path), "benchmark.py",
+                     f"{tmp_path}: no weights/ folder of real challenge BadNets here")
     assert_bad_input(run_cli("benchmark", "speed", "--images", 10), "benchmark.py", "--images 10 must be at least 64")
     assert_bad_input(run_cli("benchmark", "speed", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
@@ -44,7 +46,7 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("benchmark", "--help")
     assert result.code == 0
-    for command in ("data", "badnets", "fidelity", "sweep", "demo", "compare", "oracle", "speed"):
+    for command in ("data", "badnets", "fidelity", "detection", "sweep", "demo", "compare", "oracle", "speed"):
         assert command in result.out
     for command in ("demo", "compare"):
         usage = run_cli("benchmark", command, "--help").out
