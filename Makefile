@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo compare data badnets fidelity sweep speed gallery architecture clean
+.PHONY: install test demo compare data badnets fidelity detection sweep speed gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -42,6 +42,11 @@ data/clean_test_data.h5:
 # (results/fidelity.md, .json).
 fidelity: $(INSTALLED)
 	$(PY) benchmark.py fidelity
+
+# inspect_net.py's margin tests judged by the real challenge BadNets' targets (../shared/csaw), with the
+# clean nets' false alarms (results/detection.md, .json; resumes from results/detection/).
+detection: $(INSTALLED)
+	$(PY) benchmark.py detection
 
 # The sunglasses BadNet's pruning curve beside the real lab3 BadNet's (results/sweep_sunglasses.md).
 sweep: $(INSTALLED) data/clean_test_data.h5
