@@ -87,10 +87,7 @@ class Inspection:
     def suspects(self) -> list[ExaminedClass]:
         """The flagged classes, most anomalous first (by their larger margin index where a margin
         test decides)."""
-        def key(e: ExaminedClass) -> float:
-            if not self.decided_by_margins:
-                return -e.anomaly_index
-            return -max(i for i in (e.margin_index, e.input_margin_index, -np.inf) if not np.isnan(i))
+        key = (lambda e: -e.largest_margin_index) if self.decided_by_margins else (lambda e: -e.anomaly_index)
         return sorted((e for e in self.examined if e.flagged), key=key)
 
     @property

@@ -199,8 +199,7 @@ def inspection_report(found: Inspection) -> str:
 
     flagged = found.suspects
     rest = sorted((e for e in found.examined if not e.flagged),
-                  key=(lambda e: -np.nanmax([e.margin_index, e.input_margin_index, -np.inf])) if scans
-                  else (lambda e: -e.anomaly_index))
+                  key=(lambda e: -e.largest_margin_index) if scans else (lambda e: -e.anomaly_index))
     table = markdown_table(columns, [row(e) for e in [*flagged, *rest]])
     notes = []
     for space, scan in scans.items():

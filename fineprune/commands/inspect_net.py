@@ -120,8 +120,6 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     """The figures of --plots: each suspect's trigger (or the most anomalous class's, marked as not
     flagged, when nothing is), each asked-for class's, the mask sizes with the threshold, and each
     margin test's margins; without clean data, the images that reached the examined classes' margins."""
-    import numpy as np
-
     from fineprune import plots
     from fineprune.inspection import threshold_mask_share_pct
 
@@ -148,7 +146,7 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
     statistic = "margin index" if decided_by_margin else "anomaly index"
 
     def index_of(e) -> float:
-        return float(np.nanmax([e.margin_index, e.input_margin_index])) if decided_by_margin else e.anomaly_index
+        return e.largest_margin_index if decided_by_margin else e.anomaly_index
 
     shown += [e for e in found.examined if e.asked and e not in shown]
     for examined in shown:

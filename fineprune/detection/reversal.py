@@ -133,6 +133,11 @@ class ExaminedClass:
     input_margin: float = float("nan")  # maximum margin over the input space, where it was measured
     input_margin_index: float = float("nan")
 
+    @property
+    def largest_margin_index(self) -> float:
+        """The larger of the two margin indices measured (-inf where neither was)."""
+        return max((i for i in (self.margin_index, self.input_margin_index) if not np.isnan(i)), default=-np.inf)
+
 
 def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
                     heldout_y: np.ndarray, suspects: int, ordinary_classes: int, anomaly_threshold: float,
