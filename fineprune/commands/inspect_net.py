@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import textwrap
 from pathlib import Path
 
 from fineprune import cli
@@ -136,8 +137,9 @@ def draw(found, faces, folder: Path, stem: str) -> list[Path]:
         plots.draw_gallery([found.margin_images[e.target] for e in shown],
                            [f"class {e.target}: {'flagged' if e.flagged else 'not flagged'}\n"
                             f"margin {e.input_margin:.1f}, index {e.input_margin_index:.1f}" for e in shown],
-                           path, columns=max(1, min(len(shown), 5)),
-                           title=f"{stem}: the images that reached each class's input-space margin")
+                           path, columns=(columns := max(1, min(len(shown), 5))),
+                           title="\n".join(textwrap.wrap(f"{stem}: the images that reached each class's "
+                                                          "input-space margin", 24 * columns)))
         written.append(path)
     if not found.triggers:
         return written
