@@ -143,8 +143,8 @@ def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionS
     repeat a run); the classes `asked` are examined besides the proposed and the ordinary ones.
     Without clean data only the input-space test runs (`detector` input or both)."""
     if clean is None and settings.detector not in INPUT_DETECTORS:
-        raise InputError(f"--detector {settings.detector} needs clean data; without it only --detector input "
-                         "(or both, which then runs its input-space half) works")
+        raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
+                         "--detector input")
     with seeded(settings.seed):
         return _inspect(net, clean, settings, progress, asked)
 
@@ -180,21 +180,23 @@ def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: Detection
             settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
             ReversalSettings(steps=settings.reversal_steps), settings.seed, progress, asked, proposed)
     if proposed is not None:  # the margin tests decide; Neural Cleanse's numbers are kept beside them
-        examined = [with_margins(e, e.target in proposed, scan, input_scan) for e in examined]
+        measured = [(prefix, source.margins, source.deviations())
+                    for prefix, source in (("", scan), ("input_", input_scan)) if source is not None]
+        examined = [with_margins(e, e.target in proposed, measured) for e in examined]
     if input_scan is not None:
         margin_images = {e.target: images[e.target] for e in examined}
     return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started,
                       scan, input_scan, margin_images)
 
 
-def with_margins(examined: ExaminedClass, flagged: bool, scan: MarginScan | None,
-                 input_scan: MarginScan | None) -> ExaminedClass:
-    """`examined` with the margin tests' verdict and its margins and margin indices."""
+def with_margins(examined: ExaminedClass, flagged: bool,
+                 measured: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> ExaminedClass:
+    """`examined` with the margin tests' verdict and, from each test that ran (its field prefix, every
+    class's margin and margin index), its margin and margin index."""
     found: dict[str, float] = {}
-    for prefix, source in (("", scan), ("input_", input_scan)):
-        if source is not None:
-            found[f"{prefix}margin"] = float(source.margins[examined.target])
-            found[f"{prefix}margin_index"] = float(source.deviations()[examined.target])
+    for prefix, margins, indices in measured:
+        found[f"{prefix}margin"] = float(margins[examined.target])
+        found[f"{prefix}margin_index"] = float(indices[examined.target])
     return replace(examined, flagged=flagged, **found)
 
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from fineprune.benchmark.location import box_faces
 from fineprune.detection.input_margins import InputMarginSettings, input_margins
-from fineprune.detection.margins import MarginTestSettings, check_enough_classes, flag_classes, gamma_test, max_margins
-from fineprune.models import LoadedModel, penultimate_features
+from fineprune.detection.margins import MarginTestSettings, flag_classes, gamma_test, scan_margins
+from fineprune.models import LoadedModel
 from fineprune.report import markdown_table
 
 TESTS = ("input", "features")
@@ -85,10 +85,8 @@ def net_margins(net: NetToJudge, settings: MarginTestSettings, input_settings: I
     if kept is not None and kept.exists():
         with np.load(kept) as stored:
             return {test: stored[test] for test in TESTS}
-    kernel, bias = check_enough_classes(net.net).get_weights()
-    box = penultimate_features(net.net.model, box_faces(net.clean_faces), net.net.input_scale)
     margins = {"input": input_margins(net.net, input_settings)[0],
-               "features": max_margins(kernel, bias, box.min(axis=0), box.max(axis=0), settings.margin_steps)}
+               "features": scan_margins(net.net, box_faces(net.clean_faces), settings).margins}
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         np.savez(kept, **margins)

@@ -70,9 +70,6 @@ def inspect_net(args: argparse.Namespace) -> int:
     settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
                                     if hasattr(args, f.name)})
     model_path, clean_path = Path(args.model), None if args.no_clean_data else Path(args.clean_data)
-    if clean_path is None and settings.detector not in inspection_input_detectors():
-        raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
-                         "--detector input")
     inputs = [model_path, *([clean_path] if clean_path else [])]
     if args.json:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
@@ -109,12 +106,6 @@ def inspect_net(args: argparse.Namespace) -> int:
         written = draw(found, faces, plots, model_path.stem)
         print("\nWrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def inspection_input_detectors() -> tuple[str, ...]:
-    from fineprune.inspection import INPUT_DETECTORS
-
-    return INPUT_DETECTORS
 
 
 def draw(found, faces, folder: Path, stem: str) -> list[Path]:
