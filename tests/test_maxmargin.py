@@ -10,7 +10,8 @@ import pytest
 from conftest import TARGET, TintedBadNet, TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.defenses import settings_for
-from fineprune.defenses.maxmargin import CAP_LAYER, CAPPED_LAYER, MaxMarginSettings, max_margin_repair, with_feature_cap
+from fineprune.defenses.caps import cap_layer_names, features_layer_name
+from fineprune.defenses.maxmargin import MaxMarginSettings, max_margin_repair, with_feature_cap
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct, attack_success_pct
 from fineprune.models import load_model, penultimate_features, predict_classes, save_model
@@ -29,7 +30,7 @@ def test_the_cap_is_min_of_feature_and_cap_and_survives_a_file(tiny: TinyBenchma
     np.testing.assert_allclose(penultimate_features(capped, test.x, "unit"), np.minimum(features, cap), atol=1e-5)
     save_model(capped, tmp_path / "capped.h5", {"input_scale": "unit"})
     loaded = load_model(tmp_path / "capped.h5")
-    assert {CAP_LAYER, CAPPED_LAYER} <= {layer.name for layer in loaded.model.layers}
+    assert set(cap_layer_names(features_layer_name(badnet.model))) <= {layer.name for layer in loaded.model.layers}
     np.testing.assert_allclose(loaded.model.predict(test.x / 255.0, verbose=0), expected, atol=1e-5)
 
 

@@ -15,7 +15,7 @@ from fineprune.models import load_model
 
 
 def test_every_method_is_registered_in_order() -> None:
-    assert defenses.names() == ["magnitude", "finetune", "prune", "activation", "head", "maxmargin", "unlearn", "fst", "anp", "ibau"]
+    assert defenses.names() == ["magnitude", "finetune", "prune", "activation", "head", "maxmargin", "bounds", "unlearn", "fst", "anp", "ibau"]
     for name in defenses.names():
         method = defenses.get(name)
         assert method.name == name and method.summary and callable(method.run)
@@ -29,7 +29,7 @@ def test_settings_carry_their_method_and_round_trip() -> None:
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: defenses.get("voodoo"), "--method voodoo is not one of magnitude, finetune, prune, activation, head, maxmargin, unlearn, fst, anp, ibau"),
+    (lambda: defenses.get("voodoo"), "--method voodoo is not one of magnitude, finetune, prune, activation, head, maxmargin, bounds, unlearn, fst, anp, ibau"),
     (lambda: defenses.settings_for("magnitude", layer="conv_4"), "--layer does not apply to --method magnitude"),
     (lambda: defenses.settings_for("head", epochs=3), "--epochs does not apply to --method head"),
     (lambda: defenses.settings_for("activation", max_accuracy_drop=-2.0), "--max-accuracy-drop -2 must be at least 0"),

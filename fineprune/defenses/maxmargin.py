@@ -24,14 +24,12 @@ import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
+from fineprune.defenses.caps import features_layer_name, with_caps
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
 from fineprune.detection.margins import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
-from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
-
-CAP_LAYER, CAPPED_LAYER = "feature_excess", "feature_cap"
-
+from fineprune.models import LoadedModel, output_layer, penultimate_features
 
 @dataclass(frozen=True)
 class MaxMarginSettings(RepairSettings, MarginTestSettings):
@@ -68,7 +66,7 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
                                           verbose=verbose)
         after = max_margins(kernel, bias, scan.floor, scan.cap, settings.margin_steps)
         flagged = [FlaggedClass(f.target, f.margin, f.p_value, float(after[f.target])) for f in flagged]
-    model = with_feature_cap(copy_model(badnet.model), scan.cap)
+    model = with_feature_cap(badnet.model, scan.cap)
     output_layer(model).set_weights([kernel, bias])
     removed = (f"output weights of class {', '.join(str(c) for c in columns)} re-fitted; features capped"
                if len(columns) else "nothing flagged; features capped")
@@ -82,15 +80,6 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
 
 
 def with_feature_cap(model: tf_keras.Model, cap: np.ndarray) -> tf_keras.Model:
-    """`model` with the features entering its output layer capped at `cap`, unit by unit:
-    min(h, cap) = h - relu(h - cap), two standard layers (an identity Dense with bias -cap and a
-    ReLU, then a Subtract), so that the file loads anywhere Keras does."""
-    head = output_layer(model)
-    features = head.input
-    excess = tf_keras.layers.Dense(len(cap), activation="relu", name=CAP_LAYER, trainable=False)(features)
-    capped = tf_keras.layers.Subtract(name=CAPPED_LAYER)([features, excess])
-    new_head = tf_keras.layers.Dense.from_config(head.get_config())
-    capped_model = tf_keras.Model(model.input, new_head(capped), name=model.name)
-    capped_model.get_layer(CAP_LAYER).set_weights([np.eye(len(cap), dtype=np.float32), -cap.astype(np.float32)])
-    new_head.set_weights(head.get_weights())
-    return capped_model
+    """A copy of `model` with the features entering its output layer capped at `cap`, unit by unit
+    (`fineprune.defenses.caps`)."""
+    return with_caps(model, {features_layer_name(model): cap})
