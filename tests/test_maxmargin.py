@@ -45,6 +45,7 @@ def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, wide: Tint
     badnet, _, result = repaired
     assert result.details["flagged"] == [TARGET]
     (found,) = result.details["flagged_classes"]
+    assert found["test"] in ("feature range", "both")  # the wide trigger drives features inside the clean range
     assert found["p_value"] < 0.01 and np.isfinite(found["margin_after"])
     own = accuracy_pct(badnet.predict_classes(wide.test.x), wide.test.y)
     assert accuracy_pct(predict_classes(result.model, wide.test.x, "unit"), wide.test.y) >= own - 5.0
@@ -80,8 +81,25 @@ def test_a_net_with_too_few_classes_is_refused(tiny: TinyBenchmark) -> None:
     ({"max_targets": 0}, "--max-targets 0 must be at least 1"),
     ({"refit_learning_rate": 0.0}, "--refit-learning-rate 0 must be positive"),
     ({"epochs": 2}, "--epochs does not apply to --method maxmargin"),
+    ({"detector": "reversal"}, "--detector reversal is not one of margin, input, both"),
+    ({"input_steps": 0}, "--input-steps 0 must be at least 1"),
 ])
 def test_bad_settings_are_refused(values: dict, message: str) -> None:
     with pytest.raises(InputError) as error:
         settings_for("maxmargin", **values)
     assert str(error.value) == message
+
+
+def test_each_flagged_class_names_the_test_that_flagged_it() -> None:
+    from fineprune.defenses.maxmargin import flagged_classes
+    from fineprune.detection.margins import FlaggedClass, MarginScan
+
+    margins = np.zeros(12)
+    features = MarginScan(margins, [FlaggedClass(3, 40.0, 0.001)])
+    inputs = MarginScan(margins, [FlaggedClass(7, 90.0, 0.02), FlaggedClass(3, 80.0, 0.03)])
+    assert flagged_classes(features, inputs) == [
+        {"class": 3, "test": "both", "margin": 40.0, "p_value": 0.001, "input_margin": 80.0, "input_p_value": 0.03},
+        {"class": 7, "test": "input space", "input_margin": 90.0, "input_p_value": 0.02},
+    ]
+    assert flagged_classes(features, None) == [{"class": 3, "test": "feature range", "margin": 40.0, "p_value": 0.001}]
+    assert flagged_classes(None, None) == []

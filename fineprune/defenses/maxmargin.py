@@ -1,9 +1,12 @@
-"""`maxmargin`: MM-BD's maximum-margin detection (Wang, Xiang, Miller, Kesidis, IEEE S&P 2024),
-computed on the features the output layer reads (`fineprune.detection.margins`), then a repair of only
-what it flags.
+"""`maxmargin`: MM-BD's maximum-margin detection (Wang, Xiang, Miller, Kesidis, IEEE S&P 2024), then a
+repair of only what it flags.
 
-1. Every class's maximum margin within the box the clean training part's penultimate features
-   span; classes flagged by MM-BD's gamma test, repeated down the classes (see `fineprune.detection.margins`).
+1. Detection, by MM-BD's gamma test (repeated down the classes) on two searches of every class's
+   maximum margin: within the box the clean training part's penultimate features span
+   (`fineprune.detection.margins`: how the output layer reads the features), and over the whole
+   input space from random images (`fineprune.detection.input_margins`: MM-BD's own form, which
+   also sees a backdoor carried by the features). `detector` both (the default) flags a class
+   either test flags.
 2. Repair, in the spirit of MM-BD's mitigation (MM-BM), which bounds activations at what clean
    data needs: every penultimate unit is capped at its clean maximum (the net gains two layers
    computing min(feature, cap)), so that no input can drive a unit further than clean faces do;
@@ -13,12 +16,14 @@ what it flags.
 
 A flagged class no clean training image belongs to is fitted like the others, and only pushed
 down; with nothing flagged only the caps change the net. The repaired file records every flagged
-class with its margin and test probability, and its margin after the repair.
+class with the test that flagged it, its margins and test probabilities, and its feature-range
+margin after the repair.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tf_keras
@@ -28,35 +33,53 @@ from fineprune.defenses.caps import features_layer_name, with_caps
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
-from fineprune.detection.margins import FlaggedClass, MarginTestSettings, check_enough_classes, max_margins, scan_margins
+from fineprune.detection.input_margins import InputMarginSettings, scan_input_margins
+from fineprune.detection.margins import MarginScan, MarginTestSettings, check_enough_classes, max_margins, scan_margins
+from fineprune.errors import InputError
 from fineprune.models import LoadedModel, output_layer, penultimate_features
 
+DETECTORS = ("margin", "input", "both")
+
+
 @dataclass(frozen=True)
-class MaxMarginSettings(RepairSettings, MarginTestSettings):
-    """`maxmargin`: the margin search and test, then the re-fit of the flagged classes."""
+class MaxMarginSettings(RepairSettings, MarginTestSettings, InputMarginSettings):
+    """`maxmargin`: which margin searches decide, their settings and the test's, then the re-fit of
+    the flagged classes."""
 
     method: str = "maxmargin"
+    detector: str = option("both", "which maximum-margin search flags classes: margin (over the clean feature "
+                           "range), input (over the whole input space, as MM-BD does) or both (a class either "
+                           "flags)", "KIND")
     refit_steps: int = option(400, "full-batch Adam steps re-fitting the flagged classes' output weights", "N",
                               low=1)
     refit_learning_rate: float = option(0.01, "Adam rate of that re-fit", "LR", low=0, low_open=True)
     weight_decay: float = option(1e-4, WEIGHT_DECAY_HELP, "L2", low=0)
 
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise InputError(f"--detector {self.detector} is not one of {', '.join(DETECTORS)}")
+        super().__post_init__()
 
-@register("maxmargin", "MM-BD: find the classes with an abnormally large maximum margin over the clean feature "
-          "range, cap the features at that range and re-fit those classes' output weights", MaxMarginSettings,
-          order=15)
+
+@register("maxmargin", "MM-BD: find the classes with an abnormally large maximum margin (over the clean feature "
+          "range and over the input space), cap the features at their clean range and re-fit those classes' "
+          "output weights", MaxMarginSettings, order=15)
 def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxMarginSettings,
                       verbose: int = 1) -> RepairResult:
     """Detect by maximum margin, cap the features, re-fit the flagged classes; the BadNet is untouched."""
     kernel, bias = check_enough_classes(badnet).get_weights()  # before any work
     run = RepairRun.start(badnet, clean, settings)
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
-    scan = scan_margins(badnet, run.x_train, settings, features)
-    flagged, median = scan.flagged, scan.median
+    scan = scan_margins(badnet, run.x_train, settings, features)  # its box is the caps, whichever test decides
+    input_scan = None
+    if settings.detector != "margin":
+        input_scan, _ = scan_input_margins(badnet, settings, settings.significance, settings.max_targets,
+                                           settings.seed)
+    flagged = flagged_classes(scan if settings.detector != "input" else None, input_scan)
     if verbose:
-        found = ", ".join(f"{f.target} (margin {f.margin:.1f}, p {f.p_value:.2g})" for f in flagged) or "none"
-        print(f"maxmargin: median maximum margin {median:.1f}; flagged: {found}", flush=True)
-    columns = np.array([f.target for f in flagged], dtype=np.int64)
+        found = ", ".join(f"{f['class']} ({f['test']})" for f in flagged) or "none"
+        print(f"maxmargin: median maximum margin {scan.median:.1f}; flagged: {found}", flush=True)
+    columns = np.array([f["class"] for f in flagged], dtype=np.int64)
     if len(columns):
         start_kernel, start_bias = kernel.copy(), bias.copy()
         start_kernel[:, columns], start_bias[columns] = 0.0, np.median(bias)
@@ -65,18 +88,33 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
                                           settings.weight_decay, columns=columns, progress="maxmargin: re-fit",
                                           verbose=verbose)
         after = max_margins(kernel, bias, scan.floor, scan.cap, settings.margin_steps)
-        flagged = [FlaggedClass(f.target, f.margin, f.p_value, float(after[f.target])) for f in flagged]
+        for record in flagged:
+            record["margin_after"] = round(float(after[record["class"]]), 2)
     model = with_feature_cap(badnet.model, scan.cap)
     output_layer(model).set_weights([kernel, bias])
     removed = (f"output weights of class {', '.join(str(c) for c in columns)} re-fitted; features capped"
                if len(columns) else "nothing flagged; features capped")
     return run.finish(model, settings.refit_steps if len(columns) else 0, removed=removed, details={
-        "flagged": [f.target for f in flagged],
-        "flagged_classes": [{"class": f.target, "margin": round(f.margin, 2), "p_value": float(f"{f.p_value:.3g}"),
-                             "margin_after": round(f.margin_after, 2)} for f in flagged],
-        "median_margin": round(median, 2),
+        "flagged": [int(c) for c in columns],
+        "flagged_classes": flagged,
+        "median_margin": round(scan.median, 2),
+        **({"input_median_margin": round(input_scan.median, 2)} if input_scan is not None else {}),
         "units_capped_at_zero": int((scan.cap <= 0).sum()),
     })
+
+
+def flagged_classes(scan: MarginScan | None, input_scan: MarginScan | None) -> list[dict[str, Any]]:
+    """Every class either scan flagged (the feature range's first), with the test that flagged it
+    ("feature range", "input space" or "both") and each test's margin and probability."""
+    found: dict[int, dict[str, Any]] = {}
+    for name, key, flags in (("feature range", "", scan), ("input space", "input_", input_scan)):
+        for flag in flags.flagged if flags is not None else []:
+            record = found.setdefault(flag.target, {"class": flag.target, "test": name})
+            if record["test"] != name:
+                record["test"] = "both"
+            record[f"{key}margin"] = round(flag.margin, 2)
+            record[f"{key}p_value"] = float(f"{flag.p_value:.3g}")
+    return list(found.values())
 
 
 def with_feature_cap(model: tf_keras.Model, cap: np.ndarray) -> tf_keras.Model:
