@@ -42,7 +42,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 def spread_cell(spread: Spread, digits: int = 2) -> str:
     """A number over seeds as a table prints it: `median (low-high)`, or the one value when every
-    seed gave the same (to the printed digits)."""
+    seed gave the same (to the printed digits); "-" for a number not measured (NaN)."""
+    if np.isnan(spread.median):
+        return "-"
     median, low, high = (f"{value:.{digits}f}" for value in (spread.median, spread.low, spread.high))
     return median if low == high else f"{median} ({low}-{high})"
 

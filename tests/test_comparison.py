@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import TinyBenchmark
 from fineprune.benchmark.build import BadNetSpec
 from fineprune.benchmark.comparison import (
+    NO_TRIGGER,
     ComparisonRow,
     Method,
     MethodOutcome,
@@ -23,6 +25,7 @@ from fineprune.benchmark.comparison import (
     standard_methods,
 )
 from fineprune.defenses import names, settings_for
+from fineprune.report import comparison_table
 from fineprune.defenses.fine_pruning import ActivationPruningSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -148,10 +151,10 @@ def test_rows_of_nothing_are_nothing() -> None:
 @pytest.mark.parametrize(
     "original, detector, asr, seconds, expected",
     [
-        (99.5, 97.5, 1.0, 120.0, True),  # exactly at every limit
-        (99.5, 97.4, 0.0, 10.0, False),  # 2.1 points lost
+        (99.5, 98.5, 1.0, 60.0, True),  # exactly at every limit
+        (99.5, 98.4, 0.0, 10.0, False),  # 1.1 points lost
         (99.5, 99.5, 1.01, 10.0, False),
-        (99.5, 99.5, 0.0, 120.5, False),
+        (99.5, 99.5, 0.0, 60.5, False),
     ],
 )
 def test_the_bar(original: float, detector: float, asr: float, seconds: float, expected: bool) -> None:
@@ -193,6 +196,25 @@ def _row(badnet: str, trigger: str, method: str, asr: float, accuracy: float, se
     (row,) = spread_rows([ComparisonRow(badnet, trigger, method, "nothing", 1.0, accuracy, asr, accuracy, asr, 0.0,
                                         False, seed)])
     return row
+
+
+def test_a_clean_net_is_judged_by_how_little_g_s_accuracy_moves() -> None:
+    def cell(detector: float, seconds: float, seed: int) -> dict:
+        return {"method": "m", "removed": "nothing", "repair": {"seconds": seconds}, "settings": {"seed": seed},
+                "evaluation": {"clean": {"accuracy_original_pct": 98.0, "accuracy_repaired_net_pct": detector,
+                                         "accuracy_detector_pct": detector}, "poisoned": []}}
+
+    rows = comparison_rows("clean", [cell(97.5, 30.0, 0), cell(98.6, 30.0, 1), cell(98.0, 61.0, 2)])
+    assert [row.trigger for row in rows] == [NO_TRIGGER] * 4
+    assert [row.meets_bar for row in rows] == [None, True, False, False]  # 0.5 down; 0.6 up; too slow
+    assert all(np.isnan(row.asr_detector_pct) for row in rows)
+    spread = spread_rows(rows)
+    assert spread[1].seeds_meeting_bar == 1
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in comparison_table(spread).splitlines()[2:]]
+    assert table[0] == ["clean", NO_TRIGGER, "none", "nothing", "-", "98.00", "-", "98.00", "-", "-", "-"]
+    assert table[1][2:] == ["m", "nothing", "30 (30-61)", "98.00 (97.50-98.60)", "-", "98.00 (97.50-98.60)", "-", "-",
+                            "1/3"]
+    assert best_methods(spread) == {}  # nothing to remove: no best method
 
 
 def test_the_best_method_is_judged_by_its_median_over_seeds() -> None:

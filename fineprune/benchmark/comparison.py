@@ -10,8 +10,9 @@ it finishes (`fineprune.jobs`): a long comparison resumes after an interruption 
 cells side by side. The table gives each number's median and range over the seeds.
 
 The bar a repair is held to (a benchmark result, not a test): G lets at most 1% of poisoned inputs
-through, G's clean accuracy is within 2 points of the BadNet's, and the repair takes at most two
-minutes on a 2-core machine.
+through, G's clean accuracy is within 1 point of the BadNet's, and the repair takes at most a minute
+on a 2-core machine; on a clean net (no trigger, asked for by name) the repair may move G's clean
+accuracy by at most half a point, within the same minute.
 
 `oracle_pruning` asks why a repair falls short: it prunes the channels a trigger raises most
 (reading poisoned data, so it is an analysis, not a defense) and fine-tunes, to see whether the
@@ -41,8 +42,10 @@ from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
 
 BAR_MAX_ASR_PCT = 1.0
-BAR_MAX_ACCURACY_LOSS_POINTS = 2.0
-BAR_MAX_REPAIR_SECONDS = 120.0
+BAR_MAX_ACCURACY_LOSS_POINTS = 1.0
+BAR_MAX_CLEAN_NET_CHANGE_POINTS = 0.5  # a clean net: how far G's clean accuracy may move either way
+BAR_MAX_REPAIR_SECONDS = 60.0
+NO_TRIGGER = "(clean net)"  # the trigger column of a clean net's row
 CURVE_LAYER = "conv_3"  # the pruning curves and channel figure show the layer Fine-Pruning prunes
 GALLERY_METHOD = "activation"  # whose G the galleries of mistakes show
 
@@ -127,6 +130,8 @@ def comparison_rows(badnet_name: str, cells: Sequence[dict[str, Any]]) -> list[C
     rows = []
     first = cells[0]["evaluation"]
     assert first["clean"] is not None, "the comparison needs a clean-data evaluation"
+    if not first["poisoned"]:
+        return clean_net_rows(badnet_name, cells)
     for index, poisoned in enumerate(first["poisoned"]):
         trigger = poisoned_name(poisoned["file"])
         rows.append(ComparisonRow(
@@ -145,6 +150,23 @@ def comparison_rows(badnet_name: str, cells: Sequence[dict[str, Any]]) -> list[C
                           seconds),
                 cell["settings"]["seed"],
             ))
+    return rows
+
+
+def clean_net_rows(net_name: str, cells: Sequence[dict[str, Any]]) -> list[ComparisonRow]:
+    """A clean net's rows: clean accuracy only (its ASR cells not a number), the bar being how
+    little the repair moves G's clean accuracy."""
+    nan = float("nan")
+    own = cells[0]["evaluation"]["clean"]["accuracy_original_pct"]
+    rows = [ComparisonRow(net_name, NO_TRIGGER, "none", "nothing", None, own, nan, own, nan, nan, None)]
+    for cell in cells:
+        clean, seconds = cell["evaluation"]["clean"], float(cell["repair"]["seconds"])
+        rows.append(ComparisonRow(
+            net_name, NO_TRIGGER, cell["method"], cell["removed"], seconds, clean["accuracy_repaired_net_pct"], nan,
+            clean["accuracy_detector_pct"], nan, nan,
+            abs(clean["accuracy_detector_pct"] - own) <= BAR_MAX_CLEAN_NET_CHANGE_POINTS
+            and seconds <= BAR_MAX_REPAIR_SECONDS,
+            cell["settings"]["seed"]))
     return rows
 
 
@@ -201,7 +223,7 @@ def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
 
     worst: dict[tuple[str, str], SpreadRow] = {}
     for row in rows:
-        if row.method == "none":
+        if row.method == "none" or row.trigger == NO_TRIGGER:
             continue
         key = (row.badnet, row.method)
         if key not in worst or row.asr_detector_pct.median > worst[key].asr_detector_pct.median:
@@ -215,8 +237,8 @@ def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
 
 def meets_bar(accuracy_original_pct: float, accuracy_detector_pct: float, asr_detector_pct: float,
               repair_seconds: float) -> bool:
-    """Whether a repair reaches the bar: G's ASR at most 1%, G's clean accuracy within 2 points of
-    the BadNet's, and the repair done within 2 minutes."""
+    """Whether a repair reaches the bar on one trigger: G's ASR at most 1%, G's clean accuracy within
+    1 point of the BadNet's, and the repair done within a minute."""
     return (asr_detector_pct <= BAR_MAX_ASR_PCT
             and accuracy_original_pct - accuracy_detector_pct <= BAR_MAX_ACCURACY_LOSS_POINTS
             and repair_seconds <= BAR_MAX_REPAIR_SECONDS)
@@ -288,7 +310,7 @@ def compare_benchmark(
     for spec in specs:
         badnet_digest = file_digest(models_dir / spec.model_file)
         common = {"badnet": badnet_digest, "clean_data": clean_provenance, "poisoned": list(spec.poisoned_files)}
-        if curves:
+        if curves and spec.triggers:  # a clean net has no trigger to draw a curve of
             jobs.append(Job(f"{spec.name}/curve", curve_cell, (spec, data_dir, models_dir), common))
         for seed in seeds:
             for method in methods:
@@ -309,7 +331,7 @@ def compare_benchmark(
         result.cells[spec.name] = cells
         result.rows += comparison_rows(spec.name, cells)
         result.figures += [Path(cell["figure"]) for cell in cells if cell.get("figure")]
-        if curves:
+        if curves and spec.triggers:
             curve = done[f"{spec.name}/curve"]
             result.curves[spec.name] = [SweepPoint(**point) for point in curve["points"]]
             result.activations[spec.name] = (np.array(curve["clean"]),

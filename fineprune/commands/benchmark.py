@@ -76,7 +76,8 @@ def build_parser() -> cli.ArgumentParser:
                                   "and .json, pruning curves, channel activations, galleries of G's mistakes")
     add_folders(compare, "data", "models", "results")
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
-    add_badnet_choice(compare)
+    add_badnet_choice(compare, ", and the clean nets clean, clean_seed_1 and clean_seed_2, which show what a "
+                      "repair costs where there is nothing to remove")
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
                          "and the variants 'activation conv_4' and 'head lda')")
@@ -129,11 +130,11 @@ def check_seeds_and_jobs(args: argparse.Namespace) -> None:
         raise InputError(f"--jobs {args.jobs} must be at least 1")
 
 
-def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
-    """--badnet NAME, repeatable: which BadNets a command runs on."""
+def add_badnet_choice(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """--badnet NAME, repeatable: which BadNets a command runs on (`also`: more nets it takes by name)."""
     parser.add_argument("--badnet", action="append", metavar="NAME",
                         help="this BadNet only (repeatable; default: all four; the extras, pruning_aware and "
-                        "feature_collision, by name only)")
+                        f"feature_collision{also}, by name only)")
 
 
 def say(message: str) -> None:
@@ -353,7 +354,8 @@ def run_comparison(args: argparse.Namespace) -> int:
     check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
-    specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else None
+    nets = (*build.BADNETS, *build.EXTRA_BADNETS, *build.CLEAN_NETS)  # a clean net measures what a repair costs
+    specs = [build.find_net(name, "--badnet", nets) for name in args.badnet] if args.badnet else None
     started = time.perf_counter()
     cli.quiet_tensorflow()
     from fineprune import report
