@@ -103,3 +103,14 @@ def test_each_flagged_class_names_the_test_that_flagged_it() -> None:
     ]
     assert flagged_classes(features, None) == [{"class": 3, "test": "feature range", "margin": 40.0, "p_value": 0.001}]
     assert flagged_classes(None, None) == []
+
+
+def test_the_input_space_search_alone_flags_and_repairs_the_target(wide: TintedBadNet) -> None:
+    settings = settings_for("maxmargin", detector="input", input_steps=100, significance=0.01, seed=0)
+    result = max_margin_repair(wide.badnet, wide.clean, settings, verbose=0)
+    assert result.details["flagged"] == [TARGET]
+    (found,) = result.details["flagged_classes"]
+    assert found["test"] == "input space" and found["input_p_value"] < 0.01 and "p_value" not in found
+    before = attack_success_pct(wide.badnet.predict_classes(wide.poisoned.x), wide.poisoned.y)
+    after = attack_success_pct(predict_classes(result.model, wide.poisoned.x, "unit"), wide.poisoned.y)
+    assert after <= before / 3
