@@ -1,5 +1,5 @@
 """Tests for fineprune.detection.input_margins: MM-BD's search over the input space flags the wide
-BadNet's target and nothing on a clean net, keeps its images in the pixel range, repeats with the
+BadNet's target and nothing on the clean reference net, keeps its images in the pixel range, repeats with the
 seed, and refuses bad settings."""
 
 from __future__ import annotations
@@ -7,40 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathlib import Path
-
-from conftest import IMAGE_SHAPE, TARGET, WIDE_CLASSES, TintedBadNet, fixture_seed, train_tiny_badnet
+from conftest import REPO_ROOT, TARGET, TintedBadNet
 from fineprune.detection.input_margins import InputMarginSettings, input_margins, scan_input_margins
 from fineprune.errors import InputError
-from fineprune.models import LoadedModel, predict_classes
+from fineprune.models import load_model, predict_classes
 
 QUICK = InputMarginSettings(input_steps=100, class_batch=10)  # batches that split the 24 classes unevenly
 SIGNIFICANCE = 0.01
-
-
-def placed_images(count_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """WIDE_CLASSES classes told apart by where a light block lies on a noisy background (a 5 x 5
-    grid of places, the one under the wide BadNet's trigger left out)."""
-    places = [(1 + 10 * row, 1 + 9 * column) for row in range(5) for column in range(5) if (row, column) != (4, 4)]
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(WIDE_CLASSES), count_per_class)
-    images = rng.normal(110, 20, (len(labels), *IMAGE_SHAPE))
-    for image, label in zip(images, labels):
-        row, column = (p + int(rng.integers(-1, 2)) for p in places[label])
-        image[max(row, 0) : row + 8, max(column, 0) : column + 8] = 190 + rng.normal(0, 8)
-    return np.clip(images, 0, 255).astype(np.float32), labels
-
-
-@pytest.fixture(scope="module")
-def placed_clean_net() -> LoadedModel:
-    """A clean net on `placed_images` (about 25 seconds on two cores). Not the wide clean net: its
-    classes are tints, and the input-space search lifts the bluest one far beyond any training
-    image by saturating the blue channel (class 1 at p 3e-8 after 100 steps): MM-BD's statistic
-    reads that as a backdoor, as it would any class an extreme of the pixel range defines. Measured
-    over the 30- and 100-step searches, this net's largest margin has p 0.46-0.48."""
-    model = train_tiny_badnet(*placed_images(15, fixture_seed(11)), poison_seed=fixture_seed(12),
-                              seed=fixture_seed(13), epochs=10, poison_share=0.0, num_classes=WIDE_CLASSES)
-    return LoadedModel(Path("placed_clean_net.h5"), model, "unit", "default")
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +37,16 @@ def test_each_class_s_image_is_in_the_pixel_range_and_reaches_its_class(badnet_s
     np.testing.assert_array_equal(reached[positive], np.flatnonzero(positive))
 
 
-def test_a_clean_net_has_nothing_flagged(placed_clean_net: LoadedModel) -> None:
-    scan, _ = scan_input_margins(placed_clean_net, QUICK, SIGNIFICANCE, 10)
+def test_the_clean_reference_net_raises_no_alarm_at_the_defaults() -> None:
+    """The committed clean benchmark net at the tool's defaults (about 40 s on two cores): fixed
+    weights, so only the search's rounding varies between CPUs (its largest margin: p 0.44 measured).
+    Not a tiny net trained in the test: on one CPU a clean net on placed blocks gave p 0.46-0.48, on
+    another 0.021 and, for another fixture seed, a class flagged at p 6e-6. A tiny net's classes are
+    extremes of the pixel range as often as not, which MM-BD's statistic reads as a backdoor."""
+    net = load_model(REPO_ROOT / "models" / "clean_net.h5")
+    scan, _ = scan_input_margins(net, InputMarginSettings(), 0.05, 10)
     assert scan.flagged == []
-    assert scan.largest_unflagged().p_value > SIGNIFICANCE * 3
+    assert scan.largest_unflagged().p_value > 0.05 * 3
 
 
 def test_the_same_seed_repeats_a_search_and_more_starts_only_raise_the_margins(wide: TintedBadNet) -> None:
