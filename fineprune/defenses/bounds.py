@@ -31,7 +31,7 @@ from fineprune.defenses.caps import channel_maxima, insert_after, with_caps
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
-from fineprune.models import LoadedModel, output_layer, scale_inputs
+from fineprune.models import LoadedModel, layer_model, output_layer, scale_inputs
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,11 @@ def learn_bounds(badnet: LoadedModel, x: np.ndarray, start: dict[str, np.ndarray
     final penalty weight c and the share (percent) of `x` the bounded net still classifies as the
     BadNet does."""
     relative = {name: RelativeBound(values, f"{name}_bound") for name, values in start.items()}
-    bounded = insert_after(badnet.model, {name: layer for name, layer in relative.items()})
+    bounded = insert_after(badnet.model, relative)
     head = output_layer(badnet.model)
     kernel, bias = (tf.constant(w) for w in head.get_weights())
     features = tf_keras.Model(bounded.input, output_layer(bounded).input)
-    reference_features = tf_keras.Model(badnet.model.input, head.input)
+    reference_features = layer_model(badnet.model, head.input)
     ratios = [layer.ratio for layer in relative.values()]
     optimizer = tf_keras.optimizers.Adam(settings.bound_learning_rate)
     scale = badnet.input_scale
