@@ -8,7 +8,8 @@
     magnitude     - the original project's recipe (TF-MOT magnitude pruning of Dense layers)
     fine_pruning  - Fine-Pruning (`activation`) and its halves (`prune`, `finetune`)
     head          - re-fit the output layer on frozen clean features (linear probe or shrunk LDA)
-    maxmargin     - MM-BD: flag classes with an abnormal maximum margin, cap features, re-fit those classes
+    maxmargin     - MM-BD: flag classes with an abnormal maximum margin (feature range, input space), cap
+                    features, re-fit those classes
     bounds        - MM-BD's mitigation: per-channel upper bounds on inner layers, learned on clean faces
     unlearn       - Neural Cleanse: reverse-engineer triggers, flag anomalies, unlearn them
     fst           - Feature Shift Tuning: a new output layer pushed away from the old
