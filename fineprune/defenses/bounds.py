@@ -31,7 +31,7 @@ from fineprune.defenses.caps import channel_maxima, insert_after, with_caps
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
-from fineprune.models import LoadedModel, layer_model, output_layer, scale_inputs
+from fineprune.models import LoadedModel, in_batches, layer_model, output_layer, scale_inputs
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def learn_bounds(badnet: LoadedModel, x: np.ndarray, start: dict[str, np.ndarray
             ratio.assign(tf.maximum(ratio, 0.0))
         return tf.argmax(logits, axis=1)
 
-    targets = np.concatenate([logits_of(tf.constant(x[i : i + 256])).numpy() for i in range(0, len(x), 256)])
+    targets = np.concatenate([logits_of(batch).numpy() for batch in in_batches(x)])
     labels = targets.argmax(axis=1)
     rng = np.random.default_rng(settings.seed)
     correct = 100.0

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from fineprune.models import output_layer, scale_inputs
+from fineprune.models import in_batches, output_layer, scale_inputs
 
 Addition = Callable[[tf.Tensor], tf.Tensor]  # the new layers after one layer: its output -> what replaces it
 
@@ -95,7 +95,7 @@ def features_layer_name(model: tf_keras.Model) -> str:
 
 
 def channel_maxima(model: tf_keras.Model, layer_names: list[str], x: np.ndarray, input_scale: str | None,
-                   batch_size: int = 256) -> dict[str, np.ndarray]:
+                   batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Each named layer's largest output over the images `x` (pixels 0..255), per unit or channel
     (the maximum over images and positions)."""
     probe = tf_keras.Model(model.input, [model.get_layer(name).output for name in layer_names])
@@ -107,7 +107,6 @@ def channel_maxima(model: tf_keras.Model, layer_names: list[str], x: np.ndarray,
         return [tf.reduce_max(tf.reshape(o, (-1, o.shape[-1])), axis=0) for o in outputs]
 
     found = [np.full(model.get_layer(name).output_shape[-1], -np.inf, np.float32) for name in layer_names]
-    for start in range(0, len(x), batch_size):
-        batch = tf.constant(np.asarray(x[start : start + batch_size], np.float32))
+    for batch in in_batches(x, batch_size):
         found = [np.maximum(f, m.numpy()) for f, m in zip(found, maxima(batch))]
     return dict(zip(layer_names, found))
