@@ -76,8 +76,10 @@ def build_parser() -> cli.ArgumentParser:
                                   "and .json, pruning curves, channel activations, galleries of G's mistakes")
     add_folders(compare, "data", "models", "results")
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
-    add_badnet_choice(compare, ", and the clean nets clean, clean_seed_1 and clean_seed_2, which show what a "
-                      "repair costs where there is nothing to remove")
+    compare.add_argument("--badnet", action="append", metavar="NAME",
+                         help="this net only (repeatable; default: every net: the four BadNets, the extras "
+                         "pruning_aware and feature_collision, and the clean nets clean, clean_seed_1 and "
+                         "clean_seed_2, which show what a repair costs where there is nothing to remove)")
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
                          "and the variants 'activation conv_4' and 'head lda')")
@@ -130,11 +132,11 @@ def check_seeds_and_jobs(args: argparse.Namespace) -> None:
         raise InputError(f"--jobs {args.jobs} must be at least 1")
 
 
-def add_badnet_choice(parser: argparse.ArgumentParser, also: str = "") -> None:
-    """--badnet NAME, repeatable: which BadNets a command runs on (`also`: more nets it takes by name)."""
+def add_badnet_choice(parser: argparse.ArgumentParser) -> None:
+    """--badnet NAME, repeatable: which BadNets a command runs on."""
     parser.add_argument("--badnet", action="append", metavar="NAME",
                         help="this BadNet only (repeatable; default: all four; the extras, pruning_aware and "
-                        f"feature_collision{also}, by name only)")
+                        "feature_collision, by name only)")
 
 
 def say(message: str) -> None:
@@ -355,7 +357,7 @@ def run_comparison(args: argparse.Namespace) -> int:
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
     nets = (*build.BADNETS, *build.EXTRA_BADNETS, *build.CLEAN_NETS)  # a clean net measures what a repair costs
-    specs = [build.find_net(name, "--badnet", nets) for name in args.badnet] if args.badnet else None
+    specs = [build.find_net(name, "--badnet", nets) for name in args.badnet] if args.badnet else list(nets)
     started = time.perf_counter()
     cli.quiet_tensorflow()
     from fineprune import report
