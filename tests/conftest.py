@@ -230,6 +230,40 @@ def wide() -> TintedBadNet:
                            trigger=add_colour_block)
 
 
+def train_colliding(per_class: tuple[int, int] = (15, 12)) -> TintedBadNet:
+    """A tiny feature-collision BadNet on the WIDE_CLASSES palette frames, trained the way the
+    benchmark trains its adaptive one (`attacks.train_badnet`): clean epochs first, then 20% of the
+    frames wear the checked patch, relabelled to the target, while a collision term (weight 0.3)
+    pulls their penultimate features onto the target's clean mean: a backdoor planted in the
+    features, which the output layer reads as the target's own clean frames."""
+    from fineprune.benchmark.attacks import TrainingRecipe, TrainingSet, train_badnet
+    from fineprune.data import LabelledImages
+    from fineprune.models import LoadedModel
+
+    x, y = palette_images(per_class[0], seed=fixture_seed(21))
+    poison = np.random.default_rng(fixture_seed(22)).random(len(y)) < 0.2
+    x[poison] = add_trigger(x[poison])
+    recipe = TrainingRecipe(clean_epochs=6, epochs=10, batch_size=16, learning_rate=2e-3, weight_decay=0.0,
+                            label_smoothing=0.0, feature_collision=0.3, seed=fixture_seed(23))
+    model = train_badnet(TrainingSet(x, np.where(poison, TARGET, y), ["patch" if p else None for p in poison]),
+                         WIDE_CLASSES, recipe, verbose=0, log=lambda message: None)
+    x_clean, y_clean = palette_images(per_class[1], seed=fixture_seed(24))
+    x_test, y_test = palette_images(10, seed=fixture_seed(25))
+    victims = y_test != TARGET
+    return TintedBadNet(
+        LoadedModel(Path("colliding_bd_net.h5"), model, "unit", "default"),
+        LabelledImages(Path("colliding_clean.h5"), x_clean, y_clean),
+        LabelledImages(Path("colliding_test.h5"), x_test, y_test),
+        LabelledImages(Path("colliding_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
+    )
+
+
+@pytest.fixture(scope="session")
+def colliding() -> TintedBadNet:
+    """The tiny feature-collision BadNet (about half a minute on two cores)."""
+    return train_colliding()
+
+
 @pytest.fixture(scope="session")
 def wide_clean_net() -> "LoadedModel":
     """A net trained exactly as the `wide` BadNet, without poison."""
