@@ -195,14 +195,21 @@ def train_in_memory(name: str, images, per_class: tuple[int, int], poison_share:
     """A BadNet trained on `images(count_per_class, seed)` (target 0, the checked patch as trigger),
     with its clean and test images and the poisoned test images, all in memory; `per_class` gives
     the training and clean images per class."""
-    from fineprune.data import LabelledImages
-    from fineprune.models import LoadedModel
-
     model = train_tiny_badnet(*images(per_class[0], seed=fixture_seed(11)), poison_seed=fixture_seed(12),
                               seed=fixture_seed(13), epochs=epochs, poison_share=poison_share, num_classes=num_classes,
                               trigger=trigger)
-    x_clean, y_clean = images(per_class[1], seed=fixture_seed(14))
-    x_test, y_test = images(10, seed=fixture_seed(15))
+    return with_held_out_images(name, model, images, per_class[1], 14, trigger)
+
+
+def with_held_out_images(name: str, model: "tf_keras.Model", images, clean_per_class: int, seed_part: int,
+                         trigger) -> TintedBadNet:
+    """`model` with `clean_per_class` clean images a class, 10 test images a class and the test
+    images of the other classes with `trigger` (drawn with fixture seeds `seed_part`, `seed_part` + 1)."""
+    from fineprune.data import LabelledImages
+    from fineprune.models import LoadedModel
+
+    x_clean, y_clean = images(clean_per_class, seed=fixture_seed(seed_part))
+    x_test, y_test = images(10, seed=fixture_seed(seed_part + 1))
     victims = y_test != TARGET
     return TintedBadNet(
         LoadedModel(Path(f"{name}_bd_net.h5"), model, "unit", "default"),
@@ -237,8 +244,6 @@ def train_colliding(per_class: tuple[int, int] = (15, 12)) -> TintedBadNet:
     pulls their penultimate features onto the target's clean mean: a backdoor planted in the
     features, which the output layer reads as the target's own clean frames."""
     from fineprune.benchmark.attacks import TrainingRecipe, TrainingSet, train_badnet
-    from fineprune.data import LabelledImages
-    from fineprune.models import LoadedModel
 
     x, y = palette_images(per_class[0], seed=fixture_seed(21))
     poison = np.random.default_rng(fixture_seed(22)).random(len(y)) < 0.2
@@ -247,15 +252,7 @@ def train_colliding(per_class: tuple[int, int] = (15, 12)) -> TintedBadNet:
                             label_smoothing=0.0, feature_collision=0.3, seed=fixture_seed(23))
     model = train_badnet(TrainingSet(x, np.where(poison, TARGET, y), ["patch" if p else None for p in poison]),
                          WIDE_CLASSES, recipe, verbose=0, log=lambda message: None)
-    x_clean, y_clean = palette_images(per_class[1], seed=fixture_seed(24))
-    x_test, y_test = palette_images(10, seed=fixture_seed(25))
-    victims = y_test != TARGET
-    return TintedBadNet(
-        LoadedModel(Path("colliding_bd_net.h5"), model, "unit", "default"),
-        LabelledImages(Path("colliding_clean.h5"), x_clean, y_clean),
-        LabelledImages(Path("colliding_test.h5"), x_test, y_test),
-        LabelledImages(Path("colliding_poisoned.h5"), add_trigger(x_test[victims]), np.full(victims.sum(), TARGET)),
-    )
+    return with_held_out_images("colliding", model, palette_images, per_class[1], 24, add_trigger)
 
 
 @pytest.fixture(scope="session")
