@@ -161,10 +161,11 @@ def test_the_bar(original: float, detector: float, asr: float, seconds: float, e
     assert meets_bar(original, detector, asr, seconds) is expected
 
 
-def test_standard_methods_are_every_registered_method_plus_two_variants() -> None:
+def test_standard_methods_are_every_registered_method_plus_three_variants() -> None:
     methods = standard_methods(seed=7)
-    assert [m.label for m in methods] == [*names(), "activation conv_4", "head lda"]
-    assert (methods[-2].settings.layer, methods[-1].settings.fit) == ("conv_4", "lda")
+    assert [m.label for m in methods] == [*names(), "activation conv_4", "head lda", "maxmargin bounds"]
+    assert (methods[-3].settings.layer, methods[-2].settings.fit) == ("conv_4", "lda")
+    assert methods[-1].settings.bound_layers == "conv_1,conv_2,conv_3"
     assert names()[:4] == ["magnitude", "finetune", "prune", "activation"]
     assert all(m.settings.seed == 7 for m in methods)
     assert methods[3].settings == ActivationPruningSettings(seed=7)

@@ -83,6 +83,7 @@ def test_a_net_with_too_few_classes_is_refused(tiny: TinyBenchmark) -> None:
     ({"epochs": 2}, "--epochs does not apply to --method maxmargin"),
     ({"detector": "reversal"}, "--detector reversal is not one of margin, input, both"),
     ({"input_steps": 0}, "--input-steps 0 must be at least 1"),
+    ({"bound_layers": " , "}, "--bound-layers names no layer"),
 ])
 def test_bad_settings_are_refused(values: dict, message: str) -> None:
     with pytest.raises(InputError) as error:
@@ -114,3 +115,23 @@ def test_the_input_space_search_alone_flags_and_repairs_the_target(wide: TintedB
     before = attack_success_pct(wide.badnet.predict_classes(wide.poisoned.x), wide.poisoned.y)
     after = attack_success_pct(predict_classes(result.model, wide.poisoned.x, "unit"), wide.poisoned.y)
     assert after <= before / 3
+
+
+def test_with_bound_layers_the_bounds_come_first_and_reach_a_backdoor_in_the_features(
+        colliding: TintedBadNet) -> None:
+    # The tiny feature-collision BadNet: bounds alone take it from 91-100% to 0-4% (test_bounds.py).
+    settings = settings_for("maxmargin", bound_layers="conv_1,conv_2,conv_3", seed=0)
+    result = max_margin_repair(colliding.badnet, colliding.clean, settings, verbose=0)
+    assert result.details["bounds"]["bounded_layers"] == ["conv_1", "conv_2", "conv_3"]
+    assert result.removed.startswith("activations of conv_1, conv_2, conv_3 bounded; ")
+    layers = {layer.name for layer in result.model.layers}
+    assert {cap_layer_names(name)[1] for name in ("conv_1", "conv_2", "conv_3")} <= layers
+    assert cap_layer_names(features_layer_name(colliding.badnet.model))[1] in layers
+    before = attack_success_pct(colliding.badnet.predict_classes(colliding.poisoned.x), colliding.poisoned.y)
+    after = attack_success_pct(predict_classes(result.model, colliding.poisoned.x, "unit"), colliding.poisoned.y)
+    assert before >= 80 and after <= 25
+
+
+def test_bound_layers_the_model_lacks_are_refused_before_any_work(wide: TintedBadNet) -> None:
+    with pytest.raises(InputError, match="--bound-layers: the model has no layer conv_9"):
+        max_margin_repair(wide.badnet, wide.clean, settings_for("maxmargin", bound_layers="conv_3,conv_9"), 0)

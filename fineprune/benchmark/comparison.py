@@ -59,11 +59,14 @@ class Method:
 
 
 def standard_methods(seed: int = 0) -> list[Method]:
-    """Every registered method at its defaults, plus two variants that measure a choice: Fine-Pruning
-    on the other branch's layer (conv_4), and `head`'s closed-form fit."""
+    """Every registered method at its defaults, plus three variants that measure a choice: Fine-Pruning
+    on the other branch's layer (conv_4), `head`'s closed-form fit, and `maxmargin` after MM-BD's
+    activation bounds (those of `bounds`, on conv_1..conv_3)."""
     return [*(Method(name, settings_for(name, seed=seed)) for name in names()),
             Method("activation conv_4", settings_for("activation", layer="conv_4", seed=seed)),
-            Method("head lda", settings_for("head", fit="lda", seed=seed))]
+            Method("head lda", settings_for("head", fit="lda", seed=seed)),
+            Method("maxmargin bounds", settings_for("maxmargin", bound_layers=settings_for("bounds").layers,
+                                                    seed=seed))]
 
 
 @dataclass(frozen=True)

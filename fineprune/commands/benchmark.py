@@ -82,7 +82,7 @@ def build_parser() -> cli.ArgumentParser:
                          "clean_seed_2, which show what a repair costs where there is nothing to remove)")
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
-                         "and the variants 'activation conv_4' and 'head lda')")
+                         "and the variants 'activation conv_4', 'head lda' and 'maxmargin bounds')")
     add_seeds_and_jobs(compare, "every repair's seeds")
     compare.add_argument("--fresh", action="store_true",
                          help="redo every cell, even those kept from an earlier run in RESULTS_DIR/compare/")

@@ -52,11 +52,19 @@ class ActivationBoundSettings(RepairSettings):
     keep_accuracy: float = option(95.0, "c grows while the bounded net keeps at least this share (percent) of the "
                                   "bound images correct, and shrinks otherwise", "PCT", low=0, high=100)
 
-    def layer_names(self) -> list[str]:
+    def layer_names(self, option: str = "--layers") -> list[str]:
         names = [name.strip() for name in self.layers.split(",") if name.strip()]
         if not names:
-            raise InputError("--layers names no layer")
+            raise InputError(f"{option} names no layer")
         return names
+
+
+def check_layers(model: tf_keras.Model, names: list[str], option: str = "--layers") -> None:
+    """Refuse, naming `option`, layers the model does not have."""
+    known = {layer.name for layer in model.layers}
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise InputError(f"{option}: the model has no layer {', '.join(missing)}")
 
 
 class RelativeBound(tf_keras.layers.Layer):
@@ -79,10 +87,7 @@ def activation_bounds(badnet: LoadedModel, clean: LabelledImages, settings: Acti
                       verbose: int = 1) -> RepairResult:
     """Learn the bounds on the clean training part and build the bounded net; the BadNet is untouched."""
     names = settings.layer_names()
-    known = {layer.name for layer in badnet.model.layers}
-    missing = [name for name in names if name not in known]
-    if missing:
-        raise InputError(f"--layers: the model has no layer {', '.join(missing)}")
+    check_layers(badnet.model, names)
     run = RepairRun.start(badnet, clean, settings)
     x = bound_images(badnet, run, settings)
     start = channel_maxima(badnet.model, names, x, badnet.input_scale)

@@ -14,21 +14,26 @@ repair of only what it flags.
    features (softmax regression, every other class's weights kept), so that no reading of the
    features the clean data does not ask for survives.
 
+With `bound_layers`, MM-BD's mitigation itself comes first (the `bounds` method at its defaults on
+those layers: per-channel upper bounds learned on clean faces), and steps 1 and 2 run on the bounded
+net: the bounds reach a backdoor the features carry, which no re-fit of the output layer can remove.
+
 A flagged class no clean training image belongs to is fitted like the others, and only pushed
-down; with nothing flagged only the caps change the net. The repaired file records every flagged
+down; with nothing flagged only the caps (and bounds) change the net. The repaired file records every flagged
 class with the test that flagged it, its margins and test probabilities, and its feature-range
 margin after the repair.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
+from fineprune.defenses.bounds import ActivationBoundSettings, activation_bounds, check_layers
 from fineprune.defenses.caps import features_layer_name, with_caps
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
@@ -54,11 +59,24 @@ class MaxMarginSettings(RepairSettings, MarginTestSettings, InputMarginSettings)
                               low=1)
     refit_learning_rate: float = option(0.01, "Adam rate of that re-fit", "LR", low=0, low_open=True)
     weight_decay: float = option(1e-4, WEIGHT_DECAY_HELP, "L2", low=0)
+    bound_layers: str = option("none", "first learn MM-BD's per-channel activation bounds on these comma-separated "
+                               "layers (as --method bounds does at its defaults), then detect and re-fit on the "
+                               "bounded net (none: no bounds)", "NAMES")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise InputError(f"--detector {self.detector} is not one of {', '.join(DETECTORS)}")
         super().__post_init__()
+        self.bounds_settings()  # refuses --bound-layers that names no layer
+
+    def bounds_settings(self) -> ActivationBoundSettings | None:
+        """The `bounds` settings of the first step, or None without `bound_layers` (empty or "none")."""
+        if self.bound_layers.strip().lower() in ("", "none"):
+            return None
+        settings = ActivationBoundSettings(layers=self.bound_layers, seed=self.seed,
+                                           validation_split=self.validation_split)
+        settings.layer_names("--bound-layers")
+        return settings
 
 
 @register("maxmargin", "MM-BD: find the classes with an abnormally large maximum margin (over the clean feature "
@@ -66,9 +84,17 @@ class MaxMarginSettings(RepairSettings, MarginTestSettings, InputMarginSettings)
           "output weights", MaxMarginSettings, order=15)
 def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxMarginSettings,
                       verbose: int = 1) -> RepairResult:
-    """Detect by maximum margin, cap the features, re-fit the flagged classes; the BadNet is untouched."""
+    """(Bound the activations,) detect by maximum margin, cap the features, re-fit the flagged
+    classes; the BadNet is untouched."""
     kernel, bias = check_enough_classes(badnet).get_weights()  # before any work
+    bounds_settings = settings.bounds_settings()
+    if bounds_settings is not None:
+        check_layers(badnet.model, bounds_settings.layer_names(), "--bound-layers")
     run = RepairRun.start(badnet, clean, settings)
+    bounds_details = {}
+    if bounds_settings is not None:
+        bounded = activation_bounds(badnet, clean, bounds_settings, verbose)
+        badnet, bounds_details = replace(badnet, model=bounded.model), {"bounds": bounded.details}
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
     scan = scan_margins(badnet, run.x_train, settings, features)  # its box is the caps, whichever test decides
     input_scan = None
@@ -94,12 +120,15 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
     output_layer(model).set_weights([kernel, bias])
     removed = (f"output weights of class {', '.join(str(c) for c in columns)} re-fitted; features capped"
                if len(columns) else "nothing flagged; features capped")
+    if bounds_settings is not None:
+        removed = f"activations of {', '.join(bounds_settings.layer_names())} bounded; {removed}"
     return run.finish(model, settings.refit_steps if len(columns) else 0, removed=removed, details={
         "flagged": [int(c) for c in columns],
         "flagged_classes": flagged,
         "median_margin": round(scan.median, 2),
         **({"input_median_margin": round(input_scan.median, 2)} if input_scan is not None else {}),
         "units_capped_at_zero": int((scan.cap <= 0).sum()),
+        **bounds_details,
     })
 
 
