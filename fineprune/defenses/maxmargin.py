@@ -19,9 +19,9 @@ those layers: per-channel upper bounds learned on clean faces), and steps 1 and 
 net: the bounds reach a backdoor the features carry, which no re-fit of the output layer can remove.
 
 A flagged class no clean training image belongs to is fitted like the others, and only pushed
-down; with nothing flagged only the caps (and bounds) change the net. The repaired file records every flagged
-class with the test that flagged it, its margins and test probabilities, and its feature-range
-margin after the repair.
+down; with nothing flagged only the caps (and bounds) change the net. The repaired file records
+every flagged class with the test that flagged it, its margins and test probabilities, and its
+feature-range margin after the repair.
 """
 
 from __future__ import annotations
