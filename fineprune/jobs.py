@@ -6,6 +6,12 @@ whose result file already holds the same fingerprint, runs the others, in this p
 `workers` spawned processes, and writes each result the moment it arrives (atomically, see
 `files.replacing`), so an interrupted run loses only the jobs still running. It reports jobs done,
 left and the time to go.
+
+A long run never stays in one process: TensorFlow gives back only part of the memory each model
+took until its process ends (one process running the comparison's cells grew by about 240 MB a
+cell and was killed for lack of memory after 102 cells on a 24 GiB machine), so a worker process
+is replaced after `jobs_per_process` jobs (a new pool for each batch of them), and only a run of
+that many jobs or fewer, with one worker, stays in the calling process.
 """
 
 from __future__ import annotations
@@ -48,17 +54,24 @@ def stored_result(folder: Path, job: Job) -> Any | None:
     return record.get("result")
 
 
+JOBS_PER_PROCESS = 10  # a worker process is replaced after this many jobs (see the module's docstring)
+
+
 def default_workers() -> int:
     """One worker per pair of cores (each job's TensorFlow uses two threads), at least one."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
 def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = False,
-             progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+             progress: Callable[[str], None] = lambda message: None,
+             jobs_per_process: int = JOBS_PER_PROCESS) -> dict[str, Any]:
     """Every job's result by key: stored ones read back (unless `fresh`), the others run with
-    `workers` processes (1: in this process) and stored as each finishes."""
+    `workers` processes, each replaced after `jobs_per_process` jobs (one worker and no more jobs
+    than that: in this process), and stored as each finishes."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if jobs_per_process < 1:
+        raise ValueError(f"jobs_per_process must be at least 1, got {jobs_per_process}")
     results: dict[str, Any] = {}
     pending = []
     for job in jobs:
@@ -78,15 +91,24 @@ def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = Fals
         results[job.key] = result
         progress(clock.finished(job.key, seconds))
 
-    if workers == 1 or len(pending) <= 1:
+    if workers == 1 and len(pending) <= jobs_per_process or len(pending) <= 1:
         for job in pending:
             started = time.perf_counter()
             keep(job, job.function(*job.args), time.perf_counter() - started)
         return results
     threads = max(1, (os.cpu_count() or 2) // workers)
+    batch = workers * jobs_per_process  # a fresh pool for each batch: its processes end with it
+    for start in range(0, len(pending), batch):
+        _run_in_pool(pending[start:start + batch], workers, threads, keep)
+    return results
+
+
+def _run_in_pool(jobs: list[Job], workers: int, threads: int, keep: Callable[[Job, Any, float], None]) -> None:
+    """`jobs` in `workers` new processes, each result kept as it arrives. (The pool's own
+    `max_tasks_per_child` would replace processes too, but hangs on Python 3.11: CPython issue 115634.)"""
     context = multiprocessing.get_context("spawn")  # a fresh TensorFlow per worker, never a forked one
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
-        running: dict[Future, Job] = {pool.submit(_timed, job.function, job.args): job for job in pending}
+        running: dict[Future, Job] = {pool.submit(_timed, job.function, job.args): job for job in jobs}
         try:
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -96,7 +118,6 @@ def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = Fals
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    return results
 
 
 def _start_worker(threads: int) -> None:

@@ -1,10 +1,12 @@
 """Tests for fineprune.jobs: results are kept as they finish, read back on the next run unless
-their fingerprint changed, an interrupted run resumes, and worker processes give the same results."""
+their fingerprint changed, an interrupted run resumes, worker processes give the same results, and
+a long run does not stay in one process."""
 
 from __future__ import annotations
 
 import json
 import operator
+import os
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,16 @@ def test_worker_processes_give_the_same_results(tmp_path: Path) -> None:
     assert stored_result(tmp_path, adds[2]) == 12
 
 
+def test_a_long_run_replaces_its_worker_process(tmp_path: Path) -> None:
+    """More jobs than `jobs_per_process`: they run outside this process, in a new one after every
+    `jobs_per_process` of them, so that the memory a job's TensorFlow kept goes with its process."""
+    pids = run_jobs([Job(f"pid/{n}", os.getpid, (), {"n": n}) for n in range(3)], tmp_path, jobs_per_process=2)
+    assert pids["pid/0"] == pids["pid/1"] != pids["pid/2"] and os.getpid() not in pids.values()
+
+
 def test_workers_are_checked() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         run_jobs([], Path("."), workers=0)
+    with pytest.raises(ValueError, match="jobs_per_process must be at least 1, got 0"):
+        run_jobs([], Path("."), jobs_per_process=0)
     assert default_workers() >= 1
