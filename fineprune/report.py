@@ -370,6 +370,40 @@ def best_method_lines(best: dict[str, Any]) -> str:
         for badnet, row in best.items())
 
 
+VERDICT_COLUMNS = [
+    "method", "runs meeting the bar", "worst G: ASR (BadNet/trigger)", "worst G: accuracy lost (points)",
+    "clean nets: G's largest move (points)", "repair (s)",
+]
+
+
+def verdict_table(verdicts: Sequence[Any]) -> str:
+    """Every method against the bar (`comparison.MethodVerdict`s) as one Markdown table; "-" where
+    a method repaired no net of that kind."""
+    def worst_asr(verdict: Any) -> str:
+        row = verdict.worst_asr
+        return "-" if row is None else f"{spread_cell(row.asr_detector_pct)} ({row.badnet}/{row.trigger})"
+
+    def worst_loss(verdict: Any) -> str:
+        return "-" if verdict.worst_loss is None else f"{spread_cell(verdict.worst_loss[1])} ({verdict.worst_loss[0]})"
+
+    def clean_move(verdict: Any) -> str:
+        if verdict.largest_clean_move is None:
+            return "-"
+        net, points = verdict.largest_clean_move
+        return f"{points:.2f} ({net})"
+
+    def seconds(verdict: Any) -> str:
+        if verdict.seconds is None:
+            return "-"
+        quickest, slowest = (f"{value:.0f}" for value in verdict.seconds)
+        return quickest if quickest == slowest else f"{quickest}-{slowest}"
+
+    return markdown_table(VERDICT_COLUMNS, [
+        [v.method, f"{v.runs_meeting_bar}/{v.runs}", worst_asr(v), worst_loss(v), clean_move(v), seconds(v)]
+        for v in verdicts
+    ])
+
+
 def oracle_table(results: Sequence[Any]) -> str:
     """The oracle analysis (`comparison.OracleResult`s): where each trigger's channels sit in
     Fine-Pruning's order, and what pruning them, then fine-tuning, does to accuracy and ASR."""

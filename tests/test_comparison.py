@@ -21,11 +21,12 @@ from fineprune.benchmark.comparison import (
     compare_benchmark,
     comparison_rows,
     meets_bar,
+    method_verdicts,
     spread_rows,
     standard_methods,
 )
 from fineprune.defenses import names, settings_for
-from fineprune.report import comparison_table
+from fineprune.report import comparison_table, verdict_table
 from fineprune.defenses.fine_pruning import ActivationPruningSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -242,6 +243,46 @@ def test_stopping_every_trigger_by_breaking_the_net_is_not_the_best() -> None:
     rows = [_row("net", "a", "none", 100.0, 97.0), _row("net", "a", "broken", 0.0, 10.0),
             _row("net", "a", "probe", 0.8, 95.0)]
     assert best_methods(rows)["net"].method == "probe"
+
+
+def _seeds(badnet: str, trigger: str, method: str, results: list[tuple[float, float]], seconds: float = 10.0,
+           own: float = 97.0) -> list[ComparisonRow]:
+    """A method's per-seed rows on one (net, trigger): (G's ASR, G's clean accuracy) per seed."""
+    bar = (lambda asr, acc: abs(acc - own) <= 0.5) if trigger == NO_TRIGGER else (
+        lambda asr, acc: meets_bar(own, acc, asr, seconds))
+    return [ComparisonRow(badnet, trigger, method, "nothing", seconds, acc, asr, acc, asr, 0.0, bar(asr, acc), seed)
+            for seed, (asr, acc) in enumerate(results)]
+
+
+def test_a_method_s_verdict_names_its_worst_cases_and_counts_its_runs_meeting_the_bar() -> None:
+    nan = float("nan")
+    rows = [ComparisonRow("multi", "a", "none", "nothing", None, 97.0, 100.0, 97.0, 100.0, 0.0, None),
+            *_seeds("multi", "a", "m", [(0.0, 96.8), (0.0, 96.6), (0.2, 96.7)], seconds=20.0),
+            ComparisonRow("multi", "b", "none", "nothing", None, 97.0, 100.0, 97.0, 100.0, 0.0, None),
+            *_seeds("multi", "b", "m", [(0.0, 96.8), (30.0, 96.6), (2.0, 96.7)], seconds=20.0),
+            ComparisonRow("one", "c", "none", "nothing", None, 98.0, 99.0, 98.0, 99.0, 0.0, None),
+            *_seeds("one", "c", "m", [(0.5, 95.5), (0.4, 96.0), (0.1, 96.5)], seconds=45.0, own=98.0),
+            ComparisonRow("clean", NO_TRIGGER, "none", "nothing", None, 98.0, nan, 98.0, nan, nan, None),
+            *_seeds("clean", NO_TRIGGER, "m", [(nan, 98.0), (nan, 97.3), (nan, 98.1)], own=98.0)]
+    (verdict,) = method_verdicts(spread_rows(rows))
+    assert (verdict.method, verdict.runs, verdict.runs_meeting_bar) == ("m", 12, 3 + 1 + 0 + 2)
+    assert (verdict.worst_asr.badnet, verdict.worst_asr.trigger, verdict.worst_asr.asr_detector_pct.median) == (
+        "multi", "b", 2.0)
+    name, lost = verdict.worst_loss
+    assert name == "one" and (lost.median, lost.low, lost.high) == pytest.approx((2.0, 1.5, 2.5))
+    assert verdict.largest_clean_move == ("clean", pytest.approx(0.7)) and verdict.seconds == (10.0, 45.0)
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in verdict_table([verdict]).splitlines()]
+    assert table[2] == ["m", "6/12", "2.00 (0.00-30.00) (multi/b)", "2.00 (1.50-2.50) (one)", "0.70 (clean)", "10-45"]
+
+
+def test_a_method_run_only_on_clean_nets_has_no_backdoor_worst_case() -> None:
+    nan = float("nan")
+    rows = [ComparisonRow("clean", NO_TRIGGER, "none", "nothing", None, 98.0, nan, 98.0, nan, nan, None),
+            *_seeds("clean", NO_TRIGGER, "m", [(nan, 98.2)], own=98.0)]
+    (verdict,) = method_verdicts(spread_rows(rows))
+    assert (verdict.runs_meeting_bar, verdict.runs, verdict.worst_asr, verdict.worst_loss) == (1, 1, None, None)
+    row = [cell.strip() for cell in verdict_table([verdict]).splitlines()[2].split("|")[1:-1]]
+    assert row == ["m", "1/1", "-", "-", "0.20 (clean)", "10"]
 
 
 def test_unlearn_rows_say_whether_the_true_targets_were_found() -> None:

@@ -238,6 +238,54 @@ def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
     return best
 
 
+@dataclass(frozen=True)
+class MethodVerdict:
+    """One method against the bar over every net it repaired: where it does worst, and on how many
+    runs (one per net, trigger and seed) it meets the bar. "Worst" is by the median over seeds."""
+
+    method: str
+    runs_meeting_bar: int
+    runs: int
+    worst_asr: SpreadRow | None  # the backdoored (BadNet, trigger) whose G lets most through
+    worst_loss: tuple[str, Spread] | None  # the BadNet whose G loses most clean accuracy, in points
+    largest_clean_move: tuple[str, float] | None  # the clean net and seed whose G's accuracy moves most, in points
+    seconds: tuple[float, float] | None  # the quickest and the slowest repair
+
+
+def method_verdicts(rows: Sequence[SpreadRow]) -> list[MethodVerdict]:
+    """Every method's verdict against the bar, in the order the methods first appear in `rows`
+    (the comparison's rows over seeds, the BadNets' own "none" rows among them)."""
+    own = {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
+    by_method: dict[str, list[SpreadRow]] = {}
+    for row in rows:
+        if row.method != "none":
+            by_method.setdefault(row.method, []).append(row)
+    verdicts = []
+    for method, group in by_method.items():
+        backdoored = [row for row in group if row.trigger != NO_TRIGGER]
+        clean = [row for row in group if row.trigger == NO_TRIGGER]
+        losses = {row.badnet: _points_lost(own[row.badnet], row.accuracy_detector_pct) for row in backdoored}
+        moves = [(row.badnet, max(abs(row.accuracy_detector_pct.low - own[row.badnet]),
+                                  abs(row.accuracy_detector_pct.high - own[row.badnet]))) for row in clean]
+        timed = [row.repair_seconds for row in group if row.repair_seconds is not None]
+        verdicts.append(MethodVerdict(
+            method,
+            sum(row.seeds_meeting_bar or 0 for row in group),
+            sum(len(row.seeds) for row in group),
+            max(backdoored, key=lambda row: row.asr_detector_pct.median, default=None),
+            max(losses.items(), key=lambda item: item[1].median, default=None),
+            max(moves, key=lambda item: item[1], default=None),
+            (min(t.low for t in timed), max(t.high for t in timed)) if timed else None,
+        ))
+    return verdicts
+
+
+def _points_lost(own_accuracy_pct: float, accuracy: Spread) -> Spread:
+    """How many points of clean accuracy G lost against the BadNet's own, over the seeds."""
+    return Spread(own_accuracy_pct - accuracy.median, own_accuracy_pct - accuracy.high,
+                  own_accuracy_pct - accuracy.low, accuracy.count)
+
+
 def meets_bar(accuracy_original_pct: float, accuracy_detector_pct: float, asr_detector_pct: float,
               repair_seconds: float) -> bool:
     """Whether a repair reaches the bar on one trigger: G's ASR at most 1%, G's clean accuracy within

@@ -385,10 +385,15 @@ def run_comparison(args: argparse.Namespace) -> int:
     heading = (f"All values in percent, measured on the clean test data and each trigger's poisoned file; \"net\" is "
                f"the repaired net alone, G the repaired detector. {report.over_seeds(args.seeds)}")
     best_heading = "Best method per BadNet (lowest median G ASR plus G accuracy loss, on its worst trigger):"
-    report.write_text(results / "comparison.md", f"{heading}\n\n{table}\n\n{best_heading}\n\n{best}\n")
+    verdicts = report.verdict_table(comparison.method_verdicts(outcome.spread))
+    verdict_heading = ("Each method against the bar, over every net (a run is one net, trigger and seed; each worst "
+                       "case is the median, and range, over the seeds):")
+    report.write_text(results / "comparison.md", f"{heading}\n\n{table}\n\n{best_heading}\n\n{best}\n\n"
+                                                 f"{verdict_heading}\n\n{verdicts}\n")
     report.write_json(results / "comparison.json", {"seeds": args.seeds, **outcome.to_json()})
     print(table)
     print(f"\n{best_heading}\n{best}")
+    print(f"\n{verdict_heading}\n{verdicts}")
     print(f"\nWrote {results}/comparison.md and comparison.json (each cell in {results}/compare/), figures in "
           f"{figures}/, in {time.perf_counter() - started:.0f} s")
     return 0
