@@ -91,7 +91,7 @@ def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = Fals
         results[job.key] = result
         progress(clock.finished(job.key, seconds))
 
-    if workers == 1 and len(pending) <= jobs_per_process or len(pending) <= 1:
+    if (workers == 1 and len(pending) <= jobs_per_process) or len(pending) <= 1:
         for job in pending:
             started = time.perf_counter()
             keep(job, job.function(*job.args), time.perf_counter() - started)

@@ -248,7 +248,7 @@ class MethodVerdict:
     runs: int
     worst_asr: SpreadRow | None  # the backdoored (BadNet, trigger) whose G lets most through
     worst_loss: tuple[str, Spread] | None  # the BadNet whose G loses most clean accuracy, in points
-    largest_clean_move: tuple[str, float] | None  # the clean net and seed whose G's accuracy moves most, in points
+    largest_clean_move: tuple[str, float] | None  # the clean net whose G's accuracy moves most on a seed, in points
     seconds: tuple[float, float] | None  # the quickest and the slowest repair
 
 
