@@ -214,12 +214,17 @@ def spread_rows(rows: Sequence[ComparisonRow]) -> list[SpreadRow]:
     return spread
 
 
+def _own_accuracies(rows: Sequence[SpreadRow]) -> dict[str, float]:
+    """Each net's own clean accuracy through G (its "none" row), against which a repair's cost counts."""
+    return {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
+
+
 def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
     """Per BadNet, the method whose worst trigger scores lowest on G's median ASR plus G's median
     loss of clean accuracy (points against the BadNet's own "none" row): a repair is judged by what
     it lets through and what it costs together, so stopping everything by breaking the net does not
     win. Returned as that method's row for its worst trigger."""
-    own = {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
+    own = _own_accuracies(rows)
 
     def cost(row: SpreadRow) -> float:
         return row.asr_detector_pct.median + max(0.0, own.get(row.badnet, 100.0) - row.accuracy_detector_pct.median)
@@ -255,7 +260,7 @@ class MethodVerdict:
 def method_verdicts(rows: Sequence[SpreadRow]) -> list[MethodVerdict]:
     """Every method's verdict against the bar, in the order the methods first appear in `rows`
     (the comparison's rows over seeds, the BadNets' own "none" rows among them)."""
-    own = {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
+    own = _own_accuracies(rows)
     by_method: dict[str, list[SpreadRow]] = {}
     for row in rows:
         if row.method != "none":
