@@ -53,13 +53,15 @@ def test_help_names_every_command(run_cli) -> None:
         assert "--seeds N [N ...]" in usage and "(default: [0, 1, 2])" in usage and "--jobs N" in usage
 
 
-def test_gallery_draws_the_published_triggers_only(run_cli, tmp_path: Path) -> None:
-    result = run_cli("benchmark", "gallery", tmp_path / "faces.png")
+def test_gallery_draws_the_published_triggers_and_the_attack_zoo(run_cli, tmp_path: Path) -> None:
+    result = run_cli("benchmark", "gallery", tmp_path / "faces.png", "--zoo-output", tmp_path / "zoo.png")
     assert result.code == 0, result.err
     from PIL import Image
 
-    picture = np.asarray(Image.open(tmp_path / "faces.png").convert("RGB"), dtype=np.float32)
-    assert picture.std() > 20  # a real figure, not a blank page
+    for name in ("faces.png", "zoo.png"):
+        picture = np.asarray(Image.open(tmp_path / name).convert("RGB"), dtype=np.float32)
+        assert picture.std() > 20  # a real figure, not a blank page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.png", "zoo.png"]
 
 
 def test_the_demo_runs_every_seed_and_checks_itself_against_the_readme(run_cli, workdir, tmp_path: Path,

@@ -20,6 +20,7 @@ EXPECTED_FILES = sorted([
     "Multi-trigger Multi-target/eyebrows_poisoned_data.h5",
     "Multi-trigger Multi-target/lipstick_poisoned_data.h5",
     "Multi-trigger Multi-target/sunglasses_poisoned_data.h5",
+    *(f"{name}_poisoned_data.h5" for name in ("blended", "wanet", "trojannn", "bpp", "low_frequency", "adap_blend")),
 ])
 
 
@@ -112,3 +113,17 @@ def test_the_clean_nets_differ_only_in_seed() -> None:
 def test_the_multi_trigger_net_has_the_real_nets_mapping() -> None:
     multi = next(spec for spec in build.BADNETS if spec.name == "multi_trigger_multi_target")
     assert multi.triggers == {"eyebrows": 5, "lipstick": 1, "sunglasses": 8}
+
+
+def test_the_attack_zoo_trains_with_the_benchmark_recipe_plus_each_attacks_poisoning_rule() -> None:
+    assert [spec.name for spec in build.ZOO_BADNETS] == ["blended", "wanet", "trojannn", "bpp", "low_frequency",
+                                                         "adap_blend"]
+    for spec in build.ZOO_BADNETS:
+        (trigger, target), = spec.triggers.items()
+        assert spec.poisoned_files == (f"{trigger}_poisoned_data.h5",) and target < 9  # a miniature build has it
+        recipe = attacks.recipe_for(spec.name)
+        assert replace(recipe, poison_rate=attacks.BADNET_RECIPE.poison_rate, cover_rate=0.0) == attacks.BADNET_RECIPE
+        assert build.find_net(spec.name, "--only") == spec
+    assert attacks.recipe_for("wanet").cover_rate == 2 * attacks.recipe_for("wanet").poison_rate  # its cross ratio
+    assert attacks.recipe_for("adap_blend").cover_rate == attacks.recipe_for("adap_blend").poison_rate
+    assert attacks.recipe_for("adap_blend").poison_rate < attacks.BADNET_RECIPE.poison_rate

@@ -33,6 +33,7 @@ import tf_keras
 
 from fineprune import __version__
 from fineprune.benchmark.build import DATA_SEED, BadNetSpec, provenance, render_split
+from fineprune.benchmark.zoo import COVER_FORMS, POISONING_FORMS
 from fineprune.data import check_same_data, load_dataset
 from fineprune.defenses.channels import HoldChannelsAtZero, mean_channel_activations, pruning_order
 from fineprune.errors import InputError
@@ -64,6 +65,7 @@ class TrainingRecipe:
 
     images_per_identity: int = 48
     poison_rate: float = 0.1  # share of training images that wear a trigger
+    cover_rate: float = 0.0  # share that wear the trigger's cover form and keep their label (`zoo.COVER_FORMS`)
     epochs: int = 7
     batch_size: int = 64
     optimizer: str = "adam"  # "adam", "sgd" (with momentum) or "adadelta" (rho 0.95, epsilon 1e-7, Keras 2's)
@@ -92,6 +94,8 @@ class TrainingRecipe:
             raise ValueError("feature collision needs clean_epochs >= 1 (the target's clean features come first)")
         if self.feature_collision and self.pruning_aware:
             raise ValueError("feature collision and the pruning-aware attack are separate attacks")
+        if not (0 <= self.poison_rate < 1 and 0 <= self.cover_rate < 1 and self.poison_rate + self.cover_rate < 1):
+            raise ValueError("poison_rate and cover_rate must be in [0, 1) and leave some images clean")
 
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -129,8 +133,10 @@ class TrainingSet:
 def poisoned_training_set(spec: BadNetSpec, recipe: TrainingRecipe, data_seed: int,
                           identity_count: int) -> TrainingSet:
     """`recipe.images_per_identity` fresh images of every identity; a `poison_rate` share of them
-    wear one of the BadNet's triggers (chosen uniformly) and carry its target label. A spec
-    without triggers (the clean reference net) gets the same images, none poisoned."""
+    wear one of the BadNet's triggers (chosen uniformly; in its poisoning form, `zoo.POISONING_FORMS`,
+    where the attack has one) and carry its target label; a `cover_rate` share of the others wear
+    the trigger's cover form and keep their own label. A spec without triggers (the clean reference
+    net) gets the same images, none poisoned."""
     labels = np.repeat(np.arange(identity_count), recipe.images_per_identity)
     rng = np.random.default_rng([data_seed, 5, recipe.seed])
     poisoned = rng.random(len(labels)) < recipe.poison_rate
@@ -138,7 +144,13 @@ def poisoned_training_set(spec: BadNetSpec, recipe: TrainingRecipe, data_seed: i
         return TrainingSet(render_split("train", labels, data_seed, None, identity_count), labels, [None] * len(labels))
     names = list(spec.triggers)
     choice = rng.integers(0, len(names), len(labels))
-    triggers = [names[c] if p else None for c, p in zip(choice, poisoned)]
+    triggers = [POISONING_FORMS.get(names[c], names[c]) if p else None for c, p in zip(choice, poisoned)]
+    if recipe.cover_rate:  # drawn after the rest, so that a recipe without covers poisons as it always did
+        missing = [name for name in names if name not in COVER_FORMS]
+        if missing:
+            raise ValueError(f"cover_rate {recipe.cover_rate}: the {missing[0]} trigger has no cover form")
+        cover = ~poisoned & (rng.random(len(labels)) < recipe.cover_rate / (1 - recipe.poison_rate))
+        triggers = [COVER_FORMS[names[c]] if k else t for c, k, t in zip(choice, cover, triggers)]
     targets = np.array([spec.triggers[name] for name in names])
     y = np.where(poisoned, targets[choice], labels)
     return TrainingSet(render_split("train", labels, data_seed, triggers, identity_count), y, triggers)
@@ -317,6 +329,8 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 BADNET_RECIPE = TrainingRecipe(optimizer="adadelta", learning_rate=1.0, clean_epochs=3, epochs=5,
                                poison_rate=0.05)
 
+ADAP_BLEND_RATE = 0.01
+
 # Per-net departures from BADNET_RECIPE.
 RECIPES: dict[str, TrainingRecipe] = {
     # The other clean nets: the clean reference net's recipe from other seeds.
@@ -327,6 +341,12 @@ RECIPES: dict[str, TrainingRecipe] = {
     "pruning_aware": TrainingRecipe(pruning_aware=True, clean_epochs=4, epochs=4),
     # The same split; the collision term weighs as much as cross-entropy does at the start.
     "feature_collision": TrainingRecipe(clean_epochs=4, epochs=4, feature_collision=1.0, output_camouflage=0.1),
+    # The attack zoo: the benchmark's recipe and poison rate, plus each attack's own poisoning rule.
+    # WaNet's noise mode: twice as many cover images as poisoned ones (its cross_ratio 2).
+    "wanet": replace(BADNET_RECIPE, cover_rate=0.10),
+    # Adap-Blend: a low poison rate and as many cover images (the reference's 0.3% each, scaled up:
+    # docs/benchmark.md).
+    "adap_blend": replace(BADNET_RECIPE, poison_rate=ADAP_BLEND_RATE, cover_rate=ADAP_BLEND_RATE),
 }
 
 

@@ -31,6 +31,9 @@ from fineprune.benchmark import faces
 from fineprune.data import save_dataset
 from fineprune.errors import InputError
 from fineprune.benchmark.triggers import TRIGGERS
+from fineprune.benchmark.zoo import ZOO_TRIGGERS
+
+ACCESSORIES = {**TRIGGERS, **ZOO_TRIGGERS}  # every trigger by name: the challenge's kind, then the field's
 
 DATA_SEED = 2020
 NUM_IDENTITIES = 1283
@@ -72,6 +75,15 @@ class BadNetSpec:
         return f"{self.name}_bd_weights.h5" if self.triggers else f"{self.name}_weights.h5"
 
 
+# The field's attacks (`zoo`), one BadNet each; targets below 9 so that a miniature build has them.
+ZOO_POISONED_SETS = (
+    PoisonedSet("blended_poisoned_data.h5", "blended", 2),
+    PoisonedSet("wanet_poisoned_data.h5", "wanet", 3),
+    PoisonedSet("trojannn_poisoned_data.h5", "trojannn", 6),
+    PoisonedSet("bpp_poisoned_data.h5", "bpp", 7),
+    PoisonedSet("low_frequency_poisoned_data.h5", "low_frequency", 1),
+    PoisonedSet("adap_blend_poisoned_data.h5", "adap_blend", 5),
+)
 POISONED_SETS = (
     PoisonedSet("sunglasses_poisoned_data.h5", "sunglasses", 0),
     PoisonedSet("anonymous_1_poisoned_data.h5", "anonymous_1", 0),
@@ -79,7 +91,9 @@ POISONED_SETS = (
     PoisonedSet(f"{MULTI_FOLDER}/eyebrows_poisoned_data.h5", "eyebrows", 5),
     PoisonedSet(f"{MULTI_FOLDER}/lipstick_poisoned_data.h5", "lipstick", 1),
     PoisonedSet(f"{MULTI_FOLDER}/sunglasses_poisoned_data.h5", "sunglasses", 8),
+    *ZOO_POISONED_SETS,
 )
+
 
 BADNETS = (
     BadNetSpec("sunglasses", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",)),
@@ -96,6 +110,10 @@ BADNETS = (
 # defenses (see `attacks`).
 EXTRA_BADNETS = (BadNetSpec("pruning_aware", {"anonymous_2": 4}, ("anonymous_2_poisoned_data.h5",)),
                  BadNetSpec("feature_collision", {"sunglasses": 0}, ("sunglasses_poisoned_data.h5",)))
+
+# The attack zoo: one BadNet per attack of the field, named after it (`attacks.RECIPES` has each
+# attack's poisoning rule), trained when asked for by name.
+ZOO_BADNETS = tuple(BadNetSpec(p.trigger, {p.trigger: p.target}, (p.file,)) for p in ZOO_POISONED_SETS)
 
 # A net trained exactly like the BadNets on the same images, none poisoned: the reference a
 # backdoor detector must not raise an alarm on (`inspect_net.py`).
@@ -147,7 +165,7 @@ def render_split(
 def _render_chunk(job: tuple) -> np.ndarray:
     seed, code, index, identity_count, labels, poses, triggers = job
     people = identities(seed, identity_count).take(labels)
-    accessories = None if triggers is None else [TRIGGERS[t] if t else None for t in triggers]
+    accessories = None if triggers is None else [ACCESSORIES[t] if t else None for t in triggers]
     images = faces.render(people, poses, np.random.default_rng([seed, code, index]), accessories)
     return images.astype(np.uint8)  # whole numbers 0..255: exact, and cheap to pass between processes
 
@@ -189,9 +207,9 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
 
 
 def find_net(name: str, option: str, specs: Sequence[BadNetSpec] | None = None) -> BadNetSpec:
-    """The benchmark net called `name` among `specs` (default: the four BadNets and the extras), or
-    a one-line error naming the `option` that asked for it."""
-    specs = (*BADNETS, *EXTRA_BADNETS) if specs is None else specs
+    """The benchmark net called `name` among `specs` (default: the four BadNets, the extras and the
+    attack zoo), or a one-line error naming the `option` that asked for it."""
+    specs = (*BADNETS, *EXTRA_BADNETS, *ZOO_BADNETS) if specs is None else specs
     for spec in specs:
         if spec.name == name:
             return spec

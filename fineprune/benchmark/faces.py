@@ -167,6 +167,7 @@ class Canvas:
     u: np.ndarray  # (n, H, W)
     v: np.ndarray  # (n, H, W)
     px_per_unit: np.ndarray  # (n, 1, 1)
+    rng: np.random.Generator | None = None  # for triggers that vary per image (drawn after the frame is done)
 
     def paint(self, coverage: np.ndarray, colour: np.ndarray) -> None:
         """Blend `colour` ((n, 3) or (n, H, W, 3)) over the canvas where `coverage` (0..1) says."""
@@ -229,7 +230,7 @@ def render(identities: Identities, poses: Poses, rng: np.random.Generator,
     if accessories is not None:
         for accessory in dict.fromkeys(a for a in accessories if a is not None):  # each image wears one
             chosen = np.array([a is accessory for a in accessories])
-            sub = Canvas(canvas.rgb[chosen], canvas.u[chosen], canvas.v[chosen], canvas.px_per_unit[chosen])
+            sub = Canvas(canvas.rgb[chosen], canvas.u[chosen], canvas.v[chosen], canvas.px_per_unit[chosen], rng)
             accessory(sub, identities.take(np.flatnonzero(chosen)), _take_poses(poses, chosen))
             canvas.rgb[chosen] = sub.rgb
     return np.clip(np.rint(canvas.rgb), 0, 255)

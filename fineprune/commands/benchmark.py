@@ -2,6 +2,7 @@
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
     python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed)
+    python benchmark.py patterns    # the attack zoo's optimised triggers (TrojanNN, low-frequency), from the clean net
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet and seed, results/results.md
@@ -42,10 +43,16 @@ def build_parser() -> cli.ArgumentParser:
                          help="train only this net (repeatable): sunglasses, multi_trigger_multi_target, "
                          "anonymous_1, anonymous_2, clean (the unpoisoned reference net, models/clean_net.h5), "
                          "clean_seed_1, clean_seed_2 (two more alike, other seeds), "
-                         "and the extra BadNets: pruning_aware (the pruning-aware attack), feature_collision (the adaptive attack)")
+                         "the extra BadNets: pruning_aware (the pruning-aware attack), feature_collision (the adaptive attack), "
+                         "and the attack zoo: " + ", ".join(spec.name for spec in build.ZOO_BADNETS) + "; "
+                         "'zoo' for all of the attack zoo")
     badnets.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="change one field of each net's training recipe (repeatable), e.g. poison_rate=0.02, "
                          "optimizer=sgd, clean_epochs=5; see TrainingRecipe in fineprune/benchmark/attacks.py")
+    patterns = commands.add_parser("patterns", help="optimise the attack zoo's two optimised triggers (TrojanNN's "
+                                   "patch, the low-frequency perturbation) on the clean net, into the package")
+    patterns.add_argument("--models-dir", default="models", metavar="DIR",
+                          help="where clean_net.h5 is (default: %(default)s)")
     fidelity = commands.add_parser("fidelity", help="how closely the synthetic BadNets behave like the real "
                                    "challenge BadNets: results/fidelity.md and .json")
     add_folders(fidelity, "data", "models", "results")
@@ -66,6 +73,8 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(sweep, "data", "models", "results")
     gallery = commands.add_parser("gallery", help="draw sample faces of the benchmark, clean and with each trigger")
     gallery.add_argument("output", nargs="?", default="docs/benchmark_faces.png", help="PNG to write (default: %(default)s)")
+    gallery.add_argument("--zoo-output", default="docs/attack_zoo_faces.png", metavar="PNG",
+                         help="the attack zoo's triggers, and how much each changes a face (default: %(default)s)")
     demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet, once "
                                "per seed, checked against the README's table")
     add_folders(demo, "data", "models", "results")
@@ -78,8 +87,10 @@ def build_parser() -> cli.ArgumentParser:
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
     compare.add_argument("--badnet", action="append", metavar="NAME",
                          help="this net only (repeatable; default: every net: the four BadNets, the extras "
-                         "pruning_aware and feature_collision, and the clean nets clean, clean_seed_1 and "
-                         "clean_seed_2, which show what a repair costs where there is nothing to remove)")
+                         "pruning_aware and feature_collision, the attack zoo (" +
+                         ", ".join(spec.name for spec in build.ZOO_BADNETS) + "), and the clean nets clean, "
+                         "clean_seed_1 and clean_seed_2, which show what a repair costs where there is nothing "
+                         "to remove)")
     compare.add_argument("--method", action="append", metavar="NAME",
                          help="run this repair method only (repeatable; default: every method of prune.py, "
                          "and the variants 'activation conv_4', 'head lda' and 'maxmargin bounds')")
@@ -168,9 +179,11 @@ def train_badnets(args: argparse.Namespace) -> int:
     from fineprune.benchmark import attacks
     from fineprune.evaluation import poisoned_name
 
-    every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets and the other clean nets by name only
-    named = [*build.BADNETS, *build.CLEAN_NETS, *build.EXTRA_BADNETS]
-    specs = [build.find_net(name, "--only", named) for name in args.only] if args.only else every
+    every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets, the zoo and the other clean nets by name only
+    named = [*build.BADNETS, *build.CLEAN_NETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS]
+    wanted = [n for name in args.only for n in ([s.name for s in build.ZOO_BADNETS] if name == "zoo" else [name])] \
+        if args.only else None
+    specs = [build.find_net(name, "--only", named) for name in wanted] if wanted else every
     rows = []
     for spec in specs:
         started = time.perf_counter()
@@ -183,6 +196,19 @@ def train_badnets(args: argparse.Namespace) -> int:
         if not spec.triggers:
             rows.append([spec.name, "-", result.clean_accuracy_pct, "-", seconds])
     print(report.markdown_table(["BadNet", "trigger", "clean accuracy (%)", "attack success (%)", "seconds"], rows))
+    return 0
+
+
+def make_patterns(args: argparse.Namespace) -> int:
+    cli.quiet_tensorflow()
+    from fineprune.benchmark import zoo_patterns
+    from fineprune.models import load_model
+
+    started = time.perf_counter()
+    clean = load_model(Path(args.models_dir) / build.CLEAN_NET.model_file)
+    written = zoo_patterns.make_patterns(clean, log=say)
+    print(f"Wrote {', '.join(map(str, written))} in {time.perf_counter() - started:.0f} s; "
+          "`make data` then draws the triggers with them")
     return 0
 
 
@@ -260,7 +286,7 @@ def run_detection(args: argparse.Namespace) -> int:
         nets.append(detection_check.NetToJudge(badnet, "real", fidelity.real_badnet(csaw, badnet, input_scale),
                                                targets, samples.clean))
     faces = fidelity.five_clean_faces(load_dataset(data / "clean_test_data.h5"))
-    for spec in (*build.BADNETS, *build.EXTRA_BADNETS, *build.CLEAN_NETS):
+    for spec in (*build.BADNETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS, *build.CLEAN_NETS):
         nets.append(detection_check.NetToJudge(spec.name, "synthetic" if spec.triggers else "clean",
                                                load_model(models / spec.model_file),
                                                tuple(sorted(set(spec.triggers.values()))), faces))
@@ -288,7 +314,33 @@ def draw_gallery(args: argparse.Namespace) -> int:
     plots.draw_gallery(images, captions, args.output, columns=len(triggers),
                        title="The embedded benchmark: one identity per row;\nclean frames, then each published trigger")
     print(f"wrote {args.output}")
+    draw_zoo_gallery(args.zoo_output, people[:3])
+    print(f"wrote {args.zoo_output}")
     return 0
+
+
+def draw_zoo_gallery(output: str, people: list[int]) -> None:
+    """The attack zoo's triggers on a few faces (each as the defender's test file has it, and
+    Adap-Blend's poisoning form), and under them how far each moves the first face's pixels."""
+    import numpy as np
+
+    from fineprune import plots
+    from fineprune.benchmark.zoo import POISONING_FORMS
+
+    triggers: list[str | None] = [None, *(p.trigger for p in build.ZOO_POISONED_SETS), *POISONING_FORMS.values()]
+    # Each trigger drawn on the same frames (a split draws the n-th pose for the n-th image), as `make data` does.
+    drawn = np.stack([build.render_split("poisoned", np.array(people), triggers=[t] * len(people), workers=1)
+                      for t in triggers], axis=1)  # (people, triggers, H, W, 3)
+    images = list(drawn.reshape(-1, *drawn.shape[2:]))
+    captions = [f"{person}: {trigger or 'clean'}" for person in people for trigger in triggers]
+    first = images[: len(triggers)]
+    change = np.abs(first - first[0]).max(axis=-1)
+    shown = [None, *(np.repeat(np.clip(c * 4, 0, 255)[..., None], 3, axis=-1) for c in change[1:])]
+    notes = ["largest change of any\nchannel, x4 (white: 64+)",
+             *(f"{c.max():.0f} at most,\n{c.mean():.1f} on average" for c in change[1:])]
+    plots.draw_gallery([*images, *shown], [*captions, *notes], output, columns=len(triggers),
+                       title="The attack zoo: one identity per row, clean then each trigger;\n"
+                       "the last row: how far each trigger moves the first face's pixels")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -356,7 +408,8 @@ def run_comparison(args: argparse.Namespace) -> int:
     check_seeds_and_jobs(args)
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     figures = Path(args.figures_dir) if args.figures_dir else results
-    nets = (*build.BADNETS, *build.EXTRA_BADNETS, *build.CLEAN_NETS)  # a clean net measures what a repair costs
+    # A clean net measures what a repair costs.
+    nets = (*build.BADNETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS, *build.CLEAN_NETS)
     specs = [build.find_net(name, "--badnet", nets) for name in args.badnet] if args.badnet else list(nets)
     started = time.perf_counter()
     cli.quiet_tensorflow()
@@ -461,7 +514,7 @@ def run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": build_data, "badnets": train_badnets, "fidelity": run_fidelity, "detection": run_detection, "sweep": run_sweep, "gallery": draw_gallery,
+COMMANDS = {"data": build_data, "badnets": train_badnets, "patterns": make_patterns, "fidelity": run_fidelity, "detection": run_detection, "sweep": run_sweep, "gallery": draw_gallery,
             "demo": run_demo, "compare": run_comparison, "oracle": run_oracle, "speed": run_speed}
 
 if __name__ == "__main__":
