@@ -18,7 +18,7 @@ def test_data_builds_a_miniature_benchmark(run_cli, tmp_path: Path) -> None:
     clean = load_dataset(tmp_path / "data" / "clean_validation_data.h5")
     np.testing.assert_array_equal(np.bincount(clean.y), np.full(10, 9))
     assert clean.provenance["seed"] == 3
-    assert len(list((tmp_path / "data").rglob("*.h5"))) == 8
+    assert len(list((tmp_path / "data").rglob("*.h5"))) == 14  # 8 of the challenge's kind, 6 of the attack zoo
 
 
 def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
@@ -41,12 +41,32 @@ def test_bad_options_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     assert_bad_input(run_cli("benchmark", "speed", "--badnet", "nobody"), "benchmark.py", "--badnet nobody: no such net")
     missing = run_cli("benchmark", "sweep", "--models-dir", tmp_path)
     assert_bad_input(missing, "benchmark.py", "sunglasses_bd_net.h5: no such file")
+    assert_bad_input(run_cli("benchmark", "patterns", "--models-dir", tmp_path), "benchmark.py",
+                     "clean_net.h5: no such file")
+
+
+def test_badnets_only_zoo_trains_each_net_of_the_attack_zoo(run_cli, monkeypatch) -> None:
+    from fineprune.benchmark import attacks, build
+
+    trained = []
+
+    def pretend(spec, data_dir, models_dir, recipe, log=print):
+        trained.append((spec.name, recipe))
+        return attacks.BadNetResult(99.0, {file: 95.0 for file in spec.poisoned_files})
+
+    monkeypatch.setattr(attacks, "make_badnet", pretend)
+    result = run_cli("benchmark", "badnets", "--only", "zoo", "--only", "clean")
+    assert result.code == 0, result.err
+    assert [name for name, _ in trained] == [*(spec.name for spec in build.ZOO_BADNETS), "clean"]
+    assert dict(trained)["wanet"] == attacks.recipe_for("wanet")
+    assert "| bpp " in result.out and "| adap_blend " in result.out
 
 
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("benchmark", "--help")
     assert result.code == 0
-    for command in ("data", "badnets", "fidelity", "detection", "sweep", "demo", "compare", "oracle", "speed"):
+    for command in ("data", "badnets", "patterns", "fidelity", "detection", "sweep", "gallery", "demo", "compare",
+                    "oracle", "speed"):
         assert command in result.out
     for command in ("demo", "compare"):
         usage = run_cli("benchmark", command, "--help").out

@@ -38,6 +38,8 @@ def test_the_wheel_holds_every_module_of_the_package(wheel: zipfile.ZipFile) -> 
     names = set(wheel.namelist())
     for source in (REPO_ROOT / "fineprune").rglob("*.py"):
         assert source.relative_to(REPO_ROOT).as_posix() in names
+    for pattern in (REPO_ROOT / "fineprune" / "benchmark" / "patterns").glob("*.npz"):  # data the build needs
+        assert pattern.relative_to(REPO_ROOT).as_posix() in names
     assert not any(name.startswith(("tests/", "models/", "data/")) for name in names)
 
 

@@ -3,6 +3,8 @@
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
     python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed)
     python benchmark.py patterns    # the attack zoo's optimised triggers (TrojanNN, low-frequency), from the clean net
+    python benchmark.py detection   # make detection: inspect_net.py's margin tests judged by the real BadNets' targets
+    python benchmark.py gallery     # make gallery: sample faces with each trigger (docs/)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet and seed, results/results.md
