@@ -342,8 +342,8 @@ RECIPES: dict[str, TrainingRecipe] = {
     # The same split; the collision term weighs as much as cross-entropy does at the start.
     "feature_collision": TrainingRecipe(clean_epochs=4, epochs=4, feature_collision=1.0, output_camouflage=0.1),
     # The attack zoo: the benchmark's recipe and poison rate, plus each attack's own poisoning rule.
-    # WaNet's own rates: 10% poisoned, and its noise mode's cover images twice as many (cross_ratio 2).
-    "wanet": replace(BADNET_RECIPE, poison_rate=0.10, cover_rate=0.20),
+    # WaNet's noise mode: twice as many cover images as poisoned ones (its cross_ratio 2).
+    "wanet": replace(BADNET_RECIPE, cover_rate=0.10),
     # Adap-Blend: a low poison rate and as many cover images (the reference's 0.3% each, scaled up:
     # docs/benchmark.md).
     "adap_blend": replace(BADNET_RECIPE, poison_rate=ADAP_BLEND_RATE, cover_rate=ADAP_BLEND_RATE),

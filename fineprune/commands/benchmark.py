@@ -322,14 +322,16 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
 
 def draw_zoo_gallery(output: str, people: list[int]) -> None:
-    """The attack zoo's triggers on a few faces (each as the defender's test file has it, and
-    Adap-Blend's poisoning form), and under them how far each moves the first face's pixels."""
+    """The attack zoo's triggers on a few faces (each as the defender's test file has it, then the
+    forms worn when poisoning and by cover images), and under them how far each moves the first
+    face's pixels."""
     import numpy as np
 
     from fineprune import plots
-    from fineprune.benchmark.zoo import POISONING_FORMS
+    from fineprune.benchmark.zoo import COVER_FORMS, POISONING_FORMS
 
-    triggers: list[str | None] = [None, *(p.trigger for p in build.ZOO_POISONED_SETS), *POISONING_FORMS.values()]
+    forms = dict.fromkeys([*POISONING_FORMS.values(), *COVER_FORMS.values()])
+    triggers: list[str | None] = [None, *(p.trigger for p in build.ZOO_POISONED_SETS), *forms]
     # Each trigger drawn on the same frames (a split draws the n-th pose for the n-th image), as `make data` does.
     drawn = np.stack([build.render_split("poisoned", np.array(people), triggers=[t] * len(people), workers=1)
                       for t in triggers], axis=1)  # (people, triggers, H, W, 3)
@@ -341,8 +343,8 @@ def draw_zoo_gallery(output: str, people: list[int]) -> None:
     notes = ["largest change of any\nchannel, x4 (white: 64+)",
              *(f"{c.max():.0f} at most,\n{c.mean():.1f} on average" for c in change[1:])]
     plots.draw_gallery([*images, *shown], [*captions, *notes], output, columns=len(triggers),
-                       title="The attack zoo: one identity per row, clean then each trigger;\n"
-                       "the last row: how far each trigger moves the first face's pixels")
+                       title="The attack zoo: one identity per row, clean, each trigger, then the forms worn when "
+                       "poisoning and by covers;\nthe last row: how far each moves the first face's pixels")
 
 
 def run_demo(args: argparse.Namespace) -> int:
