@@ -58,6 +58,22 @@ def require_shared_csaw() -> Path:
     return SHARED_CSAW
 
 
+def few_identity_scores(badnet, trigger: str, identities: int, target: int = 0) -> tuple[float, float]:
+    """(clean accuracy, attack success) in percent of a BadNet trained on the first `identities`
+    generated faces (data seed 4): 10 fresh test faces of each, and the others wearing `trigger`."""
+    from fineprune.benchmark.build import render_split
+    from fineprune.metrics import accuracy_pct, attack_success_pct
+    from fineprune.models import predict_classes
+
+    labels = np.repeat(np.arange(identities), 10)
+    clean = render_split("test", labels, seed=4, identity_count=identities, workers=1)
+    victims = labels[labels != target]
+    poisoned = render_split("poisoned", victims, seed=4, triggers=[trigger] * len(victims),
+                            identity_count=identities, workers=1)
+    return (accuracy_pct(predict_classes(badnet, clean, "unit"), labels),
+            attack_success_pct(predict_classes(badnet, poisoned, "unit"), np.full(len(victims), target)))
+
+
 def tiny_images(count_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Clean images: class k is a coloured block in its own place on a noisy grey background."""
     rng = np.random.default_rng(seed)
