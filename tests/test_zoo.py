@@ -7,6 +7,7 @@ import pytest
 
 from fineprune.benchmark import attacks, faces, zoo
 from fineprune.benchmark.build import BadNetSpec
+from fineprune.errors import InputError
 from conftest import few_identity_scores
 
 IDENTITIES = 6
@@ -122,7 +123,7 @@ def test_adap_blend_cover_images_keep_their_labels() -> None:
 
 def test_a_trigger_without_a_cover_form_refuses_a_cover_rate() -> None:
     spec = BadNetSpec("blended", {"blended": 2}, ())
-    with pytest.raises(ValueError, match="no cover form"):
+    with pytest.raises(InputError, match="the blended trigger has no cover form"):
         attacks.poisoned_training_set(spec, attacks.TrainingRecipe(images_per_identity=4, cover_rate=0.1),
                                       data_seed=4, identity_count=IDENTITIES)
 

@@ -148,7 +148,8 @@ def poisoned_training_set(spec: BadNetSpec, recipe: TrainingRecipe, data_seed: i
     if recipe.cover_rate:  # drawn after the rest, so that a recipe without covers poisons as it always did
         missing = [name for name in names if name not in COVER_FORMS]
         if missing:
-            raise ValueError(f"cover_rate {recipe.cover_rate}: the {missing[0]} trigger has no cover form")
+            raise InputError(f"cover_rate {recipe.cover_rate}: the {missing[0]} trigger has no cover form "
+                             f"(those of {', '.join(COVER_FORMS)} have)")
         cover = ~poisoned & (rng.random(len(labels)) < recipe.cover_rate / (1 - recipe.poison_rate))
         triggers = [COVER_FORMS[names[c]] if k else t for c, k, t in zip(choice, cover, triggers)]
     targets = np.array([spec.triggers[name] for name in names])
@@ -329,8 +330,6 @@ def smoothed_crossentropy(smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], 
 BADNET_RECIPE = TrainingRecipe(optimizer="adadelta", learning_rate=1.0, clean_epochs=3, epochs=5,
                                poison_rate=0.05)
 
-ADAP_BLEND_RATE = 0.003
-
 # Per-net departures from BADNET_RECIPE.
 RECIPES: dict[str, TrainingRecipe] = {
     # The other clean nets: the clean reference net's recipe from other seeds.
@@ -345,7 +344,7 @@ RECIPES: dict[str, TrainingRecipe] = {
     # WaNet's noise mode: twice as many cover images as poisoned ones (its cross_ratio 2).
     "wanet": replace(BADNET_RECIPE, cover_rate=0.10),
     # Adap-Blend: its low poison rate and as many cover images (the reference's 0.3% each).
-    "adap_blend": replace(BADNET_RECIPE, poison_rate=ADAP_BLEND_RATE, cover_rate=ADAP_BLEND_RATE),
+    "adap_blend": replace(BADNET_RECIPE, poison_rate=0.003, cover_rate=0.003),
 }
 
 

@@ -183,8 +183,8 @@ def train_badnets(args: argparse.Namespace) -> int:
 
     every = [*build.BADNETS, build.CLEAN_NET]  # the extra BadNets, the zoo and the other clean nets by name only
     named = [*build.BADNETS, *build.CLEAN_NETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS]
-    wanted = [n for name in args.only for n in ([s.name for s in build.ZOO_BADNETS] if name == "zoo" else [name])] \
-        if args.only else None
+    zoo = [spec.name for spec in build.ZOO_BADNETS]
+    wanted = [each for name in args.only or [] for each in (zoo if name == "zoo" else [name])]
     specs = [build.find_net(name, "--only", named) for name in wanted] if wanted else every
     rows = []
     for spec in specs:
@@ -209,8 +209,9 @@ def make_patterns(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     clean = load_model(Path(args.models_dir) / build.CLEAN_NET.model_file)
     written = zoo_patterns.make_patterns(clean, log=say)
-    print(f"Wrote {', '.join(map(str, written))} in {time.perf_counter() - started:.0f} s; "
-          "`make data` then draws the triggers with them")
+    print(f"Wrote {', '.join(map(str, written))} in {time.perf_counter() - started:.0f} s. The committed trojannn "
+          "and low_frequency BadNets were trained on the committed patterns: rebuild the data (make data) "
+          "and retrain them (benchmark.py badnets --only trojannn --only low_frequency) to use these")
     return 0
 
 
