@@ -32,7 +32,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from fineprune.benchmark.faces import HEIGHT, WIDTH, Accessory, Canvas, Identities, Poses
 
@@ -53,19 +52,17 @@ LOW_FREQUENCY_BOUND = 10.0  # the perturbation's largest change of a pixel value
 LOW_FREQUENCY_SIGMA = 3.0  # the low-pass filter: a Gaussian of this many pixels
 
 
-def _noise_image(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, (HEIGHT, WIDTH, 3)).astype(np.float32)
-
-
 @lru_cache(maxsize=None)
 def blended_key() -> np.ndarray:
     """The blended attack's key: a fixed uniform random-noise image (H, W, 3), 0..255."""
-    return _noise_image(2017)
+    return np.random.default_rng(2017).uniform(0, 255, (HEIGHT, WIDTH, 3)).astype(np.float32)
 
 
 @lru_cache(maxsize=None)
 def adap_blend_picture() -> np.ndarray:
     """Adap-Blend's picture: fixed random colour blocks, 8 x 8 pixels each, smoothed a little (H, W, 3)."""
+    from scipy import ndimage  # here, not at import: the commands' --help stays quick
+
     blocks = np.random.default_rng(2023).uniform(0, 255, (HEIGHT // 8 + 1, WIDTH // 8 + 1, 3))
     picture = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1)[:HEIGHT, :WIDTH]
     return ndimage.gaussian_filter(picture, (1, 1, 0)).astype(np.float32)
@@ -74,6 +71,8 @@ def adap_blend_picture() -> np.ndarray:
 @lru_cache(maxsize=None)
 def wanet_field() -> np.ndarray:
     """WaNet's fixed warp as the offset of each pixel's source, in pixels: (H, W, 2) as (row, column)."""
+    from scipy import ndimage
+
     offsets = np.random.default_rng(2021).uniform(-1, 1, (2, WANET_GRID, WANET_GRID))
     offsets /= np.abs(offsets).mean()
     smooth = np.stack([ndimage.zoom(o, (HEIGHT / WANET_GRID, WIDTH / WANET_GRID), order=3, grid_mode=False)
