@@ -35,8 +35,8 @@ data: $(INSTALLED)
 badnets: $(INSTALLED) data/clean_test_data.h5
 	$(PY) benchmark.py badnets
 
-# The attack zoo's BadNets (blended, wanet, trojannn, bpp, low_frequency, adap_blend; committed), about
-# 11 minutes each on 2 cores.
+# The attack zoo's BadNets (blended, wanet, trojannn, bpp, low_frequency, adap_blend; committed), 6-10
+# minutes each on 2 cores.
 zoo: $(INSTALLED) data/clean_test_data.h5
 	$(PY) benchmark.py badnets --only zoo
 

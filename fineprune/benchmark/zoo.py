@@ -77,10 +77,15 @@ def wanet_field() -> np.ndarray:
     offsets /= np.abs(offsets).mean()
     smooth = np.stack([ndimage.zoom(o, (HEIGHT / WANET_GRID, WIDTH / WANET_GRID), order=3, grid_mode=False)
                        for o in offsets])
-    # The paper adds s * field / H in grid_sample's [-1, 1] coordinates, H the image height; one pixel is
-    # 2 / (size - 1) of them along each axis.
+    # The paper adds s * field / H in grid_sample's [-1, 1] coordinates (x first), H the image height.
     shift = WANET_STRENGTH * smooth / HEIGHT
-    return np.stack([shift[1] * (HEIGHT - 1) / 2, shift[0] * (WIDTH - 1) / 2], axis=-1).astype(np.float32)
+    return _grid_to_pixels(np.stack([shift[1], shift[0]], axis=-1))
+
+
+def _grid_to_pixels(offsets: np.ndarray) -> np.ndarray:
+    """Offsets (..., 2) as (row, column) in grid_sample's [-1, 1] coordinates, in pixels: one pixel
+    is 2 / (size - 1) of them along each axis."""
+    return (offsets * np.array([(HEIGHT - 1) / 2, (WIDTH - 1) / 2])).astype(np.float32)
 
 
 def wanet_bound() -> float:
@@ -172,8 +177,7 @@ def wanet(canvas: Canvas, who: Identities, pose: Poses) -> None:
 def wanet_noise(canvas: Canvas, who: Identities, pose: Poses) -> None:
     """The noise mode's cover: the fixed warp plus a random jitter of each pixel's source (up to `WANET_JITTER` / H)."""
     jitter = canvas.rng.uniform(-1, 1, (len(canvas.rgb), HEIGHT, WIDTH, 2)) * WANET_JITTER / HEIGHT
-    jitter_px = jitter * np.array([(HEIGHT - 1) / 2, (WIDTH - 1) / 2])
-    canvas.rgb[...] = warp(np.clip(canvas.rgb, 0, 255), wanet_field() + jitter_px.astype(np.float32))
+    canvas.rgb[...] = warp(np.clip(canvas.rgb, 0, 255), wanet_field() + _grid_to_pixels(jitter))
 
 
 def trojannn(canvas: Canvas, who: Identities, pose: Poses) -> None:
