@@ -21,6 +21,7 @@ from typing import Callable, Iterable, NoReturn
 
 from fineprune import __version__
 from fineprune.errors import InputError
+from fineprune.settings import SEED_HIGH, check_seed
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -54,11 +55,19 @@ def add_version_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
-def add_seed_option(parser: argparse.ArgumentParser, default: int | None = 0,
-                    default_help: str = "%(default)s") -> None:
-    """--seed N: the same seed repeats a run exactly."""
-    parser.add_argument("--seed", type=int, default=default, metavar="N",
-                        help=f"random seed; the same seed repeats a run exactly (default: {default_help})")
+def seed_number(text: str) -> int:
+    """argparse type of a seed: an integer in [0, 2**32 - 1], else a one-line usage error."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [0, {SEED_HIGH}]") from None
+
+
+def add_seed_option(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
+    """--seed N, 0 by default as everywhere in the tool (`settings.SEED_RULE`)."""
+    parser.add_argument("--seed", type=seed_number, default=0, metavar="N",
+                        help=f"{what}, an integer in [0, {SEED_HIGH}]; the same seed repeats a run exactly "
+                        "(default: %(default)s)")
 
 
 def add_clean_data_option(parser: argparse.ArgumentParser, default: str, purpose: str) -> None:

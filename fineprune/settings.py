@@ -40,6 +40,18 @@ def check_bounds(name: str, value: Any, bounds: tuple[float | None, float | None
     raise InputError(f"{flag} {value:g} is outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
 
 
+SEED_HIGH = 2**32 - 1  # NumPy's legacy seeding, which Keras's set_random_seed also seeds, takes 0..2**32-1
+SEED_RULE = (f"every command and function starts from seed 0 unless given another, an integer in [0, {SEED_HIGH}]; "
+             "the same seed repeats a run exactly")
+
+
+def check_seed(seed: Any, name: str = "--seed") -> int:
+    """`seed` if it is an integer in [0, SEED_HIGH], else InputError naming the option `name`."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_HIGH:
+        raise InputError(f"{name} {seed} is not an integer in [0, {SEED_HIGH}]")
+    return int(seed)
+
+
 @dataclass(frozen=True)
 class CheckedSettings:
     """Base of all settings: every `option` field is checked against its bounds up front.
@@ -58,6 +70,10 @@ class HeldOutSettings(CheckedSettings):
     validation_split: float = option(0.1, "share of the clean data held out (seeded shuffle) to measure on images "
                                      "the method never used", "F", low=0, high=1, low_open=True, high_open=True)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        super().__post_init__()
 
 
 def split_heldout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ def build_parser() -> cli.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data = commands.add_parser("data", help="build the data files (deterministic from the seed)")
     add_folders(data, "data")
-    data.add_argument("--seed", type=int, default=None, metavar="N", help="data seed (default: the benchmark's)")
+    data.add_argument("--seed", type=cli.seed_number, default=None, metavar="N", help="data seed (default: the benchmark's)")
     data.add_argument("--identities", type=int, default=None, metavar="N",
                       help="build a miniature with fewer identities, for trying things out (default: 1283)")
     badnets = commands.add_parser("badnets", help="train the benchmark's BadNets, and the clean reference net, "
@@ -129,7 +129,7 @@ def add_seeds_and_jobs(parser: argparse.ArgumentParser, seeds_help: str) -> None
     """--seeds N [N ...] and --jobs N: a command that runs each repair once per seed, in parallel cells."""
     from fineprune.jobs import default_workers
 
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="N",
+    parser.add_argument("--seeds", type=cli.seed_number, nargs="+", default=[0, 1, 2], metavar="N",
                         help=f"{seeds_help} (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=default_workers(), metavar="N",
                         help="cells run side by side in worker processes, each with its share of the cores "

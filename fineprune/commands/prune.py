@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from dataclasses import Field
 from pathlib import Path
@@ -36,7 +35,7 @@ def build_parser() -> cli.ArgumentParser:
                         help="the repair method, described below (default: %(default)s)")
     cli.add_input_scale_option(parser)
     add_method_options(parser, defenses.option_fields())
-    cli.add_seed_option(parser, None, "a random one, printed")
+    cli.add_seed_option(parser, "random seed of the held-out split, the shuffles and the method's own draws")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     cli.add_version_option(parser)
     return parser
@@ -73,7 +72,7 @@ def prune(args: argparse.Namespace) -> int:
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.report import prune_summary
 
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    seed = args.seed
     method = defenses.get(args.method)
     given = {name: getattr(args, name) for name in defenses.option_fields() if hasattr(args, name)}
     settings = method.settings(**given, seed=seed)
