@@ -7,7 +7,8 @@
     python benchmark.py gallery     # make gallery: sample faces with each trigger (docs/)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
     python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
-    python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet and seed, results/results.md
+    python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, seed 0 (--seeds 0 1 2: the
+                                    # README's whole table), checked against the README; results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet and seed, with figures
     python benchmark.py oracle      # where each backdoor lives, and whether fine-tuning brings it back
     python benchmark.py speed       # make speed: images per second of one net and of G
@@ -77,10 +78,15 @@ def build_parser() -> cli.ArgumentParser:
     gallery.add_argument("output", nargs="?", default="docs/benchmark_faces.png", help="PNG to write (default: %(default)s)")
     gallery.add_argument("--zoo-output", default="docs/attack_zoo_faces.png", metavar="PNG",
                          help="the attack zoo's triggers, and how much each changes a face (default: %(default)s)")
-    demo = commands.add_parser("demo", help="the whole reproduction: prune.py and eval.py for every BadNet, once "
-                               "per seed, checked against the README's table")
+    demo = commands.add_parser(
+        "demo", help="prune.py and eval.py for every BadNet, seed 0 by default (the quick check; --seeds 0 1 2: "
+        "the README's whole table), checked against the README's table; writes only under RESULTS_DIR",
+        description="prune.py and eval.py for every BadNet, seed 0 by default (the quick check; --seeds 0 1 2 for "
+        "the README's whole table), each number checked against the README's range over its seeds. Writes only "
+        "under RESULTS_DIR (the repaired nets in RESULTS_DIR/demo/), never in MODELS_DIR. Exits 0 once the run "
+        "completes, listing any number outside the README's range and by how much it misses.")
     add_folders(demo, "data", "models", "results")
-    add_seeds_and_jobs(demo, "prune.py's seeds; the first one's repaired nets are left beside the BadNets")
+    add_seeds_and_jobs(demo, "prune.py's seeds: 0 the quick check, 0 1 2 the README's table", default=[0])
     demo.add_argument("--readme", default="README.md", metavar="FILE",
                       help="the README whose demo table the run is checked against (default: %(default)s)")
     compare = commands.add_parser("compare", help="every repair method on every BadNet: results/comparison.md "
@@ -125,11 +131,12 @@ def add_folders(parser: argparse.ArgumentParser, *folders: str) -> None:
         parser.add_argument(f"--{folder}-dir", default=folder, metavar="DIR", help=f"{folder} folder (default: %(default)s)")
 
 
-def add_seeds_and_jobs(parser: argparse.ArgumentParser, seeds_help: str) -> None:
-    """--seeds N [N ...] and --jobs N: a command that runs each repair once per seed, in parallel cells."""
+def add_seeds_and_jobs(parser: argparse.ArgumentParser, seeds_help: str, default: list[int] | None = None) -> None:
+    """--seeds N [N ...] (by default 0, 1, 2) and --jobs N: a command that runs each repair once per
+    seed, in parallel cells."""
     from fineprune.jobs import default_workers
 
-    parser.add_argument("--seeds", type=cli.seed_number, nargs="+", default=[0, 1, 2], metavar="N",
+    parser.add_argument("--seeds", type=cli.seed_number, nargs="+", default=default or [0, 1, 2], metavar="N",
                         help=f"{seeds_help} (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=default_workers(), metavar="N",
                         help="cells run side by side in worker processes, each with its share of the cores "
@@ -358,41 +365,56 @@ def run_demo(args: argparse.Namespace) -> int:
     from fineprune import report
     from fineprune.jobs import Job, run_jobs
 
-    jobs = [Job(f"{spec.name}/seed_{seed}", demo_cell, (spec.name, seed, seed == args.seeds[0], str(data), str(models),
-                                                        str(results / "demo")))
+    jobs = [Job(f"{spec.name}/seed_{seed}", demo_cell, (spec.name, seed, str(data), str(models), str(results / "demo")))
             for spec in build.BADNETS for seed in args.seeds]
     say(f"{len(jobs)} jobs: prune.py and eval.py on {len(build.BADNETS)} BadNets x "
                     f"{len(args.seeds)} seeds; {args.jobs} at a time")
     done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=say)
     evaluations = {spec.name: [done[f"{spec.name}/seed_{seed}"] for seed in args.seeds] for spec in build.BADNETS}
     table = report.demo_table(evaluations)
-    heading = "All values in percent; \"repaired\" is the detector G. " + report.over_seeds(args.seeds, "prune.py's ")
+    heading = "All values in percent; \"repaired\" is the detector G. " + (
+        f"One run, prune.py's seed {args.seeds[0]}." if len(args.seeds) == 1 else
+        report.over_seeds(args.seeds, "prune.py's "))
     report.write_json(results / "results.json", {"seeds": args.seeds, "evaluations": evaluations})
     report.write_text(results / "results.md", f"{heading}\n\n{table}\n")
     print(f"{heading}\n\n{table}")
     readme = Path(args.readme)
     reported = report.read_demo_table(readme.read_text()) if readme.is_file() else {}
     if reported:
-        print(f"\nThis run beside the table in {readme} (the run's median against the README's range):")
+        print(f"\n{demo_check_heading(args.seeds, readme)}")
         print("\n".join(report.demo_check(report.demo_spreads(evaluations), reported)))
     else:
         print(f"\n{readme} holds no demo table to check this run against")
-    print(f"\nWrote {results}/results.md and results.json in {time.perf_counter() - started:.0f} s")
+    print(f"\nWrote {results}/results.md and results.json, the repaired nets in {results}/demo/, in "
+          f"{time.perf_counter() - started:.0f} s")
     return 0
 
 
-def demo_cell(badnet_name: str, seed: int, keep_beside: bool, data_dir: str, models_dir: str,
-              work_dir: str) -> dict[str, Any]:
-    """prune.py then eval.py on one BadNet with one seed; returns eval.py's JSON. With `keep_beside`,
-    the repaired net is prune.py's default MODEL_rp.h5, else a file under `work_dir`."""
+def demo_check_heading(seeds: list[int], readme: Path) -> str:
+    """The line above the demo's check: what of this run is set against what of the README's table
+    (the README's seeds as the sentence before its table names them, "over seeds 0, 1 and 2")."""
+    import re
+
+    from fineprune.report import DEMO_TABLE_MARK
+
+    before = readme.read_text().partition(DEMO_TABLE_MARK)[0]
+    named = re.findall(r"over\s+seeds\s+(\d+(?:(?:,?\s+and\s+|,\s*)\d+)*)", before.rstrip().rsplit("\n\n", 1)[-1])
+    theirs = "the README's range" + (f" over seeds {', '.join(re.findall(r'[0-9]+', named[-1]))}" if named else "")
+    ours = (f"This run (seed {seeds[0]})" if len(seeds) == 1 else
+            f"This run's median over seeds {', '.join(map(str, seeds))}")
+    return f"{ours} against {theirs} in {readme}, number by number:"
+
+
+def demo_cell(badnet_name: str, seed: int, data_dir: str, models_dir: str, work_dir: str) -> dict[str, Any]:
+    """prune.py then eval.py on one BadNet with one seed; returns eval.py's JSON. The repaired net
+    and eval.py's JSON go under `work_dir`/BADNET/; nothing is written beside the BadNet."""
     from fineprune.commands import eval as eval_script
     from fineprune.commands import prune as prune_script
     from fineprune.errors import InputError
 
     spec = build.find_net(badnet_name, "--badnet", build.BADNETS)
     data, badnet = Path(data_dir), Path(models_dir) / spec.model_file
-    repaired = badnet.with_name(f"{badnet.stem}_rp.h5") if keep_beside else (
-        Path(work_dir) / spec.name / f"{badnet.stem}_rp_seed_{seed}.h5")
+    repaired = Path(work_dir) / spec.name / f"{badnet.stem}_rp_seed_{seed}.h5"
     repaired.parent.mkdir(parents=True, exist_ok=True)
     say(f"[{spec.name}, seed {seed}] prune.py {badnet} --seed {seed}")
     if prune_script.main([str(badnet), "--clean-data", str(data / "clean_validation_data.h5"), "--seed", str(seed),
