@@ -6,8 +6,11 @@
 - `run`: runs a command body, turning InputError into a one-line message and exit status 2;
 - `refuse_overwriting`: an output option may never name one of the user's input files;
 - `quiet_tensorflow`: imports TensorFlow without its start-up chatter on stderr, so that what the
-  user sees is the tool's own output. Scripts call it before importing the heavy modules, which
-  also keeps `--help` fast.
+  user sees is the tool's own output. Scripts call it before importing the heavy modules, and only
+  once they need them: `eval.py --help` and `benchmark.py --help` never load TensorFlow and stay
+  fast, while `prune.py --help` and `inspect_net.py --help` wait for it, because their options are
+  built from settings classes that live beside TensorFlow code (prune.py's from the registry of
+  repair methods, inspect_net.py's from the detection).
 """
 
 from __future__ import annotations
