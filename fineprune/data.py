@@ -191,7 +191,7 @@ def first_run_hint(path: Path) -> str:
     the embedded benchmark's data is not built yet."""
     if path.name in ("clean_validation_data.h5", "clean_test_data.h5") or path.name.endswith("_poisoned_data.h5"):
         return ("; build the embedded benchmark's data with `make data`, or put the challenge's data files "
-                "there (README: \"Using the real challenge files\")")
+                "there (docs/formats.md, \"Using the real challenge files\")")
     return ""
 
 
