@@ -1,4 +1,5 @@
-"""fineprune: repair backdoored (BadNet) classifiers by Fine-Pruning and measure the repair.
+"""fineprune: repair backdoored (BadNet) classifiers with clean data, by the original
+magnitude-pruning recipe, Fine-Pruning or the strongest clean-data defenses, and measure the repair.
 
 Modules, one concept each, in layers: a module imports only from its own group or the groups listed
 before it (tests/test_layers.py checks).
