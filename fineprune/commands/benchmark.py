@@ -1,16 +1,19 @@
 """The embedded synthetic benchmark: build its data, train its BadNets, run the whole reproduction.
 
     python benchmark.py data        # make data: the CSAW-format synthetic face files in data/
-    python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed)
-    python benchmark.py patterns    # the attack zoo's optimised triggers (TrojanNN, low-frequency), from the clean net
+    python benchmark.py badnets     # make badnets: train the four BadNets and the clean net into models/ (committed);
+                                    # --only NAME for one net, --only zoo (make zoo) for the attack zoo's six
+    python benchmark.py patterns    # make patterns: the attack zoo's optimised triggers (TrojanNN, low-frequency), from
+                                    # the clean net
     python benchmark.py detection   # make detection: inspect_net.py's margin tests judged by the real BadNets' targets
     python benchmark.py gallery     # make gallery: sample faces with each trigger (docs/)
     python benchmark.py fidelity    # make fidelity: the synthetic BadNets beside the real ones, statistic by statistic
-    python benchmark.py sweep       # the pruning curve of a BadNet beside the real lab3 BadNet's
+    python benchmark.py sweep       # make sweep: the pruning curve of a BadNet beside the real lab3 BadNet's
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, seed 0 (--seeds 0 1 2: the
                                     # README's whole table), checked against the README; results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet and seed, with figures
-    python benchmark.py oracle      # where each backdoor lives, and whether fine-tuning brings it back
+    python benchmark.py oracle      # (make compare runs it last) where each backdoor lives, and whether fine-tuning
+                                    # brings it back
     python benchmark.py speed       # make speed: images per second of one net and of G
 """
 
