@@ -14,14 +14,17 @@ From a net and clean data, or from the net alone, with one of four detectors:
   and flags the classes whose reversed trigger is anomalously small. The `unlearn` repair runs
   this detection with the same settings.
 
-With clean data, the flagged classes are then reversed as Neural Cleanse would, beside a
-population of ordinary classes drawn at random, for a picture of each trigger, its size, its
-anomaly index and its hit rate. Without clean data only the input-space test runs, and the
-picture of a flagged class is the image that reached its margin.
+Where a margin test decides, the verdict needs no trigger reversal; asked for
+(`reverse_triggers`, as inspect_net.py does for its figures), the flagged classes are then
+reversed as Neural Cleanse would, beside a population of ordinary classes drawn at random, for a
+picture of each trigger, its size, its anomaly index and its hit rate (minutes on the benchmark).
+Without clean data only the input-space test runs, nothing can be reversed, and the picture of a
+flagged class is the image that reached its margin.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -70,7 +73,8 @@ class Inspection:
 
     model: str
     settings: DetectionSettings
-    triggers: list[ReversedTrigger]  # one per reversed class, in the order of `examined` (none without clean data)
+    triggers: list[ReversedTrigger]  # one per reversed class, in the order of `examined` (none without clean data,
+    # or where the margin tests decide and no reversal was asked for)
     examined: list[ExaminedClass]
     heldout_images: int
     seconds: float
@@ -78,6 +82,7 @@ class Inspection:
     input_margins: MarginScan | None = None  # over the input space (input, both)
     margin_images: dict[int, np.ndarray] = field(default_factory=dict)  # examined class -> image reaching its
     # input-space margin (pixels 0..255)
+    reversal_skipped: bool = False  # clean data was there, but no trigger was reversed: the margin tests decide
 
     @property
     def decided_by_margins(self) -> bool:
@@ -104,7 +109,7 @@ class Inspection:
         return next(t for t in self.triggers if t.target == target)
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON layout (percentages 0..100)."""
+        """The documented JSON layout (percentages 0..100), strict: a value not measured (NaN) is None."""
         def p_values(scan: MarginScan | None) -> dict[int, float]:
             return {f.target: f.p_value for f in scan.flagged} if scan is not None else {}
 
@@ -134,23 +139,32 @@ class Inspection:
                 passed = scan.largest_unflagged()
                 record[f"{prefix}largest_unflagged"] = None if passed is None else {
                     "class": passed.target, "margin": passed.margin, "p_value": passed.p_value}
-        return record
+        return _strict_json(record)
 
 
 def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
-            progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = ()) -> Inspection:
+            progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = (),
+            reverse_triggers: bool = False) -> Inspection:
     """Run the detection on `net` with clean data `clean`, or with none (seeded: the same settings
-    repeat a run); the classes `asked` are examined besides the proposed and the ordinary ones.
-    Without clean data only the input-space test runs (`detector` input or both)."""
+    repeat a run); the classes `asked` are examined besides the flagged (or proposed) ones.
+    Without clean data only the input-space test runs (`detector` input or both).
+
+    Where a margin test decides (`detector` margin, input or both), no trigger is reversed unless
+    `reverse_triggers`: then Neural Cleanse's trigger of each flagged and asked class is reversed
+    beside `ordinary_classes` drawn at random (their mask size, anomaly index and hit rate, for
+    the pictures; it needs clean data, and does not change the verdict). With `detector` reversal
+    the reversal is the verdict and always runs."""
     if clean is None and settings.detector not in INPUT_DETECTORS:
         raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
                          "--detector input")
+    if clean is None and reverse_triggers:
+        raise InputError("--reverse-triggers needs clean data: drop --no-clean-data or --reverse-triggers")
     with seeded(settings.seed):
-        return _inspect(net, clean, settings, progress, asked)
+        return _inspect(net, clean, settings, progress, asked, reverse_triggers)
 
 
 def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
-             progress: Callable[[str], None], asked: Sequence[int]) -> Inspection:
+             progress: Callable[[str], None], asked: Sequence[int], reverse_triggers: bool) -> Inspection:
     started = time.perf_counter()
     scan = input_scan = None
     margin_images: dict[int, np.ndarray] = {}
@@ -169,11 +183,14 @@ def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: Detection
     proposed = None
     if scan is not None or input_scan is not None:
         proposed = list(dict.fromkeys(f.target for s in (input_scan, scan) if s is not None for f in s.flagged))
-    if clean is None:  # nothing to reverse triggers on: the flagged and asked classes, by their margins alone
+    reverse = clean is not None and (proposed is None or reverse_triggers)  # proposed None: reversal decides
+    if not reverse:  # the flagged and asked classes, by their margins alone
         nan = float("nan")
         examined = [ExaminedClass(c, c in proposed, nan, False, nan, nan, False, c in asked)
                     for c in dict.fromkeys([*proposed, *asked])]
-        triggers, heldout = [], []
+        triggers = []
+        if clean is None:
+            heldout = []
     else:
         triggers, examined = examine_classes(
             net.model, net.input_scale, clean.x[train], clean.y[train], clean.x[heldout], clean.y[heldout],
@@ -186,7 +203,19 @@ def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: Detection
     if input_scan is not None:
         margin_images = {e.target: images[e.target] for e in examined}
     return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started,
-                      scan, input_scan, margin_images)
+                      scan, input_scan, margin_images, reversal_skipped=clean is not None and not reverse)
+
+
+def _strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None (as
+    `defenses.core.strict_json` does; importing that would load every repair method)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def with_margins(examined: ExaminedClass, flagged: bool,

@@ -202,7 +202,8 @@ def inspection_report(found: Inspection) -> str:
     flagged = found.suspects
     rest = sorted((e for e in found.examined if not e.flagged),
                   key=(lambda e: -e.largest_margin_index) if scans else (lambda e: -e.anomaly_index))
-    table = markdown_table(columns, [row(e) for e in [*flagged, *rest]])
+    table = (markdown_table(columns, [row(e) for e in [*flagged, *rest]]) if found.examined
+             else "No class flagged or asked for, so none to list (--class N examines one).")
     notes = []
     for space, scan in scans.items():
         tested = ", ".join(f"{f.target} (p {f.p_value:.2g})" for f in scan.flagged) or "none"
@@ -224,6 +225,11 @@ def inspection_report(found: Inspection) -> str:
                     if scans else f"; flagged above {settings.anomaly_threshold:g}.")
         notes.append(f"{anomaly} Hit rate: share of the {found.heldout_images} held-out clean faces of other classes "
                      f"the reversed trigger sends to the class.")
+    elif found.reversal_skipped:
+        notes.append(f"Trigger reversal skipped: the maximum-margin tests decide the verdict. --plots DIR draws each "
+                     f"flagged class's reversed trigger (and each --class's) beside {settings.ordinary_classes} "
+                     f"ordinary classes drawn at random; --reverse-triggers reports their mask size, anomaly index "
+                     f"and hit rate without figures (Neural Cleanse, minutes).")
     elif scans:
         notes.append("No triggers reversed (no clean data); with --plots each class's picture is the image that "
                      "reached its input-space margin.")
@@ -328,7 +334,7 @@ def demo_check(run: dict[tuple[str, str], Spread], reported: dict[tuple[str, str
     missing = [key for key in reported if key not in run]
     lines += [f"- {label}, {column}: in the README, not measured by this run" for label, column in missing]
     lines.append(f"{inside} of {checked} numbers inside the README's ranges" + ("." if inside == checked else
-                 "; a seed repeats a run exactly only on the same CPU and TensorFlow build (README \"Seeds\")."))
+                 "; a seed repeats a run exactly only on the same CPU and TensorFlow build (docs/commands.md, \"Seeds\")."))
     return lines
 
 

@@ -1,5 +1,6 @@
 """End-to-end tests of inspect_net.py on the tinted BadNet written to files: the verdict on the
-terminal, the JSON, the figures, and bad input refused in one line with nothing changed."""
+terminal, the JSON, the figures, no trigger reversed unless the figures or --reverse-triggers ask,
+--quiet, and bad input refused in one line with nothing changed."""
 
 from __future__ import annotations
 
@@ -56,6 +57,42 @@ def test_prints_the_verdict_and_writes_json_and_figures(run_cli, files, tmp_path
         assert pixels.std() > 10  # drawn, not blank
 
 
+def test_without_plots_no_trigger_is_reversed_and_the_verdict_is_the_same(run_cli, files, tmp_path: Path) -> None:
+    model, clean = files
+    plain = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--class", 3, "--json",
+                    tmp_path / "plain.json")
+    assert plain.code == 0, plain.err
+    assert ("the maximum-margin tests decide (and examine class 3 as asked); trigger reversal skipped (--plots DIR"
+            in plain.err)
+    assert "reversing a trigger" not in plain.err and "mask (% of image)" not in plain.out
+    assert "Trigger reversal skipped: the maximum-margin tests decide the verdict. --plots DIR draws" in plain.out
+    record = json.loads((tmp_path / "plain.json").read_text(),  # strict JSON: a value not measured is null
+                        parse_constant=lambda constant: pytest.fail(f"{constant} in the JSON"))
+    assert record["classes_reversed"] == 0 and record["suspects"][0]["mask_share_pct"] is None and record["classes_examined"] == WIDE_CLASSES
+    assert ([(e["target"], e["asked"]) for e in record["examined"]]
+            == [(s["class"], False) for s in record["suspects"]] + [(3, True)])
+
+    asked = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--class", 3, "--reverse-triggers", "--json",
+                    tmp_path / "reversed.json")
+    assert asked.code == 0, asked.err
+    assert "reversing a trigger for class" in asked.err and "mask (% of image)" in asked.out
+    reversed_ = json.loads((tmp_path / "reversed.json").read_text())
+    assert reversed_["classes_reversed"] == len(record["suspects"]) + 1 + 2  # flagged, asked, 2 ordinary
+    assert plain.out.splitlines()[0] == asked.out.splitlines()[0]  # the verdict
+    for key in ("backdoored", "median_margin", "largest_unflagged", "input_median_margin", "input_largest_unflagged"):
+        assert record[key] == reversed_[key], key
+    assert ([{k: v for k, v in s.items() if "margin" in k or "p_value" in k} for s in record["suspects"]]
+            == [{k: v for k, v in s.items() if "margin" in k or "p_value" in k} for s in reversed_["suspects"]])
+
+
+def test_quiet_prints_no_progress_but_the_report_and_errors(run_cli, files) -> None:
+    model, clean = files
+    result = run_cli("inspect_net", model, "--clean-data", clean, *BRIEF, "--quiet")
+    assert result.code == 0 and result.err == "" and result.out.startswith("Verdict: ")
+    assert_bad_input(run_cli("inspect_net", model, "--no-clean-data", "--reverse-triggers", "--quiet"),
+                     "inspect_net.py", "--reverse-triggers needs clean data")
+
+
 def test_without_clean_data_the_input_space_test_decides_and_its_images_are_drawn(run_cli, files,
                                                                                  tmp_path: Path) -> None:
     model, _ = files
@@ -100,5 +137,6 @@ def test_help_lists_the_detection_settings(run_cli) -> None:
     assert result.code == 0
     for option in ("--detector", "--margin-steps", "--input-steps", "--input-rate", "--input-starts", "--class-batch",
                    "--no-clean-data", "--significance", "--max-targets", "--suspects",
-                   "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed", "--plots", "--json"):
+                   "--ordinary-classes", "--reversal-steps", "--anomaly-threshold", "--seed", "--plots", "--json",
+                   "--reverse-triggers", "--quiet"):
         assert option in result.out

@@ -1,10 +1,12 @@
 """Tests for fineprune.inspection: the tinted BadNet's target trigger is found from clean data
 alone and a clean net trained the same way needs far larger ones; the margin detectors flag the
 wide BadNet's target (over the feature range, over the input space with clean data or without, or
-either) and nothing on a clean net; the record has the documented layout."""
+either) and nothing on a clean net, and reverse no trigger unless asked, for the same verdict; the
+record has the documented layout."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,8 +93,13 @@ def test_the_same_seed_repeats_a_run(tinted: TintedBadNet) -> None:
     assert [(e.target, e.mask_share_pct) for e in again.examined] == [(e.target, e.mask_share_pct) for e in first.examined]
 
 
-def test_the_margin_detector_flags_the_target_and_reverses_it(wide: TintedBadNet) -> None:
-    found = inspect(wide.badnet, wide.clean, BY_MARGIN)
+@pytest.fixture(scope="module")
+def by_margin_reversed(wide: TintedBadNet) -> Inspection:
+    return inspect(wide.badnet, wide.clean, BY_MARGIN, reverse_triggers=True)
+
+
+def test_the_margin_detector_flags_the_target_and_reverses_it_when_asked(by_margin_reversed: Inspection) -> None:
+    found = by_margin_reversed
     assert found.margins is not None and [e.target for e in found.suspects] == [TARGET]
     (suspect,) = found.suspects
     assert suspect.proposed and suspect.margin == found.margins.margins.max() and suspect.margin_index > 0
@@ -104,9 +111,24 @@ def test_the_margin_detector_flags_the_target_and_reverses_it(wide: TintedBadNet
     assert record["suspects"][0]["p_value"] < BY_MARGIN.significance
 
 
+def test_the_margin_detector_reverses_nothing_unasked_for_the_same_verdict(wide: TintedBadNet,
+                                                                           by_margin_reversed: Inspection) -> None:
+    found = inspect(wide.badnet, wide.clean, BY_MARGIN, asked=[5])
+    assert found.triggers == [] and found.reversal_skipped and not by_margin_reversed.reversal_skipped
+    np.testing.assert_array_equal(found.margins.margins, by_margin_reversed.margins.margins)
+    assert ([(e.target, e.margin, e.margin_index) for e in found.suspects]
+            == [(e.target, e.margin, e.margin_index) for e in by_margin_reversed.suspects] != [])
+    assert [(e.target, e.flagged, e.asked) for e in found.examined] == [(TARGET, True, False), (5, False, True)]
+    assert not np.isnan(found.examined[1].margin_index) and np.isnan(found.examined[0].mask_share_pct)
+    record = json.loads(json.dumps(found.to_json(), allow_nan=False))  # strict JSON: not measured is None
+    assert record["suspects"][0]["mask_share_pct"] is None and record["examined"][1]["hit_rate_pct"] is None
+    assert record["backdoored"] and record["classes_reversed"] == 0 and record["classes_examined"] == WIDE_CLASSES
+    assert [s["class"] for s in record["suspects"]] == [TARGET]
+
+
 def test_the_margin_detector_raises_no_alarm_on_a_clean_net(wide_clean_net: LoadedModel, wide: TintedBadNet) -> None:
     found = inspect(wide_clean_net, wide.clean, BY_MARGIN)
-    assert not found.backdoored and found.margins.flagged == [] and len(found.examined) == 2
+    assert not found.backdoored and found.margins.flagged == [] and found.examined == found.triggers == []
 
 
 def test_the_input_detector_flags_the_target_with_clean_data_and_without(wide: TintedBadNet) -> None:
@@ -114,7 +136,7 @@ def test_the_input_detector_flags_the_target_with_clean_data_and_without(wide: T
     assert with_clean.margins is None and [e.target for e in with_clean.suspects] == [TARGET]
     (suspect,) = with_clean.suspects
     assert suspect.input_margin == with_clean.input_margins.margins.max() and suspect.input_margin_index > 3
-    assert len(with_clean.triggers) == 3 and set(with_clean.margin_images) == {e.target for e in with_clean.examined}
+    assert with_clean.triggers == [] and set(with_clean.margin_images) == {TARGET}
     alone = inspect(wide.badnet, None, BY_INPUT, asked=[5])
     assert [e.target for e in alone.suspects] == [TARGET] and alone.triggers == [] and alone.heldout_images == 0
     assert [e.target for e in alone.examined] == [TARGET, 5] and not alone.examined[1].flagged
@@ -134,6 +156,8 @@ def test_detectors_that_need_clean_data_refuse_to_run_without(wide: TintedBadNet
     for detector in ("margin", "reversal"):
         with pytest.raises(InputError, match=f"--detector {detector} needs clean data"):
             inspect(wide.badnet, None, replace(BY_MARGIN, detector=detector))
+    with pytest.raises(InputError, match="--reverse-triggers needs clean data"):
+        inspect(wide.badnet, None, BY_INPUT, reverse_triggers=True)
 
 
 def test_the_margin_detector_points_a_net_with_too_few_classes_to_reversal(tinted: TintedBadNet) -> None:

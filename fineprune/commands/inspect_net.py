@@ -1,6 +1,6 @@
 """Inspect a net from clean data alone: is it backdoored, which class is the target, what does the
 trigger look like (MM-BD's maximum-margin test, or Neural Cleanse's anomaly index, and Neural
-Cleanse's trigger reversal for the picture).
+Cleanse's trigger reversal for the picture, only where --plots or --reverse-triggers asks for it).
 
     python inspect_net.py models/anonymous_2_bd_net.h5
 
@@ -29,10 +29,11 @@ def build_parser() -> cli.ArgumentParser:
         "whole input space and over the range the clean data's penultimate features span, and a class whose margin "
         "is improbably large in either is flagged (MM-BD, Wang et al. 2024); with --detector reversal, the suspect "
         "classes an untargeted search proposes are flagged if their reverse-engineered trigger is anomalously "
-        "small (Neural Cleanse, Wang et al. 2019). With clean data the smallest trigger (mask + pattern) of each "
-        "flagged class is then reverse-engineered, beside ordinary classes drawn at random, to show what it looks "
-        "like; with --no-clean-data only the input-space search runs. A net with several targets gets every one "
-        "reported.",
+        "small (Neural Cleanse, Wang et al. 2019). A margin test's verdict needs no trigger reversal, so none runs "
+        "unless asked for: with clean data and --plots (or --reverse-triggers) the smallest trigger (mask + pattern) "
+        "of each flagged class is reverse-engineered, beside ordinary classes drawn at random, to show what it "
+        "looks like (minutes); with --no-clean-data only the input-space search runs. A net with several targets "
+        "gets every one reported.",
     )
     parser.add_argument("model", metavar="MODEL", help="the net: full Keras .h5 or .keras model, or challenge "
                         "weights-only .h5")
@@ -48,12 +49,20 @@ def build_parser() -> cli.ArgumentParser:
     group = parser.add_argument_group("detection settings")
     cli.add_settings_options(group, DetectionSettings)
     group.add_argument("--class", dest="classes", type=int, action="append", default=[], metavar="N",
-                       help="also examine this class, e.g. one you suspect (repeatable); its trigger is drawn "
-                       "with --plots")
+                       help="also examine this class, e.g. one you suspect (repeatable): its margins join the "
+                       "table; its trigger is reversed, and drawn by --plots, where triggers are reversed")
+    group.add_argument("--reverse-triggers", action="store_true",
+                       help="with a margin detector (margin, input, both), also reverse Neural Cleanse's trigger of "
+                       "each flagged and --class class beside --ordinary-classes drawn at random, and report each "
+                       "one's mask size, anomaly index and hit rate (minutes; the verdict stays the margin tests'). "
+                       "--plots does this anyway, to draw them; --detector reversal always does. Needs clean data")
     cli.add_seed_option(parser)
     cli.add_plots_option(parser, "each suspected trigger (mask, stamp, stamped faces), the distribution of mask "
-                         "sizes and (margin detector) of maximum margins to DIR")
+                         "sizes and (margin detector) of maximum margins to DIR (with clean data the triggers are "
+                         "reversed for it: minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (the report on stdout, "
+                        "and errors, stay)")
     cli.add_version_option(parser)
     return parser
 
@@ -70,6 +79,8 @@ def inspect_net(args: argparse.Namespace) -> int:
     settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
                                     if hasattr(args, f.name)})
     model_path, clean_path = Path(args.model), None if args.no_clean_data else Path(args.clean_data)
+    if args.no_clean_data and args.reverse_triggers:
+        raise InputError("--reverse-triggers needs clean data: drop --no-clean-data or --reverse-triggers")
     inputs = [model_path, *([clean_path] if clean_path else [])]
     if args.json:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
@@ -86,18 +97,26 @@ def inspect_net(args: argparse.Namespace) -> int:
                              f"{net.num_classes} classes)")
     clean = (None if clean_path is None
              else load_dataset(clean_path, image_shape=net.image_shape, num_classes=net.num_classes))
+    # A margin test's verdict needs no reversal: it runs for the figures, or where asked for.
+    reverse = args.reverse_triggers or (plots is not None and clean is not None)
     proposer = (f"{settings.suspects} proposed" if settings.detector == "reversal"
                 else "the classes the maximum-margin tests flag")
     asked = f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""
+    start = f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
     if clean is None:
-        cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
-                        f"no clean data: the input-space margin test only{asked}")
+        start += f"no clean data: the input-space margin test only{asked}"
+    elif settings.detector == "reversal" or reverse:
+        start += (f"clean data {clean_path} ({len(clean)} images); reversing {proposer} and "
+                  f"{settings.ordinary_classes} ordinary classes{asked}")
     else:
-        cli.stderr_line(f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
-                        f"clean data {clean_path} ({len(clean)} images); reversing {proposer} and "
-                        f"{settings.ordinary_classes} ordinary classes{asked}")
-    found = inspection.inspect(net, clean, settings, progress=lambda m: cli.stderr_line(f"inspect_net.py: {m}"),
-                               asked=args.classes)
+        examined = f" (and examine class {', '.join(map(str, args.classes))} as asked)" if args.classes else ""
+        start += (f"clean data {clean_path} ({len(clean)} images); the maximum-margin tests decide{examined}; trigger "
+                  f"reversal skipped (--plots DIR draws each flagged class's reversed trigger beside "
+                  f"{settings.ordinary_classes} ordinary classes; --reverse-triggers reverses them without figures)")
+    if not args.quiet:
+        cli.stderr_line(start)
+    progress = (lambda message: None) if args.quiet else (lambda message: cli.stderr_line(f"inspect_net.py: {message}"))
+    found = inspection.inspect(net, clean, settings, progress=progress, asked=args.classes, reverse_triggers=reverse)
     print(report.inspection_report(found))
     if args.json:
         report.write_json(args.json, found.to_json())
