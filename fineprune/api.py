@@ -98,16 +98,22 @@ def evaluate(badnet: LoadedModel | PathLike, repaired: RepairedNet | LoadedModel
 
 
 def inspect(net: LoadedModel | PathLike, clean: LabelledImages | PathLike | None, seed: int = 0,
-            **settings: Any) -> Inspection:
+            reverse_triggers: bool = False, **settings: Any) -> Inspection:
     """Is `net` backdoored, which classes are its targets, what do the triggers look like: what
     inspect_net.py finds from clean data (or, with `clean` None, from the net alone), its settings'
-    defaults overridden by `settings`."""
+    defaults overridden by `settings`. Where a margin test decides (the default), no trigger is
+    reversed unless `reverse_triggers` (it needs clean data, takes minutes on the benchmark and does
+    not change the verdict): then `.triggers` holds Neural Cleanse's reversed trigger of each
+    flagged class beside `ordinary_classes` drawn at random, and `.examined` their mask sizes,
+    anomaly indices and hit rates, as inspect_net.py --reverse-triggers. With
+    `detector="reversal"` the reversal is the verdict and always runs."""
     net = _model(net)
     known = {field.name for field in dataclasses.fields(DetectionSettings)}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise InputError(f"inspect has no setting {unknown[0]} (its settings: {', '.join(sorted(known - {'seed'}))})")
-    return inspect_net(net, None if clean is None else _clean_data(clean, net), DetectionSettings(**settings, seed=seed))
+    return inspect_net(net, None if clean is None else _clean_data(clean, net),
+                       DetectionSettings(**settings, seed=seed), reverse_triggers=reverse_triggers)
 
 
 def _model(model: LoadedModel | PathLike) -> LoadedModel:
