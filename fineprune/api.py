@@ -33,6 +33,7 @@ from fineprune.evaluation import evaluate as evaluate_files
 from fineprune.inspection import DetectionSettings, Inspection
 from fineprune.inspection import inspect as inspect_net
 from fineprune.models import LoadedModel, load_model, save_model
+from fineprune.progress import Progress, silent
 
 PathLike = str | os.PathLike
 __all__ = ["Evaluation", "InputError", "Inspection", "LabelledImages", "LoadedModel", "RepairedNet", "evaluate",
@@ -73,15 +74,16 @@ class RepairedNet:
 
 
 def repair(badnet: LoadedModel | PathLike, clean: LabelledImages | PathLike, method: str = "magnitude",
-           seed: int = 0, verbose: int = 0, **settings: Any) -> RepairedNet:
+           seed: int = 0, progress: Progress | None = None, **settings: Any) -> RepairedNet:
     """Repair `badnet` with clean data by `method` (one of `defenses.names()`; default the original
     recipe), its settings' defaults overridden by `settings` (the names of prune.py's options, with
-    underscores; one that does not apply to the method is refused). `badnet` itself is left untouched."""
+    underscores; one that does not apply to the method is refused). `progress`, if given, is called with a
+    line now and then (e.g. `print`). `badnet` itself is left untouched."""
     badnet = _model(badnet)
     clean_data = str(getattr(clean, "path", clean))
     clean = _clean_data(clean, badnet)
     chosen = defenses.settings_for(method, seed=seed, **settings)
-    return RepairedNet(badnet, chosen, defenses.repair(badnet, clean, chosen, verbose), clean_data)
+    return RepairedNet(badnet, chosen, defenses.repair(badnet, clean, chosen, progress or silent), clean_data)
 
 
 def evaluate(badnet: LoadedModel | PathLike, repaired: RepairedNet | LoadedModel | PathLike,

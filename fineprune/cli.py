@@ -24,6 +24,7 @@ from typing import Callable, Iterable, NoReturn
 
 from fineprune import __version__
 from fineprune.errors import InputError
+from fineprune.progress import Progress, silent
 from fineprune.settings import SEED_HIGH, check_seed
 
 
@@ -132,6 +133,18 @@ def quiet_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
     tensorflow.get_logger().setLevel("ERROR")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """--quiet: no progress on stderr; the report on stdout and errors stay."""
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (the report on stdout, "
+                        "and errors, stay)")
+
+
+def progress_lines(program: str, quiet: bool = False) -> Progress:
+    """The progress callback of a command: each line on stderr after the command's name, or nothing
+    with --quiet."""
+    return silent if quiet else lambda message: stderr_line(f"{program}: {message}")
 
 
 def stderr_line(message: str) -> None:

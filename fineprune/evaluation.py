@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from fineprune import metrics
 from fineprune.data import IMAGE_SUFFIXES, DataFile, check_same_data, first_run_hint, load_images, open_dataset
 from fineprune.detector import Predictions, RepairedDetector
 from fineprune.errors import InputError
+from fineprune.progress import Progress, silent
 
 POISONED_SUFFIX = "_poisoned_data"
 
@@ -139,7 +140,7 @@ def evaluate(
     poisoned_files: Sequence[PoisonedFile],
     clean_file: Path | None,
     image_files: Sequence[Path],
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Progress = silent,
     mistakes_per_kind: int = 0,
 ) -> Evaluation:
     """Every number eval.py reports, for the given inputs; with `mistakes_per_kind` > 0, also up to

@@ -29,7 +29,7 @@ BUDGET = 50.0
 def pruned(tinted: TintedBadNet):
     before = [w.copy() for w in tinted.badnet.model.get_weights()]
     settings = NeuronPruningSettings(**QUICK, max_accuracy_drop=BUDGET)
-    return before, adversarial_neuron_pruning(tinted.badnet, tinted.clean, settings, verbose=0)
+    return before, adversarial_neuron_pruning(tinted.badnet, tinted.clean, settings)
 
 
 def test_a_perturbed_layer_scales_each_neurons_kernel_and_bias(tinted: TintedBadNet) -> None:

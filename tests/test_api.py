@@ -47,8 +47,10 @@ def test_the_readme_example_runs_as_written(clone: Path, capsys: pytest.CaptureF
 def test_repair_and_evaluate_take_loaded_objects_and_match_the_files(tiny: TinyBenchmark) -> None:
     badnet = fineprune.load_model(tiny.badnet)
     clean = fineprune.load_dataset(tiny.clean_validation)
-    repaired = fineprune.repair(badnet, clean, method="finetune", seed=3, epochs=1)
+    lines: list[str] = []
+    repaired = fineprune.repair(badnet, clean, method="finetune", seed=3, epochs=1, progress=lines.append)
     assert repaired.settings.seed == 3 and repaired.settings.epochs == 1
+    assert len(lines) == 1 and lines[0].startswith("fine-tuning epoch 1/1: loss ")
     numbers = fineprune.evaluate(badnet, repaired, clean=tiny.clean_test, poisoned=[tiny.poisoned])
     assert numbers.clean.images == len(fineprune.load_dataset(tiny.clean_test).y)
     assert [row.name for row in numbers.poisoned] == ["trigger"]
@@ -60,6 +62,10 @@ def test_repair_and_evaluate_take_loaded_objects_and_match_the_files(tiny: TinyB
     (lambda tiny: fineprune.repair(tiny.badnet, tiny.clean_validation, method="finetune", probe_steps=3),
      "does not apply to --method finetune"),
     (lambda tiny: fineprune.repair(tiny.badnet, tiny.clean_validation, method="finetune", epochs=0), "epochs"),
+    (lambda tiny: fineprune.repair(tiny.badnet, tiny.clean_validation, method="prune", epochs=2),
+     "--epochs does not apply to --method prune"),
+    (lambda tiny: fineprune.repair(tiny.badnet, tiny.clean_validation, seed=-1), r"--seed -1 is not an integer in \[0, "),
+    (lambda tiny: fineprune.inspect(tiny.badnet, tiny.clean_validation, seed=2**32), "--seed 4294967296 is not an"),
     (lambda tiny: fineprune.inspect(tiny.badnet, tiny.clean_validation, colour=1), "inspect has no setting colour"),
     (lambda tiny: fineprune.load_model(tiny.root / "missing.h5"), "missing.h5"),
 ])

@@ -25,7 +25,7 @@ LAYERS = "conv_2,conv_3,fc_1"
 def bounded(wide: TintedBadNet):
     before = [w.copy() for w in wide.badnet.model.get_weights()]
     settings = settings_for("bounds", layers=LAYERS, bound_epochs=20, seed=0)
-    return before, repair(wide.badnet, wide.clean, settings, verbose=0)
+    return before, repair(wide.badnet, wide.clean, settings)
 
 
 def test_the_bounds_stay_below_the_clean_maxima_and_cap_each_layer(wide: TintedBadNet, bounded) -> None:
@@ -59,7 +59,7 @@ def attack_success_pct(model: "tf_keras.Model", images: TintedBadNet) -> float:
 def test_a_backdoor_planted_in_the_features_gives_way(colliding: TintedBadNet) -> None:
     # Measured over fixture seeds 0-3 (0 and 1 with oneDNN off too): 91-100% through before, 0.0-3.9% after,
     # for 0-4 points of clean accuracy (maxmargin flags the target there and still lets 43-100% through).
-    result = repair(colliding.badnet, colliding.clean, settings_for("bounds", bound_epochs=20, seed=0), verbose=0)
+    result = repair(colliding.badnet, colliding.clean, settings_for("bounds", bound_epochs=20, seed=0))
     before = attack_success_pct(colliding.badnet.model, colliding)
     after = attack_success_pct(result.model, colliding)
     assert before >= 80
@@ -73,9 +73,9 @@ def test_settings_round_trip_and_bad_ones_are_refused(wide: TintedBadNet) -> Non
     assert ActivationBoundSettings(**asdict(settings)) == settings
     assert settings.layer_names() == ["conv_3", "fc_2"]
     with pytest.raises(InputError, match="--layers: the model has no layer conv_9"):
-        repair(wide.badnet, wide.clean, settings_for("bounds", layers="conv_3,conv_9"), verbose=0)
+        repair(wide.badnet, wide.clean, settings_for("bounds", layers="conv_3,conv_9"))
     with pytest.raises(InputError, match="--layers names no layer"):
-        repair(wide.badnet, wide.clean, settings_for("bounds", layers=" , "), verbose=0)
+        repair(wide.badnet, wide.clean, settings_for("bounds", layers=" , "))
     with pytest.raises(InputError, match="--keep-accuracy 101 is outside"):
         settings_for("bounds", keep_accuracy=101.0)
     with pytest.raises(InputError, match="--penalty-growth 0.5 must be at least 1"):

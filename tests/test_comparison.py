@@ -39,7 +39,7 @@ def quick_methods() -> list[Method]:
     return [
         Method("magnitude", settings_for("magnitude", pruning_frequency=1, **quick)),
         Method("finetune", settings_for("finetune", **quick)),
-        Method("prune", settings_for("prune", **quick)),
+        Method("prune", settings_for("prune", seed=0)),
         Method("activation", settings_for("activation", prune_fraction=0.5, **quick)),
         Method("head", settings_for("head", seed=0)),
     ]

@@ -36,6 +36,23 @@ def quick_settings(method: str, seed: int = 0) -> RepairSettings:
     return defenses.settings_for(method, seed=seed, **{k: v for k, v in QUICK.items() if k in known})
 
 
+def reading(settings: RepairSettings) -> tuple[RepairSettings, set[str]]:
+    """The same settings, as an object that notes which of its fields are read once it is made
+    (the checks of its own creation not counted), and the set it notes them in."""
+    read: set[str] = set()
+    names = {f.name for f in fields(settings)}
+
+    def noting(instance: RepairSettings, name: str) -> object:
+        if name in names:
+            read.add(name)
+        return object.__getattribute__(instance, name)
+
+    noted = type(f"Reading{type(settings).__name__}", (type(settings),), {"__getattribute__": noting})(
+        **{name: object.__getattribute__(settings, name) for name in names})
+    read.clear()
+    return noted, read
+
+
 class Runs:
     """Two runs of one method with the same seed, and what the BadNet was before them."""
 
@@ -47,9 +64,10 @@ class Runs:
         self.badnet = load_model(self.file)
         self.weights = [w.copy() for w in self.badnet.model.get_weights()]
         self.seed_before, self.deterministic_before = context.global_seed(), op_determinism_enabled()
-        self.first: RepairResult = defenses.repair(self.badnet, wide.clean, self.settings, verbose=0)
+        noted, self.settings_read = reading(self.settings)
+        self.first: RepairResult = defenses.repair(self.badnet, wide.clean, noted)
         self.seed_after, self.deterministic_after = context.global_seed(), op_determinism_enabled()
-        self.second: RepairResult = defenses.repair(self.badnet, wide.clean, self.settings, verbose=0)
+        self.second: RepairResult = defenses.repair(self.badnet, wide.clean, self.settings)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +99,20 @@ def test_the_same_seed_repeats_a_run(run: Runs) -> None:
 
 def test_a_repair_leaves_the_process_wide_tensorflow_settings_as_they_were(run: Runs) -> None:
     assert (run.seed_after, run.deterministic_after) == (run.seed_before, run.deterministic_before)
+
+
+# Options a run at QUICK's settings does not read, because another option's value turns them off;
+# each is refused unless that value is given (see its settings' checks).
+READ_ONLY_WHEN = {"head": {"shrinkage": "--fit lda"}}
+
+
+def test_the_method_uses_every_option_it_accepts(run: Runs) -> None:
+    """An option a method accepts but never reads would be silently ignored (prune.py refuses the
+    options a method does not take, `registry.Defense.settings`)."""
+    method = run.settings.method
+    offered = {f.name for f in fields(run.settings) if "help" in f.metadata}
+    unread = offered - run.settings_read - set(READ_ONLY_WHEN.get(method, {}))
+    assert not unread, f"--method {method} accepts but never reads {sorted(unread)}"
 
 
 def test_the_settings_round_trip_through_the_saved_file(run: Runs, tmp_path: Path) -> None:

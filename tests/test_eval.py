@@ -41,6 +41,14 @@ def repaired(tiny: TinyBenchmark, tmp_path_factory: pytest.TempPathFactory) -> T
     return bench
 
 
+def test_progress_goes_to_stderr_and_quiet_silences_it(run_cli, repaired: TinyBenchmark) -> None:
+    args = [repaired.poisoned, repaired.badnet, "--clean-data", repaired.clean_test]
+    loud, quiet = run_cli("eval", *args), run_cli("eval", *args, "--quiet")
+    assert loud.code == quiet.code == 0, loud.err
+    assert "eval.py: evaluating clean data" in loud.err and "evaluating" not in loud.out
+    assert quiet.err == "" and quiet.out == loud.out
+
+
 def test_eval_reports_the_original_projects_table_and_json(run_cli, repaired: TinyBenchmark, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = run_cli("eval", repaired.poisoned, repaired.badnet, "--clean-data", repaired.clean_test, "--json", out)

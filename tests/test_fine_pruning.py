@@ -9,6 +9,7 @@ from conftest import TinyBenchmark
 from fineprune.data import load_dataset
 from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
 from fineprune.defenses.core import split_heldout
+from fineprune import defenses
 from fineprune.defenses.fine_pruning import ActivationPruningSettings, fine_prune
 from fineprune.errors import InputError
 from fineprune.metrics import accuracy_pct
@@ -18,7 +19,6 @@ from fineprune.models import load_model, predict_classes
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(method="voodoo"), "--method voodoo is not one of activation, prune, finetune"),
         (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0"),
         (dict(prune_fraction=1.0), "--prune-fraction 1 is outside (0, 1)"),
         (dict(channels=(1, 2), prune_fraction=0.5), "give either a non-empty list of channels or --prune-fraction, not both"),
@@ -36,9 +36,18 @@ def test_settings_are_checked_up_front(settings: dict, message: str) -> None:
 def badnet_and_clean(tiny: TinyBenchmark):
     return load_model(tiny.badnet), load_dataset(tiny.clean_validation)
 
-def run(badnet_and_clean, **settings):
+def run(badnet_and_clean, method: str = "activation", **settings):
     badnet, clean = badnet_and_clean
-    return fine_prune(badnet, clean, ActivationPruningSettings(epochs=1, batch_size=8, seed=3, **settings), verbose=0)
+    tuning = {} if method == "prune" else dict(epochs=1, batch_size=8)
+    return fine_prune(badnet, clean, defenses.settings_for(method, seed=3, **tuning, **settings))
+
+
+@pytest.mark.parametrize("method, option, other", [("finetune", "layer", "conv_4"), ("finetune", "prune_fraction", 0.5),
+                                                   ("prune", "epochs", 9), ("prune", "learning_rate", 0.1)])
+def test_each_half_refuses_the_other_halfs_options(method: str, option: str, other: object) -> None:
+    with pytest.raises(InputError) as refused:
+        defenses.settings_for(method, **{option: other})
+    assert str(refused.value).startswith(f"--{option.replace('_', '-')} does not apply to --method {method}")
 
 def test_activation_keeps_pruned_channels_exactly_zero_through_fine_tuning(badnet_and_clean) -> None:
     result = run(badnet_and_clean, method="activation", prune_fraction=0.5)

@@ -20,7 +20,7 @@ QUICK = dict(epochs=30, batch_size=16, seed=0)
 @pytest.fixture(scope="module")
 def shifted(tinted: TintedBadNet):
     before = [w.copy() for w in tinted.badnet.model.get_weights()]
-    return before, feature_shift_tuning(tinted.badnet, tinted.clean, FeatureShiftSettings(**QUICK), verbose=0)
+    return before, feature_shift_tuning(tinted.badnet, tinted.clean, FeatureShiftSettings(**QUICK))
 
 
 def test_the_new_output_weights_point_away_from_the_old_at_the_same_norm(shifted, tinted: TintedBadNet) -> None:

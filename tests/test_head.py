@@ -20,7 +20,7 @@ from fineprune.models import load_model, penultimate_features, predict_classes
 def refitted(tiny: TinyBenchmark):
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
     before = [w.copy() for w in badnet.model.get_weights()]
-    return badnet, clean, before, refit_head(badnet, clean, HeadSettings(seed=0), verbose=0)
+    return badnet, clean, before, refit_head(badnet, clean, HeadSettings(seed=0))
 
 
 def test_only_the_output_layer_changes(refitted) -> None:
@@ -49,7 +49,7 @@ def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
     """With the covariance shrunk all the way to a scaled identity, LDA picks the class whose mean
     feature vector is nearest, which can be computed by hand."""
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    result = refit_head(badnet, clean, HeadSettings(fit="lda", shrinkage=1.0, seed=0), verbose=0)
+    result = refit_head(badnet, clean, HeadSettings(fit="lda", shrinkage=1.0, seed=0))
     train, _ = split_heldout(len(clean), 0.1, seed=0)
     features = penultimate_features(badnet.model, clean.x[train], "unit").astype(np.float64)
     means = np.stack([features[clean.y[train] == c].mean(axis=0) for c in range(4)])
@@ -61,7 +61,7 @@ def test_full_shrinkage_is_the_nearest_class_mean(tiny: TinyBenchmark) -> None:
 
 def test_the_lda_fit_classifies_clean_faces(tiny: TinyBenchmark) -> None:
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    result = refit_head(badnet, clean, HeadSettings(fit="lda", seed=0), verbose=0)
+    result = refit_head(badnet, clean, HeadSettings(fit="lda", seed=0))
     test = load_dataset(tiny.clean_test)
     assert result.fine_tuning_steps == 0
     assert accuracy_pct(predict_classes(result.model, test.x, "unit"), test.y) >= 95.0
@@ -73,10 +73,8 @@ def test_the_probe_fits_its_features_and_the_decay_shrinks_the_kernel() -> None:
     labels = np.repeat(np.arange(5), 20)
     features = (centres[labels] + rng.normal(0, 0.1, (100, 8))).astype(np.float32)
     start_kernel, start_bias = np.zeros((8, 5), np.float32), np.zeros(5, np.float32)
-    free = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.0, distillation=0.0),
-                      verbose=0)
-    decayed = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.1, distillation=0.0),
-                         verbose=0)
+    free = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.0, distillation=0.0))
+    decayed = probe_head(features, labels, start_kernel, start_bias, HeadSettings(weight_decay=0.1, distillation=0.0))
     for kernel, bias in (free, decayed):
         np.testing.assert_array_equal(np.argmax(features @ kernel + bias, axis=1), labels)
     assert np.linalg.norm(decayed[0]) < 0.5 * np.linalg.norm(free[0])
@@ -97,7 +95,7 @@ def test_distillation_follows_the_starting_layer_and_labels_follow_the_labels() 
     assert set(teacher[labels == 0]) == {1}
     for distill, expected in ((1.0, teacher), (0.0, labels)):
         kernel, fitted_bias = probe_head(features, labels, teacher_kernel, bias,
-                                         HeadSettings(distillation=distill, weight_decay=0.0), verbose=0)
+                                         HeadSettings(distillation=distill, weight_decay=0.0))
         np.testing.assert_array_equal(np.argmax(features @ kernel + fitted_bias, axis=1), expected)
 
 
@@ -106,15 +104,21 @@ def test_a_class_without_clean_images_is_never_predicted(tiny: TinyBenchmark, fi
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
     keep = clean.y != 3
     result = refit_head(badnet, LabelledImages(clean.path, clean.x[keep], clean.y[keep]),
-                        HeadSettings(fit=fit, seed=0), verbose=0)
+                        HeadSettings(fit=fit, seed=0))
     test = load_dataset(tiny.clean_test)
     assert 3 not in predict_classes(result.model, test.x, "unit")
     assert result.details["classes_fitted"] == 3
 
 
+def test_shrinkage_is_refused_without_lda_which_alone_reads_it() -> None:
+    with pytest.raises(InputError) as error:
+        HeadSettings(shrinkage=0.5)
+    assert str(error.value) == "--shrinkage applies to --fit lda, not --fit probe"
+
+
 def test_shrinkage_outside_zero_one_is_refused() -> None:
     with pytest.raises(InputError) as error:
-        HeadSettings(shrinkage=1.5)
+        HeadSettings(fit="lda", shrinkage=1.5)
     assert str(error.value) == "--shrinkage 1.5 is outside [0, 1]"
 
 

@@ -21,7 +21,7 @@ QUICK = dict(rounds=3, unlearning_batch_size=16, perturbed_share=0.25, seed=0)
 @pytest.fixture(scope="module")
 def unlearned(tinted: TintedBadNet):
     before = [w.copy() for w in tinted.badnet.model.get_weights()]
-    return before, implicit_unlearning(tinted.badnet, tinted.clean, ImplicitUnlearningSettings(**QUICK), verbose=0)
+    return before, implicit_unlearning(tinted.badnet, tinted.clean, ImplicitUnlearningSettings(**QUICK))
 
 
 def test_the_universal_perturbation_raises_the_loss_on_the_nets_own_predictions(tinted: TintedBadNet) -> None:

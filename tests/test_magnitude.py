@@ -38,7 +38,7 @@ def test_equal_initial_and_final_sparsity_is_allowed() -> None:
 def pruned(tiny: TinyBenchmark):
     """The tiny BadNet repaired with a short schedule (untouched BadNet and repeat runs: test_defense_checks)."""
     return prune_by_magnitude(load_model(tiny.badnet), load_dataset(tiny.clean_validation),
-                              MagnitudePruningSettings(seed=7, **FAST), verbose=0)
+                              MagnitudePruningSettings(seed=7, **FAST))
 
 def test_every_dense_layer_reaches_the_final_sparsity(pruned) -> None:
     result = pruned

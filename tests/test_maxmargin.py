@@ -38,7 +38,7 @@ def test_the_cap_is_min_of_feature_and_cap_and_survives_a_file(tiny: TinyBenchma
 def repaired(wide: TintedBadNet):
     before = [w.copy() for w in wide.badnet.model.get_weights()]
     settings = MaxMarginSettings(significance=0.01, seed=0)  # a level the wide BadNet clears by far (conftest.wide)
-    return wide.badnet, before, max_margin_repair(wide.badnet, wide.clean, settings, verbose=0)
+    return wide.badnet, before, max_margin_repair(wide.badnet, wide.clean, settings)
 
 
 def test_the_repair_flags_the_target_and_drops_the_backdoor(repaired, wide: TintedBadNet) -> None:
@@ -88,7 +88,7 @@ def test_a_net_with_too_few_classes_is_refused(tiny: TinyBenchmark) -> None:
 def test_bad_settings_are_refused(values: dict, message: str) -> None:
     with pytest.raises(InputError) as error:
         settings_for("maxmargin", **values)
-    assert str(error.value) == message
+    assert str(error.value).split(" (its options: ")[0] == message
 
 
 def test_each_flagged_class_names_the_test_that_flagged_it() -> None:
@@ -108,7 +108,7 @@ def test_each_flagged_class_names_the_test_that_flagged_it() -> None:
 
 def test_the_input_space_search_alone_flags_and_repairs_the_target(wide: TintedBadNet) -> None:
     settings = settings_for("maxmargin", detector="input", input_steps=100, significance=0.01, seed=0)
-    result = max_margin_repair(wide.badnet, wide.clean, settings, verbose=0)
+    result = max_margin_repair(wide.badnet, wide.clean, settings)
     assert result.details["flagged"] == [TARGET]
     (found,) = result.details["flagged_classes"]
     assert found["test"] == "input space" and found["input_p_value"] < 0.01 and "p_value" not in found
@@ -121,7 +121,7 @@ def test_with_bound_layers_the_bounds_come_first_and_reach_a_backdoor_in_the_fea
         colliding: TintedBadNet) -> None:
     # The tiny feature-collision BadNet: bounds alone take it from 91-100% to 0-4% (test_bounds.py).
     settings = settings_for("maxmargin", bound_layers="conv_1,conv_2,conv_3", seed=0)
-    result = max_margin_repair(colliding.badnet, colliding.clean, settings, verbose=0)
+    result = max_margin_repair(colliding.badnet, colliding.clean, settings)
     assert result.details["bounds"]["bounded_layers"] == ["conv_1", "conv_2", "conv_3"]
     assert result.removed.startswith("activations of conv_1, conv_2, conv_3 bounded; ")
     layers = {layer.name for layer in result.model.layers}

@@ -41,16 +41,50 @@ def test_prune_writes_the_repaired_model_beside_the_input(run_cli, workdir: Tiny
 
 def test_prune_records_the_input_scale_it_used(run_cli, workdir: TinyBenchmark) -> None:
     output = workdir.root / "out" / "raw_rp.h5"
-    result = run_cli("prune", *prune_args(workdir, "--input-scale", "raw", "--output", output, "--seed", 1))
+    loud = [arg for arg in prune_args(workdir, "--input-scale", "raw", "--output", output, "--seed", 1) if arg != "--quiet"]
+    result = run_cli("prune", *loud)
     assert result.code == 0, result.err
     assert read_metadata(output)["input_scale"] == "raw"
     assert "input scale raw [option]" in result.err
 
 
-def test_prune_without_a_seed_picks_one_and_says_which(run_cli, workdir: TinyBenchmark) -> None:
+def test_prune_without_a_seed_uses_seed_0_as_every_command_does(run_cli, workdir: TinyBenchmark) -> None:
     result = run_cli("prune", *prune_args(workdir))
-    seed = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))["settings"]["seed"]
-    assert f"seed {seed}" in result.err and f"seed {seed}" in result.out
+    assert read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))["settings"]["seed"] == 0
+    assert "seed 0)" in result.out
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1.5", "many"])
+def test_a_seed_outside_the_rule_is_refused_in_one_line(run_cli, workdir: TinyBenchmark, seed: str) -> None:
+    before = file_digests(workdir.root)
+    result = run_cli("prune", workdir.badnet, "--seed", seed)
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert f"--seed: {seed!r} is not an integer in [0, 4294967295]" in result.err
+    assert file_digests(workdir.root) == before
+
+
+@pytest.mark.parametrize("method, option", [("finetune", ["--layer", "conv_4"]), ("prune", ["--epochs", "9"]),
+                                            ("magnitude", ["--fit", "lda"]), ("maxmargin", ["--epochs", "2"])])
+def test_an_option_the_method_does_not_use_is_refused_before_any_work(
+    run_cli, workdir: TinyBenchmark, method: str, option: list[str]
+) -> None:
+    before = file_digests(workdir.root)
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", method, *option)
+    assert_bad_input(result, "prune.py", f"{option[0]} does not apply to --method {method} (its options: --")
+    assert result.err.count("\n") == 1  # refused before the model was even loaded
+    assert file_digests(workdir.root) == before
+
+
+def test_progress_goes_to_stderr_and_quiet_silences_it(run_cli, workdir: TinyBenchmark) -> None:
+    loud = run_cli("prune", *[arg for arg in prune_args(workdir) if arg != "--quiet"])
+    assert loud.code == 0, loud.err
+    assert "fine-tuning epoch 1/1: loss" in loud.err and "fine-tuning epoch" not in loud.out
+    assert loud.out.startswith("Repaired model: ")  # stdout holds the report alone
+    quiet = run_cli("prune", *prune_args(workdir))
+    assert quiet.code == 0 and quiet.err == ""
+    untimed = lambda out: [line for line in out.splitlines() if not line.startswith("Time:")]  # noqa: E731
+    assert untimed(quiet.out) == untimed(loud.out)
 
 
 def test_an_interrupted_save_keeps_the_previous_repaired_model(
@@ -165,14 +199,18 @@ def test_the_repaired_net_keeps_the_badnets_data_record(run_cli, workdir: TinyBe
 
 @pytest.mark.parametrize("method", ["activation", "prune", "finetune"])
 def test_fine_pruning_methods_record_settings_that_round_trip(run_cli, workdir: TinyBenchmark, method: str) -> None:
-    from fineprune.defenses.fine_pruning import ActivationPruningSettings
+    from fineprune import defenses
 
-    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--epochs", 1, "--batch-size", 8,
-                     "--quiet", "--method", method, "--prune-fraction", 0.25, "--seed", 2)
+    given = {"prune_fraction": 0.25} if method != "finetune" else {}
+    if method != "prune":
+        given.update(epochs=1, batch_size=8)
+    options = [str(part) for name, value in given.items() for part in (f"--{name.replace('_', '-')}", value)]
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, *options,
+                     "--quiet", "--method", method, "--seed", 2)
     assert result.code == 0, result.err
     metadata = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))
-    settings = ActivationPruningSettings(**metadata["settings"])
-    assert settings == ActivationPruningSettings(method=method, prune_fraction=0.25, epochs=1, batch_size=8, seed=2)
+    recorded = dict(metadata["settings"])
+    assert defenses.get(recorded.pop("method")).settings(**recorded) == defenses.settings_for(method, seed=2, **given)
     assert metadata["method"] == method
     pruned = metadata["result"]["pruned_channels"]
     if method == "finetune":

@@ -30,8 +30,10 @@ def test_settings_carry_their_method_and_round_trip() -> None:
 
 @pytest.mark.parametrize("call, message", [
     (lambda: defenses.get("voodoo"), "--method voodoo is not one of magnitude, finetune, prune, activation, head, maxmargin, bounds, unlearn, fst, anp, ibau"),
-    (lambda: defenses.settings_for("magnitude", layer="conv_4"), "--layer does not apply to --method magnitude"),
-    (lambda: defenses.settings_for("head", epochs=3), "--epochs does not apply to --method head"),
+    (lambda: defenses.settings_for("magnitude", layer="conv_4"), "--layer does not apply to --method magnitude (its options: --validation-split, --epochs, --batch-size, "
+     "--learning-rate, --initial-sparsity, --final-sparsity, --pruning-frequency)"),
+    (lambda: defenses.settings_for("head", epochs=3), "--epochs does not apply to --method head (its options: --validation-split, --fit, --weight-decay, "
+     "--probe-steps, --probe-learning-rate, --distillation, --shrinkage)"),
     (lambda: defenses.settings_for("activation", max_accuracy_drop=-2.0), "--max-accuracy-drop -2 must be at least 0"),
 ])
 def test_unknown_methods_and_foreign_settings_are_refused(call, message: str) -> None:
@@ -43,14 +45,15 @@ def test_unknown_methods_and_foreign_settings_are_refused(call, message: str) ->
 def test_option_fields_name_the_methods_that_take_them() -> None:
     options = defenses.option_fields()
     assert [method for method, _ in options["validation_split"]] == defenses.names()
-    assert [method for method, _ in options["layer"]] == ["finetune", "prune", "activation"]
+    assert [method for method, _ in options["layer"]] == ["prune", "activation"]
+    assert [method for method, _ in options["epochs"]] == ["magnitude", "finetune", "activation", "unlearn", "fst"]
     assert [method for method, _ in options["final_sparsity"]] == ["magnitude"]
     assert "seed" not in options and "channels" not in options and "method" not in options
 
 
 def test_repair_runs_the_method_the_settings_name(tiny: TinyBenchmark) -> None:
     badnet, clean = load_model(tiny.badnet), load_dataset(tiny.clean_validation)
-    result = defenses.repair(badnet, clean, defenses.settings_for("prune", prune_fraction=0.25, seed=1), verbose=0)
+    result = defenses.repair(badnet, clean, defenses.settings_for("prune", prune_fraction=0.25, seed=1))
     assert result.removed == "15/60 conv_3 channels" and result.fine_tuning_steps == 0
 
 

@@ -23,7 +23,7 @@ QUICK = dict(suspects=2, ordinary_classes=2, reversal_steps=150, anomaly_thresho
 @pytest.fixture(scope="module")
 def unlearned(tinted: TintedBadNet):
     before = [w.copy() for w in tinted.badnet.model.get_weights()]
-    return before, unlearn(tinted.badnet, tinted.clean, UnlearnSettings(**QUICK), verbose=0)
+    return before, unlearn(tinted.badnet, tinted.clean, UnlearnSettings(**QUICK))
 
 
 def test_the_target_is_flagged_and_recorded(unlearned) -> None:

@@ -106,7 +106,7 @@ def repair_and_evaluate(
     mistakes_per_kind: int = 0,
 ) -> MethodOutcome:
     """Repair `badnet` with `method` and evaluate the repaired net and G; `badnet` is unchanged."""
-    result = repair(badnet, clean_validation, method.settings, verbose=0)
+    result = repair(badnet, clean_validation, method.settings)
     repaired = LoadedModel(Path(f"{badnet.path} [{method.label}]"), result.model, badnet.input_scale, "file")
     evaluation = evaluate(RepairedDetector(badnet, repaired), poisoned_files, clean_test, [],
                           mistakes_per_kind=mistakes_per_kind)
@@ -481,7 +481,7 @@ def oracle_pruning(badnet: LoadedModel, badnet_name: str, clean_validation: Labe
 
     pruned = measure(prune_channels(badnet.model, layer, channels))
     settings = settings_for("activation", layer=layer, channels=tuple(channels), seed=seed)
-    fine_tuned = measure(repair(badnet, clean_validation, settings, verbose=0).model)
+    fine_tuned = measure(repair(badnet, clean_validation, settings).model)
     return OracleResult(badnet_name, trigger, layer, channels, [int(places[c]) + 1 for c in channels], len(places),
                         *pruned, *fine_tuned)
 

@@ -30,6 +30,7 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
     cli.add_plots_option(parser, "a gallery of what G gets wrong (clean faces misclassified or flagged, poisoned "
                          "faces let through) to DIR/mistakes_MODEL.png; needs .h5 DATA")
+    cli.add_quiet_option(parser)
     cli.add_version_option(parser)
     return parser
 
@@ -77,7 +78,7 @@ def evaluate(args: argparse.Namespace) -> int:
         h5_files,
         clean_file=Path(args.clean_data) if h5_files else None,
         image_files=image_files,
-        progress=lambda message: cli.stderr_line(f"eval.py: {message}"),
+        progress=cli.progress_lines("eval.py", args.quiet),
         mistakes_per_kind=evaluation.MISTAKES_PER_KIND if gallery else 0,
     )
     print(report.evaluation_report(results))

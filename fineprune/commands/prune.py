@@ -36,7 +36,7 @@ def build_parser() -> cli.ArgumentParser:
     cli.add_input_scale_option(parser)
     add_method_options(parser, defenses.option_fields())
     cli.add_seed_option(parser, "random seed of the held-out split, the shuffles and the method's own draws")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_quiet_option(parser)
     cli.add_version_option(parser)
     return parser
 
@@ -83,11 +83,12 @@ def prune(args: argparse.Namespace) -> int:
     badnet = load_model(model_path, args.input_scale)
     clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
     check_same_data(badnet.metadata, badnet.path, clean)
-    cli.stderr_line(
-        f"prune.py: {model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
+    progress = cli.progress_lines("prune.py", args.quiet)
+    progress(
+        f"{model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
         f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {seed}"
     )
-    result = defenses.repair(badnet, clean, settings, verbose=0 if args.quiet else 1)
+    result = defenses.repair(badnet, clean, settings, progress)
     save_model(result.model, output, defenses.repair_record(badnet, args.clean_data, settings, result))
     print(prune_summary(model_path, output, settings, result))
     return 0

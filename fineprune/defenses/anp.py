@@ -29,6 +29,7 @@ from fineprune.defenses.channels import zero_channels
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, copy_model, output_layer, scale_inputs
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,12 @@ class PerturbedNeurons(tf_keras.layers.Layer):
 @register("anp", "Adversarial Neuron Pruning: learn which neurons a small perturbation turns against clean data, "
           "prune them", NeuronPruningSettings, order=40)
 def adversarial_neuron_pruning(badnet: LoadedModel, clean: LabelledImages, settings: NeuronPruningSettings,
-                               verbose: int = 1) -> RepairResult:
+                               progress: Progress = silent) -> RepairResult:
     """Learn the neuron masks on the clean training part, prune below the chosen threshold; the
     BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
-    masks = learn_masks(model, run, settings, verbose)
+    masks = learn_masks(model, run, settings, progress)
     total = sum(len(mask) for mask in masks.values())
     pruned: dict[str, list[int]] = {}
     for count in range(settings.prune_step, total + 1, settings.prune_step):
@@ -97,7 +98,7 @@ def adversarial_neuron_pruning(badnet: LoadedModel, clean: LabelledImages, setti
 
 
 def learn_masks(model: tf_keras.Model, run: RepairRun, settings: NeuronPruningSettings,
-                verbose: int) -> dict[str, np.ndarray]:
+                progress: Progress) -> dict[str, np.ndarray]:
     """ANP's min-max optimisation; returns the final mask of every hidden Conv2D and Dense layer."""
     head = output_layer(model)
     wrappers: dict[str, PerturbedNeurons] = {}
@@ -147,8 +148,8 @@ def learn_masks(model: tf_keras.Model, run: RepairRun, settings: NeuronPruningSe
         chosen = rng.integers(0, len(x_train), settings.mask_batch_size)
         loss = step(tf.constant(scale_inputs(x_train[chosen], run.badnet.input_scale), tf.float32),
                     tf.constant(y_train[chosen]))
-        if verbose and (iteration + 1) % 100 == 0:
-            print(f"anp: step {iteration + 1}/{settings.iterations}, loss {float(loss):.3f}", flush=True)
+        if (iteration + 1) % 100 == 0:
+            progress(f"anp: step {iteration + 1}/{settings.iterations}, loss {float(loss):.3f}")
     return {name: wrapper.mask.numpy() for name, wrapper in wrappers.items()}
 
 

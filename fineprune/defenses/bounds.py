@@ -32,6 +32,7 @@ from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, opt
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, in_batches, layer_model, output_layer, scale_inputs
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,14 @@ class RelativeBound(tf_keras.layers.Layer):
 @register("bounds", "MM-BD's mitigation: learn per-channel upper bounds on inner layers' activations that keep "
           "the logits of clean faces, so no trigger drives a channel beyond them", ActivationBoundSettings, order=16)
 def activation_bounds(badnet: LoadedModel, clean: LabelledImages, settings: ActivationBoundSettings,
-                      verbose: int = 1) -> RepairResult:
+                      progress: Progress = silent) -> RepairResult:
     """Learn the bounds on the clean training part and build the bounded net; the BadNet is untouched."""
     names = settings.layer_names()
     check_layers(badnet.model, names)
     run = RepairRun.start(badnet, clean, settings)
     x = bound_images(badnet, run, settings)
     start = channel_maxima(badnet.model, names, x, badnet.input_scale)
-    ratios, penalty, correct = learn_bounds(badnet, x, start, settings, verbose)
+    ratios, penalty, correct = learn_bounds(badnet, x, start, settings, progress)
     model = with_caps(badnet.model, {name: ratios[name] * np.maximum(start[name], 0.0) for name in names})
     steps = settings.bound_epochs * math.ceil(len(x) / settings.bound_batch_size)
     shrunk = {name: round(float(np.mean(ratios[name][start[name] > 0])), 3) for name in names}
@@ -115,7 +116,7 @@ def bound_images(badnet: LoadedModel, run: RepairRun, settings: ActivationBoundS
 
 
 def learn_bounds(badnet: LoadedModel, x: np.ndarray, start: dict[str, np.ndarray],
-                 settings: ActivationBoundSettings, verbose: int) -> tuple[dict[str, np.ndarray], float, float]:
+                 settings: ActivationBoundSettings, progress: Progress) -> tuple[dict[str, np.ndarray], float, float]:
     """The reference's optimisation; returns each layer's bounds relative to its clean maxima, the
     final penalty weight c and the share (percent) of `x` the bounded net still classifies as the
     BadNet does."""
@@ -161,7 +162,6 @@ def learn_bounds(badnet: LoadedModel, x: np.ndarray, start: dict[str, np.ndarray
         if epoch > 10 and epoch % 10 == 0:
             factor = settings.penalty_growth if correct >= settings.keep_accuracy else 1 / settings.penalty_growth
             penalty.assign(penalty * factor)
-        if verbose and (epoch + 1) % 10 == 0:
-            print(f"bounds: epoch {epoch + 1}/{settings.bound_epochs}, {correct:.1f}% kept, c {float(penalty):.3g}",
-                  flush=True)
+        if (epoch + 1) % 10 == 0:
+            progress(f"bounds: epoch {epoch + 1}/{settings.bound_epochs}, {correct:.1f}% kept, c {float(penalty):.3g}")
     return {name: layer.ratio.numpy() for name, layer in relative.items()}, float(penalty), correct

@@ -25,6 +25,7 @@ from fineprune import __version__
 from fineprune.data import LabelledImages
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
+from fineprune.progress import Progress, silent
 from fineprune.settings import HeldOutSettings, check_bounds, option, split_heldout  # noqa: F401 (re-exported)
 
 DISTILLATION_HELP = ("share of each training image's target that is the BadNet's own output on the clean image "
@@ -134,15 +135,14 @@ class RepairRun:
                             self.clean.y[self.heldout])
 
     def fine_tune(self, model: tf_keras.Model, settings: FineTuningSettings,
-                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), verbose: int = 1,
+                  callbacks: Sequence[tf_keras.callbacks.Callback] = (), progress: Progress = silent,
                   x: np.ndarray | None = None, y: np.ndarray | None = None) -> int:
         """Fine-tune `model` in place with Adam and cross-entropy; returns the number of steps.
 
         By default on the clean training part with its labels; a method may pass its own `x`
         (pixels 0..255) and `y`: class labels, or one row of target probabilities per image.
         The images are gathered and scaled one batch at a time (`image_batches`), so fine-tuning
-        adds no copy of the data to the one the caller holds. `verbose` is Keras's (1 bars,
-        2 lines, 0 silence)."""
+        adds no copy of the data to the one the caller holds. `progress` gets a line per epoch."""
         if x is None:
             x, indices, y = self.clean.x, self.train, self.clean.y[self.train]
         else:
@@ -158,7 +158,7 @@ class RepairRun:
             image_batches(x, indices, y, settings.batch_size, scale, shuffle_seed=self.seed),
             epochs=settings.epochs,
             validation_data=image_batches(self.clean.x, self.heldout, heldout_y, VALIDATION_BATCH, scale),
-            callbacks=list(callbacks), verbose=verbose,
+            callbacks=[*callbacks, EpochLines(progress, settings.epochs)], verbose=0,
         )
         return fine_tuning_steps(len(indices), settings)
 
@@ -175,6 +175,20 @@ class RepairRun:
             seconds=time.perf_counter() - self.started,
             **found,
         )
+
+
+class EpochLines(tf_keras.callbacks.Callback):
+    """Keras callback: one progress line per fine-tuning epoch, with its loss and accuracies."""
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        super().__init__()
+        self.progress, self.epochs = progress, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        self.progress(f"fine-tuning epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', math.nan):.3f}, "
+                      f"accuracy {100 * logs.get('accuracy', math.nan):.1f}%, held-out accuracy "
+                      f"{100 * logs.get('val_accuracy', math.nan):.1f}%")
 
 
 def image_batches(x: np.ndarray, indices: np.ndarray, y: np.ndarray, batch_size: int, input_scale: str,

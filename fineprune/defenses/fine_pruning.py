@@ -7,8 +7,11 @@ data, as far as a clean-accuracy budget allows, then fine-tunes on clean data.
 - `activation`: prune `layer`'s channels, least active on the clean training part first, until
   held-out accuracy has fallen by `max_accuracy_drop` points (or exactly `prune_fraction` of
   them), then fine-tune with the pruned channels held at zero;
-- `prune`: the pruning step alone;
-- `finetune`: the fine-tuning step alone.
+- `prune`: the pruning step alone (`ChannelPruningSettings`: no fine-tuning options);
+- `finetune`: the fine-tuning step alone (`FineTuningSettings`: no pruning options).
+
+Each has a settings class with exactly the options it uses, so that an option given to the
+wrong one is refused (`registry.Defense.settings`), not silently ignored.
 """
 
 from __future__ import annotations
@@ -27,19 +30,18 @@ from fineprune.defenses.channels import (
     pruning_order,
     zero_channels,
 )
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, copy_model
-
-FINE_PRUNING_METHODS = ("activation", "prune", "finetune")
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
-class ActivationPruningSettings(FineTuningSettings):
-    """Fine-Pruning (`activation`) and its halves (`prune`, `finetune`)."""
+class ChannelPruningSettings(RepairSettings):
+    """`prune`: which layer's channels, and how many."""
 
-    method: str = "activation"
+    method: str = "prune"
     layer: str = option("conv_3", "the convolutional layer whose channels are pruned", "NAME")
     max_accuracy_drop: float = option(4.0, "prune until held-out accuracy has fallen this many points", "POINTS",
                                       low=0)
@@ -48,27 +50,33 @@ class ActivationPruningSettings(FineTuningSettings):
     channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
 
     def __post_init__(self) -> None:
-        if self.method not in FINE_PRUNING_METHODS:
-            raise InputError(f"--method {self.method} is not one of {', '.join(FINE_PRUNING_METHODS)}")
         super().__post_init__()
         if self.channels is not None and (self.prune_fraction is not None or not self.channels):
             raise InputError("give either a non-empty list of channels or --prune-fraction, not both")
 
 
-def fine_prune(badnet: LoadedModel, clean: LabelledImages, settings: ActivationPruningSettings,
-               verbose: int = 1) -> RepairResult:
-    """Fine-Pruning or one of its halves; the BadNet is untouched. Every decision uses the clean
-    data alone: channels are ranked on the training part, the budget is checked on the held-out part."""
+@dataclass(frozen=True)
+class ActivationPruningSettings(FineTuningSettings, ChannelPruningSettings):
+    """Fine-Pruning (`activation`): the pruning step's options and the fine-tuning's."""
+
+    method: str = "activation"
+
+
+def fine_prune(badnet: LoadedModel, clean: LabelledImages,
+               settings: FineTuningSettings | ChannelPruningSettings, progress: Progress = silent) -> RepairResult:
+    """Fine-Pruning or one of its halves, as the settings' class says: pruning settings prune,
+    fine-tuning settings fine-tune; the BadNet is untouched. Every decision uses the clean data
+    alone: channels are ranked on the training part, the budget is checked on the held-out part."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
     pruned: list[int] = []
-    if settings.method in ("activation", "prune"):
+    if isinstance(settings, ChannelPruningSettings):
         pruned = prune_within_budget(model, run, settings)
     steps = 0
-    if settings.method in ("activation", "finetune"):
+    if isinstance(settings, FineTuningSettings):
         callbacks = [HoldChannelsAtZero(settings.layer, pruned)] if pruned else []
-        steps = run.fine_tune(model, settings, callbacks, verbose)
-    if settings.method == "finetune":
+        steps = run.fine_tune(model, settings, callbacks, progress)
+    if not isinstance(settings, ChannelPruningSettings):
         return run.finish(model, steps)
     filters = conv_layer(model, settings.layer).filters
     return run.finish(model, steps, pruned_channels={settings.layer: pruned},
@@ -76,15 +84,16 @@ def fine_prune(badnet: LoadedModel, clean: LabelledImages, settings: ActivationP
 
 
 # The baselines come first in --help and the comparison, then the method they are the halves of.
-for _order, _name, _summary in (
-    (1, "finetune", "Fine-Pruning's fine-tuning step alone"),
-    (2, "prune", "Fine-Pruning's pruning step alone"),
-    (3, "activation", "Fine-Pruning: prune --layer's least active channels on clean data, then fine-tune"),
+for _order, _name, _summary, _settings in (
+    (1, "finetune", "Fine-Pruning's fine-tuning step alone", FineTuningSettings),
+    (2, "prune", "Fine-Pruning's pruning step alone", ChannelPruningSettings),
+    (3, "activation", "Fine-Pruning: prune --layer's least active channels on clean data, then fine-tune",
+     ActivationPruningSettings),
 ):
-    register(_name, _summary, ActivationPruningSettings, _order)(fine_prune)
+    register(_name, _summary, _settings, _order)(fine_prune)
 
 
-def prune_within_budget(model: tf_keras.Model, run: RepairRun, settings: ActivationPruningSettings) -> list[int]:
+def prune_within_budget(model: tf_keras.Model, run: RepairRun, settings: ChannelPruningSettings) -> list[int]:
     """Zero `settings.layer`'s channels of `model` in increasing order of mean activation on the
     clean training part, as far as the budget allows; returns the pruned channels in pruning order."""
     layer = conv_layer(model, settings.layer)

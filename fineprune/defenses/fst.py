@@ -22,6 +22,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, option
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, copy_model, output_layer
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class KeepNorm(tf_keras.callbacks.Callback):
 @register("fst", "Feature Shift Tuning: re-initialise the output layer, fine-tune everything with its new weights "
           "pushed away from the old", FeatureShiftSettings, order=30)
 def feature_shift_tuning(badnet: LoadedModel, clean: LabelledImages, settings: FeatureShiftSettings,
-                         verbose: int = 1) -> RepairResult:
+                         progress: Progress = silent) -> RepairResult:
     """Feature Shift Tuning on the clean training part; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
@@ -63,6 +64,6 @@ def feature_shift_tuning(badnet: LoadedModel, clean: LabelledImages, settings: F
     head.set_weights([rng.uniform(-bound, bound, head.kernel.shape).astype(np.float32),
                       rng.uniform(-bound, bound, head.units).astype(np.float32)])
     model.add_loss(lambda: settings.alpha * tf.reduce_sum(head.kernel * old_kernel))
-    steps = run.fine_tune(model, settings, [KeepNorm(head, norm)], verbose)
+    steps = run.fine_tune(model, settings, [KeepNorm(head, norm)], progress)
     repaired = copy_model(model)  # the same weights, without the training-only penalty
     return run.finish(repaired, steps, removed="the output layer (re-initialised; features shifted)")

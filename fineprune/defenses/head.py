@@ -36,6 +36,7 @@ from fineprune.defenses.output_fit import WEIGHT_DECAY_HELP, fit_output_weights
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, copy_model, output_layer, penultimate_features
+from fineprune.progress import Progress, silent
 
 FITS = ("probe", "lda")
 UNSEEN_CLASS_MARGIN = 1e3  # how far below every fitted class's bias an unseen class's bias is put
@@ -59,13 +60,16 @@ class HeadSettings(RepairSettings):
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise InputError(f"--fit {self.fit} is not one of {', '.join(FITS)}")
+        if self.shrinkage is not None and self.fit != "lda":
+            raise InputError(f"--shrinkage applies to --fit lda, not --fit {self.fit}")
         super().__post_init__()
 
 
 @register("head", "re-fit the output layer on the frozen features of the clean data (a regularised "
           "linear probe from the BadNet's own output layer, or shrunk linear discriminant analysis)",
           HeadSettings, order=10)
-def refit_head(badnet: LoadedModel, clean: LabelledImages, settings: HeadSettings, verbose: int = 1) -> RepairResult:
+def refit_head(badnet: LoadedModel, clean: LabelledImages, settings: HeadSettings,
+               progress: Progress = silent) -> RepairResult:
     """Replace the output layer's weights by a fit on the clean features; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
@@ -76,7 +80,7 @@ def refit_head(badnet: LoadedModel, clean: LabelledImages, settings: HeadSetting
         kernel, bias = lda_head(features, run.y_train, head.units, settings.shrinkage)
         steps = 0
     else:
-        kernel, bias = probe_head(features, run.y_train, *head.get_weights(), settings, verbose)
+        kernel, bias = probe_head(features, run.y_train, *head.get_weights(), settings, progress)
         steps = settings.probe_steps
     unseen = np.setdiff1d(np.arange(head.units), fitted)
     bias[unseen] = bias[fitted].min() - UNSEEN_CLASS_MARGIN
@@ -102,7 +106,7 @@ def lda_head(features: np.ndarray, labels: np.ndarray, classes: int,
 
 
 def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
-               settings: HeadSettings, verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+               settings: HeadSettings, progress: Progress = silent) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression of `labels` on `features`, from the given kernel and bias (the BadNet's):
     full-batch Adam on mean cross-entropy + `weight_decay` * |kernel|^2. The target of each image
     is its label, blended by `distillation` with what the starting layer itself outputs on it."""
@@ -112,4 +116,4 @@ def probe_head(features: np.ndarray, labels: np.ndarray, kernel: np.ndarray, bia
         targets = (1 - settings.distillation) * np.eye(kernel.shape[1], dtype=np.float32)[labels]
         targets += settings.distillation * start
     return fit_output_weights(features, targets, kernel, bias, settings.probe_steps, settings.probe_learning_rate,
-                              settings.weight_decay, progress="head: probe", verbose=verbose)
+                              settings.weight_decay, label="head: probe", progress=progress)

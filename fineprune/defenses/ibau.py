@@ -27,6 +27,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.models import LoadedModel, copy_model, scale_inputs
+from fineprune.progress import Progress, silent
 
 PERTURBATION_STEP = 10.0  # the reference's SGD rate for the universal perturbation
 INNER_STEP = 0.1  # the reference's gradient-descent step of the inner map
@@ -51,7 +52,7 @@ class ImplicitUnlearningSettings(RepairSettings):
 @register("ibau", "I-BAU: unlearn the worst universal perturbation, with the implicit hypergradient",
           ImplicitUnlearningSettings, order=50)
 def implicit_unlearning(badnet: LoadedModel, clean: LabelledImages, settings: ImplicitUnlearningSettings,
-                        verbose: int = 1) -> RepairResult:
+                        progress: Progress = silent) -> RepairResult:
     """I-BAU on part of the clean training data; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
@@ -74,9 +75,8 @@ def implicit_unlearning(badnet: LoadedModel, clean: LabelledImages, settings: Im
             where[perturbed] = 1.0
             step(delta, x_inner, y_inner, x_batch, y_batch, tf.constant(where))
             steps += 1
-        if verbose:
-            print(f"ibau: round {round_ + 1}/{settings.rounds}, held-out accuracy "
-                  f"{run.heldout_accuracy_pct(model):.2f}%", flush=True)
+        progress(f"ibau: round {round_ + 1}/{settings.rounds}, held-out accuracy "
+                 f"{run.heldout_accuracy_pct(model):.2f}%")
     return run.finish(model, steps, removed="nothing removed; unlearned universal perturbations")
 
 

@@ -19,6 +19,7 @@ from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun,
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, copy_model
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class MagnitudePruningSettings(FineTuningSettings):
 @register("magnitude", "TF-MOT low-magnitude pruning of every Dense layer while fine-tuning (the original project's "
           "recipe)", MagnitudePruningSettings, order=0)
 def prune_by_magnitude(badnet: LoadedModel, clean: LabelledImages, settings: MagnitudePruningSettings,
-                       verbose: int = 1) -> RepairResult:
+                       progress: Progress = silent) -> RepairResult:
     """Magnitude-prune every Dense layer while fine-tuning on clean data; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
@@ -55,7 +56,7 @@ def prune_by_magnitude(badnet: LoadedModel, clean: LabelledImages, settings: Mag
         frequency=settings.pruning_frequency,
     )
     pruned = wrap_dense_layers(badnet.model, schedule)
-    steps = run.fine_tune(pruned, settings, [tfmot.sparsity.keras.UpdatePruningStep()], verbose)
+    steps = run.fine_tune(pruned, settings, [tfmot.sparsity.keras.UpdatePruningStep()], progress)
     repaired = tfmot.sparsity.keras.strip_pruning(pruned)
     sparsity = dense_sparsity(repaired)
     return run.finish(repaired, steps, sparsity=sparsity, removed=f"{100 * min(sparsity.values()):.0f}% of Dense weights")

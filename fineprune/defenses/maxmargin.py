@@ -42,6 +42,7 @@ from fineprune.detection.input_margins import InputMarginSettings, scan_input_ma
 from fineprune.detection.margins import MarginScan, MarginTestSettings, check_enough_classes, max_margins, scan_margins
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, output_layer, penultimate_features
+from fineprune.progress import Progress, silent
 
 DETECTORS = ("margin", "input", "both")
 
@@ -83,7 +84,7 @@ class MaxMarginSettings(RepairSettings, MarginTestSettings, InputMarginSettings)
           "range and over the input space), cap the features at their clean range and re-fit those classes' "
           "output weights", MaxMarginSettings, order=15)
 def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxMarginSettings,
-                      verbose: int = 1) -> RepairResult:
+                      progress: Progress = silent) -> RepairResult:
     """(Bound the activations,) detect by maximum margin, cap the features, re-fit the flagged
     classes; the BadNet is untouched."""
     kernel, bias = check_enough_classes(badnet).get_weights()  # before any work
@@ -93,26 +94,25 @@ def max_margin_repair(badnet: LoadedModel, clean: LabelledImages, settings: MaxM
     run = RepairRun.start(badnet, clean, settings)
     bounds_details = {}
     if bounds_settings is not None:
-        bounded = activation_bounds(badnet, clean, bounds_settings, verbose)
+        bounded = activation_bounds(badnet, clean, bounds_settings, progress)
         badnet, bounds_details = replace(badnet, model=bounded.model), {"bounds": bounded.details}
     features = penultimate_features(badnet.model, run.x_train, badnet.input_scale)
     scan = scan_margins(badnet, run.x_train, settings, features)  # its box is the caps, whichever test decides
     input_scan = None
     if settings.detector != "margin":
         input_scan, _ = scan_input_margins(badnet, settings, settings.significance, settings.max_targets,
-                                           settings.seed)
+                                           settings.seed, lambda message: progress(f"maxmargin: {message}"))
     flagged = flagged_classes(scan if settings.detector != "input" else None, input_scan)
-    if verbose:
-        found = ", ".join(f"{f['class']} ({f['test']})" for f in flagged) or "none"
-        print(f"maxmargin: median maximum margin {scan.median:.1f}; flagged: {found}", flush=True)
+    found = ", ".join(f"{f['class']} ({f['test']})" for f in flagged) or "none"
+    progress(f"maxmargin: median maximum margin {scan.median:.1f}; flagged: {found}")
     columns = np.array([f["class"] for f in flagged], dtype=np.int64)
     if len(columns):
         start_kernel, start_bias = kernel.copy(), bias.copy()
         start_kernel[:, columns], start_bias[columns] = 0.0, np.median(bias)
         kernel, bias = fit_output_weights(features, run.y_train, start_kernel, start_bias,  # all within the caps
                                           settings.refit_steps, settings.refit_learning_rate,
-                                          settings.weight_decay, columns=columns, progress="maxmargin: re-fit",
-                                          verbose=verbose)
+                                          settings.weight_decay, columns=columns, label="maxmargin: re-fit",
+                                          progress=progress)
         after = max_margins(kernel, bias, scan.floor, scan.cap, settings.margin_steps)
         for record in flagged:
             record["margin_after"] = round(float(after[record["class"]]), 2)

@@ -7,17 +7,20 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from fineprune.progress import Progress, silent
+
 PROGRESS_EVERY = 100  # fitting steps between progress lines
 WEIGHT_DECAY_HELP = "weight of the squared re-fitted output weights in the loss"
 
 
 def fit_output_weights(features: np.ndarray, targets: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
                        steps: int, learning_rate: float, weight_decay: float, columns: np.ndarray | None = None,
-                       progress: str = "fit", verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                       label: str = "fit", progress: Progress = silent) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression of `targets` (class labels, or one row of probabilities per image) on
     `features`, from `kernel` and `bias`: `steps` full-batch Adam steps on mean cross-entropy plus
     `weight_decay` times the squared fitted kernel. With `columns`, only those classes' weights
-    are fitted and every other class keeps its logits; returns the whole kernel and bias."""
+    are fitted and every other class keeps its logits; returns the whole kernel and bias. Every
+    PROGRESS_EVERY steps `progress` gets a line starting with `label`."""
     x = tf.constant(features, tf.float32)
     trained = np.arange(kernel.shape[1]) if columns is None else np.asarray(columns)
     weights = [tf.Variable(kernel[:, trained], dtype=tf.float32), tf.Variable(bias[trained], dtype=tf.float32)]
@@ -40,8 +43,8 @@ def fit_output_weights(features: np.ndarray, targets: np.ndarray, kernel: np.nda
 
     for index in range(steps):
         loss = step()
-        if verbose and (index + 1) % PROGRESS_EVERY == 0:
-            print(f"{progress} step {index + 1}/{steps}, loss {float(loss):.3f}", flush=True)
+        if (index + 1) % PROGRESS_EVERY == 0:
+            progress(f"{label} step {index + 1}/{steps}, loss {float(loss):.3f}")
     fitted_kernel, fitted_bias = kernel.copy(), bias.copy()
     fitted_kernel[:, trained], fitted_bias[trained] = weights[0].numpy(), weights[1].numpy()
     return fitted_kernel, fitted_bias

@@ -14,9 +14,10 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairSettings
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel
+from fineprune.progress import Progress, silent
 from fineprune.seeding import seeded
 
-RepairFunction = Callable[[LoadedModel, LabelledImages, Any, int], RepairResult]
+RepairFunction = Callable[[LoadedModel, LabelledImages, Any, Progress], RepairResult]
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,14 @@ class Defense:
         known = {f.name for f in fields(self.settings_type)}
         for name in values:
             if name not in known:
-                raise InputError(f"--{name.replace('_', '-')} does not apply to --method {self.name}")
+                raise InputError(f"--{name.replace('_', '-')} does not apply to --method {self.name} (its options: "
+                                 f"{', '.join(self.options())})")
         return self.settings_type(**{**values, "method": self.name})
+
+
+    def options(self) -> list[str]:
+        """The command-line options this method takes, as spelt there."""
+        return [f"--{f.name.replace('_', '-')}" for f in fields(self.settings_type) if "help" in f.metadata]
 
 
 DEFENSES: dict[str, Defense] = {}
@@ -51,9 +58,9 @@ def register(name: str, summary: str, settings_type: type[RepairSettings], order
             raise ValueError(f"repair method {name!r} is registered twice")
 
         @functools.wraps(method)
-        def run(badnet: LoadedModel, clean: LabelledImages, settings: Any, verbose: int = 1) -> RepairResult:
+        def run(badnet: LoadedModel, clean: LabelledImages, settings: Any, progress: Progress = silent) -> RepairResult:
             with seeded(settings.seed):
-                return method(badnet, clean, settings, verbose)
+                return method(badnet, clean, settings, progress)
 
         DEFENSES[name] = Defense(name, summary, settings_type, run, order)
         return run
@@ -89,8 +96,8 @@ def settings_for(name: str, **values: Any) -> RepairSettings:
     return get(name).settings(**values)
 
 
-def repair(badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings, verbose: int = 1) -> RepairResult:
+def repair(badnet: LoadedModel, clean: LabelledImages, settings: RepairSettings,
+           progress: Progress = silent) -> RepairResult:
     """Run the method `settings.method` on `badnet` with `clean` data (seeded, see `register`); the
-    BadNet is left untouched. `verbose` is Keras's: 1 for progress bars, 2 for a line per epoch, 0
-    for silence."""
-    return get(settings.method).run(badnet, clean, settings, verbose)
+    BadNet is left untouched. `progress` is called with a line now and then (`fineprune.progress`)."""
+    return get(settings.method).run(badnet, clean, settings, progress)

@@ -25,6 +25,7 @@ from fineprune.defenses.registry import register
 from fineprune.detection import reversal
 from fineprune.detection.reversal import ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger
 from fineprune.models import LoadedModel, copy_model
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,15 @@ class UnlearnSettings(FineTuningSettings, ReversalDetectionSettings):
 
 @register("unlearn", "Neural Cleanse: reverse-engineer a trigger per suspect class, flag the anomalously small "
           "ones, fine-tune with them stamped under true labels", UnlearnSettings, order=20)
-def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSettings, verbose: int = 1) -> RepairResult:
+def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSettings,
+            progress: Progress = silent) -> RepairResult:
     """Detect with trigger reversal, then unlearn what was found; the BadNet is untouched."""
     run = RepairRun.start(badnet, clean, settings)
-    triggers, examined = examine_classes(badnet, run, settings)
+    triggers, examined = examine_classes(badnet, run, settings, lambda message: progress(f"unlearn: {message}"))
     flagged = [trigger for trigger, record in zip(triggers, examined) if record.flagged]
     x, targets = unlearning_set(badnet, run, flagged, settings)
     model = copy_model(badnet.model)
-    steps = run.fine_tune(model, settings, verbose=verbose, x=x, y=targets)
+    steps = run.fine_tune(model, settings, progress=progress, x=x, y=targets)
     return run.finish(model, steps,
                       removed=(f"reversed triggers of class {', '.join(str(t.target) for t in flagged)} unlearned"
                                if flagged else "nothing flagged; fine-tuned"),
@@ -54,12 +56,13 @@ def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSetting
 
 
 def examine_classes(badnet: LoadedModel, run: RepairRun,
-                    settings: UnlearnSettings) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
+                    settings: UnlearnSettings, progress: Progress = silent,
+                    ) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
     """Steps 1-3 on the clean training part; hit rates on the held-out part."""
     return reversal.examine_classes(
         badnet.model, badnet.input_scale, run.x_train, run.y_train, run.clean.x[run.heldout],
         run.clean.y[run.heldout], settings.suspects, settings.ordinary_classes, settings.anomaly_threshold,
-        ReversalSettings(steps=settings.reversal_steps), settings.seed)
+        ReversalSettings(steps=settings.reversal_steps), settings.seed, progress)
 
 
 def unlearning_set(badnet: LoadedModel, run: RepairRun, flagged: list[ReversedTrigger],

@@ -19,7 +19,6 @@ MM-BD's gamma test, shared with the feature-range search (`flag_classes`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +27,7 @@ import tf_keras
 from fineprune.detection.margins import MarginScan, ascend_margins, check_enough_classes, flag_classes
 from fineprune.models import LoadedModel, layer_model
 from fineprune.settings import CheckedSettings, option
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class InputMarginSettings(CheckedSettings):
 
 
 def input_margins(net: LoadedModel, settings: InputMarginSettings, seed: int = 0,
-                  progress: Callable[[str], None] = lambda message: None) -> tuple[np.ndarray, np.ndarray]:
+                  progress: Progress = silent) -> tuple[np.ndarray, np.ndarray]:
     """Each class's maximum margin (its logit minus the largest other) over images in the valid
     pixel range, and for each class the image that reached it (pixels 0..255, channels last)."""
     head = check_enough_classes(net)
@@ -78,7 +78,7 @@ def _search(features: tf_keras.Model, kernel: tf.Tensor, bias: tf.Tensor, ids: n
 
 
 def scan_input_margins(net: LoadedModel, settings: InputMarginSettings, significance: float, max_targets: int,
-                       seed: int = 0, progress: Callable[[str], None] = lambda message: None
+                       seed: int = 0, progress: Progress = silent
                        ) -> tuple[MarginScan, np.ndarray]:
     """Every class's input-space maximum margin and the classes MM-BD's test flags, with the
     image that reached each class's margin (the picture of a flagged class's trigger)."""

@@ -21,7 +21,7 @@ how many (MAD-scaled) deviations its mask size lies below the median of all clas
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +30,7 @@ import tf_keras
 from fineprune.errors import InputError
 from fineprune.models import predict_classes, scale_inputs
 from fineprune.settings import HeldOutSettings, option
+from fineprune.progress import Progress, silent
 
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
 LANDING_SAMPLE = 1024  # stamped images whose classes decide the next suspect
@@ -88,7 +89,7 @@ def reverse_trigger(model: tf_keras.Model, x: np.ndarray, target: int, input_sca
 
 
 def find_suspects(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, input_scale: str, count: int,
-                  settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None) -> list[int]:
+                  settings: ReversalSettings, seed: int, progress: Progress = silent) -> list[int]:
     """`count` classes that untargeted stamps land in most easily, one search each (see the module)."""
     found: list[int] = []
     for round_ in range(count):
@@ -141,7 +142,7 @@ class ExaminedClass:
 
 def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: np.ndarray, heldout_x: np.ndarray,
                     heldout_y: np.ndarray, suspects: int, ordinary_classes: int, anomaly_threshold: float,
-                    settings: ReversalSettings, seed: int, progress: Callable[[str], None] = lambda message: None,
+                    settings: ReversalSettings, seed: int, progress: Progress = silent,
                     asked: Sequence[int] = (), proposed: Sequence[int] | None = None,
                     ) -> tuple[list[ReversedTrigger], list[ExaminedClass]]:
     """Neural Cleanse's detection on a budget: propose `suspects` classes (`find_suspects`, on images
