@@ -131,3 +131,24 @@ def test_settings_options_carry_each_fields_default_and_bounds(parser):
     args = parser.parse_args(["bd_net.h5", "--steps", "9"])
     assert args.steps == 9 and not hasattr(args, "not_an_option")
     assert parser.parse_args(["bd_net.h5"]).steps == 5
+
+
+@pytest.mark.parametrize("argv", [
+    ["prune", "bd_net.h5", "--seed"], ["inspect_net", "bd_net.h5", "--seed"], ["benchmark", "oracle", "--seed"],
+    ["benchmark", "data", "--seed"], ["benchmark", "demo", "--seeds", "0"], ["benchmark", "compare", "--seeds"],
+    ["benchmark", "fidelity", "--seeds"],
+])
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "0.5"])
+def test_every_seed_option_refuses_a_seed_outside_the_rule_in_one_line(run_cli, argv: list[str], seed: str) -> None:
+    result = run_cli(*argv, seed)
+    assert result.code == 2 and result.out == ""
+    assert result.err.endswith(f"{seed!r} is not an integer in [0, 4294967295] (see --help)\n")
+    assert result.err.count("\n") == 1
+
+
+def test_the_seed_rule_is_checked_the_same_way_everywhere() -> None:
+    assert cli.seed_number("4294967295") == 4294967295 and cli.seed_number("0") == 0
+    with pytest.raises(InputError, match=r"--seed -3 is not an integer in \[0, 4294967295\]"):
+        cli.check_seed(-3)
+    with pytest.raises(InputError, match="--seed True"):
+        cli.check_seed(True)
