@@ -61,8 +61,7 @@ def build_parser() -> cli.ArgumentParser:
                          "sizes and (margin detector) of maximum margins to DIR (with clean data the triggers are "
                          "reversed for it: minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (the report on stdout, "
-                        "and errors, stay)")
+    cli.add_quiet_option(parser)
     cli.add_version_option(parser)
     return parser
 
@@ -115,8 +114,8 @@ def inspect_net(args: argparse.Namespace) -> int:
                   f"{settings.ordinary_classes} ordinary classes; --reverse-triggers reverses them without figures)")
     if not args.quiet:
         cli.stderr_line(start)
-    progress = (lambda message: None) if args.quiet else (lambda message: cli.stderr_line(f"inspect_net.py: {message}"))
-    found = inspection.inspect(net, clean, settings, progress=progress, asked=args.classes, reverse_triggers=reverse)
+    found = inspection.inspect(net, clean, settings, progress=cli.progress_lines("inspect_net.py", args.quiet),
+                               asked=args.classes, reverse_triggers=reverse)
     print(report.inspection_report(found))
     if args.json:
         report.write_json(args.json, found.to_json())
