@@ -1,6 +1,6 @@
 """The package's imports point one way: each module imports only from its own layer or those below.
 
-Layers, bottom to top: the tool's base (errors, files, settings, command-line plumbing, data,
+Layers, bottom to top: the tool's base (errors, files, settings, progress, command-line plumbing, data,
 models, metrics, jobs, seeding); detection (maximum margin, trigger reversal); defenses; measurement (the
 repaired detector G, evaluation, the pruning curve, inspect_net.py's inspection); reports and
 figures; the Python API; the embedded benchmark; the command-line programs and the scripts. Imports
@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fineprune", "fineprune.errors", "fineprune.files", "fineprune.settings", "fineprune.cli", "fineprune.data",
-     "fineprune.models", "fineprune.metrics", "fineprune.jobs", "fineprune.seeding"),
+    ("fineprune", "fineprune.errors", "fineprune.files", "fineprune.settings", "fineprune.progress", "fineprune.cli",
+     "fineprune.data", "fineprune.models", "fineprune.metrics", "fineprune.jobs", "fineprune.seeding"),
     ("fineprune.detection",),
     ("fineprune.defenses",),
     ("fineprune.detector", "fineprune.evaluation", "fineprune.pruning_curve", "fineprune.inspection"),
