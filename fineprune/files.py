@@ -7,11 +7,12 @@ destination only once it is complete, so an interrupted run leaves the previous 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from fineprune.errors import InputError
 
@@ -55,3 +56,15 @@ def file_digest(path: str | os.PathLike) -> str:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None:
+    strict JSON, which every reader takes (a value not measured is null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value

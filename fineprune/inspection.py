@@ -24,10 +24,9 @@ flagged class is the image that reached its margin.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -35,7 +34,9 @@ from fineprune.data import LabelledImages
 from fineprune.errors import InputError
 from fineprune.detection.input_margins import InputMarginSettings, scan_input_margins
 from fineprune.detection.margins import MarginScan, MarginTestSettings, scan_margins
+from fineprune.files import strict_json
 from fineprune.models import LoadedModel
+from fineprune.progress import Progress, silent
 from fineprune.seeding import seeded
 from fineprune.settings import option, split_heldout
 from fineprune.detection.reversal import (
@@ -139,11 +140,11 @@ class Inspection:
                 passed = scan.largest_unflagged()
                 record[f"{prefix}largest_unflagged"] = None if passed is None else {
                     "class": passed.target, "margin": passed.margin, "p_value": passed.p_value}
-        return _strict_json(record)
+        return strict_json(record)
 
 
 def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
-            progress: Callable[[str], None] = lambda message: None, asked: Sequence[int] = (),
+            progress: Progress = silent, asked: Sequence[int] = (),
             reverse_triggers: bool = False) -> Inspection:
     """Run the detection on `net` with clean data `clean`, or with none (seeded: the same settings
     repeat a run); the classes `asked` are examined besides the flagged (or proposed) ones.
@@ -164,7 +165,7 @@ def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionS
 
 
 def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
-             progress: Callable[[str], None], asked: Sequence[int], reverse_triggers: bool) -> Inspection:
+             progress: Progress, asked: Sequence[int], reverse_triggers: bool) -> Inspection:
     started = time.perf_counter()
     scan = input_scan = None
     margin_images: dict[int, np.ndarray] = {}
@@ -205,17 +206,6 @@ def _inspect(net: LoadedModel, clean: LabelledImages | None, settings: Detection
     return Inspection(str(net.path), settings, triggers, examined, len(heldout), time.perf_counter() - started,
                       scan, input_scan, margin_images, reversal_skipped=clean is not None and not reverse)
 
-
-def _strict_json(value: Any) -> Any:
-    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None (as
-    `defenses.core.strict_json` does; importing that would load every repair method)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(item) for item in value]
-    return value
 
 
 def with_margins(examined: ExaminedClass, flagged: bool,

@@ -23,6 +23,7 @@ import tf_keras
 
 from fineprune import __version__
 from fineprune.data import LabelledImages
+from fineprune.files import strict_json
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 from fineprune.progress import Progress, silent
@@ -86,17 +87,6 @@ def repair_record(badnet: LoadedModel, clean_data: str, settings: RepairSettings
         "settings": asdict(settings),
         "result": result.summary(),
     }
-
-
-def strict_json(value: Any) -> Any:
-    """`value` with every NaN or infinite float, at any depth of its lists and dicts, made None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
-    return value
 
 
 @dataclass
