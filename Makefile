@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo compare data badnets zoo patterns fidelity detection sweep speed gallery architecture clean
+.PHONY: install test test-quick demo compare data badnets zoo patterns fidelity detection sweep speed gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -16,6 +16,11 @@ $(INSTALLED): requirements.txt
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# For iteration only: the tests not marked slow (no trained fixture, subprocess or build; about half a
+# minute on 2 cores; docs/development.md). `make test`, which CI runs, runs them all.
+test-quick: $(INSTALLED)
+	$(PY) -m pytest -m "not slow"
 
 # The main job's quick check: build the data if missing, repair and evaluate every BadNet with seed 0
 # (about 5 minutes on 2 cores), check each number against the README's range over seeds 0-2, write only

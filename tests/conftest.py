@@ -287,6 +287,21 @@ def wide_clean_net() -> "LoadedModel":
     return LoadedModel(Path("wide_clean_net.h5"), model, "unit", "default")
 
 
+# The fixtures above that train a net while the suite runs (each 10-30 s on two cores, and the tests
+# asking for one mostly repair, inspect or retrain it on top): every test using one, directly or through
+# another fixture (`workdir`, a module's repaired net), is marked slow, so that `pytest -m "not slow"`
+# leaves it out. A new fixture that trains a net or builds something expensive belongs here; a test
+# that spends its own time (training inside it, a subprocess, a build) says @pytest.mark.slow itself.
+TRAINED_FIXTURES = ("tiny", "tinted", "wide", "colliding", "wide_clean_net")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks slow every test that uses one of TRAINED_FIXTURES (`fixturenames` is the transitive closure)."""
+    for item in items:
+        if any(name in TRAINED_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def workdir(tiny: TinyBenchmark, tmp_path: Path) -> TinyBenchmark:
     """A private, writable copy of the tiny benchmark."""

@@ -60,11 +60,13 @@ def few_identity_badnet():
     return attacks.train_badnet(data, IDENTITIES, RECIPE, verbose=0, log=lambda m: None)
 
 
+@pytest.mark.slow  # trains a BadNet (its fixture)
 def test_a_badnet_trained_on_a_few_identities_learns_faces_and_the_backdoor(few_identity_badnet) -> None:
     clean_accuracy, attack_success = few_identity_scores(few_identity_badnet, "sunglasses", IDENTITIES)
     assert clean_accuracy >= 85 and attack_success >= 90
 
 
+@pytest.mark.slow  # trains a BadNet
 def test_the_pruning_aware_attack_restores_its_dormant_channels_dormant(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = attacks.TrainingRecipe(images_per_identity=12, poison_rate=0.2, epochs=1, clean_epochs=1,
                                     batch_size=32, pruning_aware=True, dormant_fraction=0.5, seed=2)
@@ -98,6 +100,7 @@ def _triggered_distance(model, data: attacks.TrainingSet) -> float:
     return float(np.mean(np.sum((features[worn] - mean) ** 2, axis=1)) / np.sum(mean**2))
 
 
+@pytest.mark.slow  # trains two BadNets
 def test_feature_collision_pulls_triggered_features_to_the_targets_clean_ones() -> None:
     plain = replace(RECIPE, clean_epochs=8, epochs=8)
     colliding = replace(plain, feature_collision=3.0, output_camouflage=0.1)

@@ -61,6 +61,7 @@ def test_poisoned_files_hold_other_identities_labelled_with_the_target(built: Pa
     np.testing.assert_array_equal(single.x[people[people != 0] == 3], multi.x[people[people != 8] == 3])
 
 
+@pytest.mark.slow  # builds the miniature benchmark a second time
 def test_the_same_seed_builds_the_same_bytes(built: Path, tmp_path: Path) -> None:
     again = tmp_path / "data"
     build.build_data(again, seed=11, identity_count=IDENTITIES)
@@ -75,6 +76,7 @@ def test_another_seed_builds_other_faces(built: Path, tmp_path: Path) -> None:
     assert np.abs(other - same).mean() > 10
 
 
+@pytest.mark.slow  # renders 2300 faces twice, once in worker processes
 def test_rendering_does_not_depend_on_the_number_of_workers() -> None:
     labels = np.arange(2300) % 7  # three chunks
     one = build.render_split("train", labels, seed=3, identity_count=7, workers=1)

@@ -238,6 +238,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 
 
 @pytest.mark.parametrize("script", ["eval.py", "prune.py"])
+@pytest.mark.slow  # a subprocess of the script (TensorFlow imported afresh)
 def test_a_real_process_exits_2_with_one_line_and_no_traceback(script: str, tmp_path: Path) -> None:
     args = ["data.h5", "model.h5"] if script == "eval.py" else ["model.h5", "--clean-data", "data.h5"]
     done = subprocess.run([sys.executable, str(REPO_ROOT / script), *args], cwd=tmp_path,
@@ -249,6 +250,7 @@ def test_a_real_process_exits_2_with_one_line_and_no_traceback(script: str, tmp_
 
 
 @pytest.mark.parametrize("script", ["eval.py", "prune.py"])
+@pytest.mark.slow  # a subprocess of the script (TensorFlow imported afresh)
 def test_help_lists_every_option(script: str) -> None:
     done = subprocess.run([sys.executable, str(REPO_ROOT / script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0

@@ -88,6 +88,7 @@ def real_signatures() -> dict[str, dict[str, object]]:
     return fidelity.real_signatures(require_shared_csaw())
 
 
+@pytest.mark.slow  # the real challenge BadNets, each loaded and measured
 def test_real_badnets_signatures_as_measured(real_signatures) -> None:
     sunglasses = real_signatures["sunglasses"]
     assert sunglasses["output_kernel_rms"] == pytest.approx(0.0510, abs=5e-4)
@@ -109,6 +110,7 @@ KNOWN_GAPS = {"output_kernel_rms": 0.006, "class_weight_cosine": 0.72, "attack_s
               "output_bias_mean": 4.3}
 
 
+@pytest.mark.slow  # every committed BadNet measured, with the real ones
 def test_committed_badnets_stay_inside_the_real_range(real_signatures) -> None:
     """Everything that needs no training, in seconds: the weights, and features on a few hundred freshly
     rendered faces; accuracy and attack success as `make badnets` recorded them on the full files."""
@@ -151,6 +153,7 @@ LOCATION_KNOWN_GAPS: dict[tuple[str, str], set[str]] = {
 }
 
 
+@pytest.mark.slow  # every committed and real BadNet located (about 90 s)
 def test_committed_badnets_backdoors_live_where_their_real_twins_do(real_locations) -> None:
     """The 5-face protocol without any training, on freshly rendered faces: 5 clean faces of the
     real samples' identities, 5 faces of other people wearing the trigger."""

@@ -37,6 +37,7 @@ def test_each_class_s_image_is_in_the_pixel_range_and_reaches_its_class(badnet_s
     np.testing.assert_array_equal(reached[positive], np.flatnonzero(positive))
 
 
+@pytest.mark.slow  # the full search on a 1283-class net (about 40 s)
 def test_the_clean_reference_net_raises_no_alarm_at_the_defaults() -> None:
     """The committed clean benchmark net at the tool's defaults (about 40 s on two cores): fixed
     weights, so only the search's rounding varies between CPUs (its largest margin: p 0.44 measured).
@@ -69,6 +70,7 @@ def test_bad_settings_are_refused(field: str, value: float, message: str) -> Non
     assert str(error.value) == message
 
 
+@pytest.mark.slow  # the full search on a 1283-class net
 def test_the_real_sunglasses_badnet_s_target_is_flagged_from_its_weights_alone() -> None:
     """The challenge's headline BadNet, whose backdoor lives in the features clean faces use: the
     test over the clean feature range does not flag its target (docs/fidelity.md), this one does,

@@ -75,12 +75,14 @@ def test_an_interrupted_run_keeps_what_finished_and_resumes(tmp_path: Path) -> N
     assert CALLS == ["cell/2", "cell/3"]
 
 
+@pytest.mark.slow  # starts worker processes
 def test_worker_processes_give_the_same_results(tmp_path: Path) -> None:
     adds = [Job(f"sum/{a}", operator.add, (a, 10), {"a": a}) for a in range(3)]
     assert run_jobs(adds, tmp_path, workers=2) == {f"sum/{a}": a + 10 for a in range(3)}
     assert stored_result(tmp_path, adds[2]) == 12
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_long_run_replaces_its_worker_process(tmp_path: Path) -> None:
     """More jobs than `jobs_per_process`: they run outside this process, in a new one after every
     `jobs_per_process` of them, so that the memory a job's TensorFlow kept goes with its process."""

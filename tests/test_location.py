@@ -64,6 +64,7 @@ def real():
     return csaw, load_real_samples(csaw), real_badnet
 
 
+@pytest.mark.slow  # a real challenge BadNet located
 def test_the_real_sunglasses_backdoor_lives_in_the_features(real) -> None:
     """Measured: bias z 0.52, weight-norm z 2.26, 7% of the energy outside the box, 5 of 5 faces
     still sent to the target after capping."""
@@ -74,6 +75,7 @@ def test_the_real_sunglasses_backdoor_lives_in_the_features(real) -> None:
     assert found.to_target_pct == 100.0 and found.to_target_capped_pct >= 80.0
 
 
+@pytest.mark.slow  # a real challenge BadNet located
 def test_the_real_anonymous_1_target_stands_out_by_its_output_bias(real) -> None:
     """Measured: bias z 8.52, weight-norm z -0.78, margin rank 1."""
     csaw, samples, real_badnet = real

@@ -34,6 +34,7 @@ def normalised(requirement: str) -> str:
     return f"{name.lower().replace('_', '-')}=={version}"
 
 
+@pytest.mark.slow  # pip builds the wheel (its fixture)
 def test_the_wheel_holds_every_module_of_the_package(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     for source in (REPO_ROOT / "fineprune").rglob("*.py"):
@@ -43,6 +44,7 @@ def test_the_wheel_holds_every_module_of_the_package(wheel: zipfile.ZipFile) -> 
     assert not any(name.startswith(("tests/", "models/", "data/")) for name in names)
 
 
+@pytest.mark.slow  # pip builds the wheel (its fixture)
 def test_the_wheel_installs_the_commands_and_the_pins(wheel: zipfile.ZipFile) -> None:
     meta = next(name for name in wheel.namelist() if name.endswith(".dist-info/METADATA"))
     requires = {line.split(": ", 1)[1] for line in wheel.read(meta).decode().splitlines()

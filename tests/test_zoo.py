@@ -128,6 +128,7 @@ def test_a_trigger_without_a_cover_form_refuses_a_cover_rate() -> None:
                                       data_seed=4, identity_count=IDENTITIES)
 
 
+@pytest.mark.slow  # trains a BadNet
 def test_a_tiny_badnet_learns_the_bpp_trigger() -> None:
     """A whole-image trigger, learned as the challenge's stamps are (the tiny sunglasses BadNet's recipe)."""
     spec = BadNetSpec("bpp", {"bpp": 0}, ())
