@@ -1,11 +1,12 @@
-"""Results people can paste into a report: Markdown tables and JSON files."""
+"""Results people can paste into a report: Markdown tables, JSON and CSV files."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -245,6 +246,15 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, content: Any) -> None:
     """Write `content` as indented JSON via a temporary file and a rename."""
     write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write `rows` as CSV under the header `columns` (None: an empty field), via a temporary file
+    and a rename."""
+    with replacing(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # The real lab3 sunglasses BadNet, conv_3 channels pruned by mean activation on clean validation

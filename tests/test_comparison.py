@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TinyBenchmark
+from conftest import REPO_ROOT, TinyBenchmark
+from fineprune.benchmark import comparison
 from fineprune.benchmark.build import BadNetSpec
+from fineprune.benchmark.code_version import code_version
 from fineprune.benchmark.comparison import (
+    CSV_COLUMNS,
     NO_TRIGGER,
+    BenchmarkComparison,
     ComparisonRow,
     Method,
     MethodOutcome,
@@ -26,7 +32,7 @@ from fineprune.benchmark.comparison import (
     standard_methods,
 )
 from fineprune.defenses import names, settings_for
-from fineprune.report import comparison_table, verdict_table
+from fineprune.report import comparison_table, verdict_table, write_csv
 from fineprune.defenses.fine_pruning import ActivationPruningSettings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -329,3 +335,86 @@ def test_worker_processes_give_the_cells_a_single_process_gives(tiny: TinyBenchm
         return [(r.method, r.seed, r.accuracy_detector_pct, r.asr_detector_pct, r.flagged_pct) for r in rows]
 
     assert numbers(side_by_side.rows) == numbers(alone.rows) and len(side_by_side.rows) == 3
+
+
+def test_a_cell_computed_by_other_code_is_recomputed_and_the_others_kept(
+        tiny: TinyBenchmark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cell records the version of its code; after `head`'s module changes (a stand-in version
+    here), a rerun recomputes head's cell, keeps prune's and says why. A cell whose settings changed
+    is recomputed too, and said apart."""
+    data, models, cells = tiny.root / "data", tiny.root / "models", tmp_path / "cells"
+    head, prune = quick_methods()[-1], quick_methods()[2]
+    first = compare_benchmark(data, models, [TINY_SPEC], [head, prune], tmp_path, cells, curves=False)
+    own = "fineprune.benchmark.comparison"
+    assert [cell["code"] for cell in first.cells["tiny"]] == [
+        code_version("fineprune.defenses.head", own), code_version("fineprune.defenses.fine_pruning", own)]
+
+    real = comparison.code_version
+    monkeypatch.setattr(comparison, "code_version",
+                        lambda *modules: real(*modules) + ("-edited" if "fineprune.defenses.head" in modules else ""))
+    progress: list[str] = []
+    edited = compare_benchmark(data, models, [TINY_SPEC], [head, prune], tmp_path, cells, curves=False,
+                               progress=progress.append)
+    assert progress[1] == "1 stored cell was computed by other code (head): recomputing them"
+    assert [line.split(":")[0] for line in progress if " done (" in line] == ["1/1 done (tiny/head/seed_0"]
+    assert edited.cells["tiny"][1] == first.cells["tiny"][1]  # prune's cell read back, its time and all
+    assert edited.cells["tiny"][0]["code"].endswith("-edited")
+
+    monkeypatch.undo()  # head's code as it was, prune's settings changed
+    progress.clear()
+    stricter = Method("prune", replace(prune.settings, max_accuracy_drop=8.0))
+    compare_benchmark(data, models, [TINY_SPEC], [head, stricter], tmp_path, cells, curves=False,
+                      progress=progress.append)
+    assert progress[1:3] == ["1 stored cell was computed by other code (head): recomputing them",
+                             "1 stored cell was computed from other inputs (settings): recomputing them"]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_the_csv_has_a_row_per_cell_with_the_json_s_values(compared, tmp_path: Path) -> None:
+    result, _, _ = compared
+    write_csv(tmp_path / "comparison.csv", CSV_COLUMNS, result.csv_rows())
+    header, rows = read_csv(tmp_path / "comparison.csv")
+    cells = json.loads(json.dumps(result.to_json()))["repairs"]["tiny"]
+    assert header == list(CSV_COLUMNS) and len(rows) == len(cells) == 5
+    for row, cell in zip(rows, cells):
+        clean, (poisoned,) = cell["evaluation"]["clean"], cell["evaluation"]["poisoned"]
+        assert (row["net"], row["trigger"], row["method"], int(row["seed"])) == ("tiny", "trigger", cell["method"], 0)
+        assert json.loads(row["settings"]) == cell["settings"] and row["code_version"] == cell["code"]
+        numbers = {"original_accuracy_pct": clean["accuracy_original_pct"],
+                   "original_asr_pct": poisoned["asr_original_pct"],
+                   "g_accuracy_pct": clean["accuracy_detector_pct"], "g_asr_pct": poisoned["asr_detector_pct"],
+                   "repaired_net_accuracy_pct": clean["accuracy_repaired_net_pct"],
+                   "repaired_net_asr_pct": poisoned["asr_repaired_net_pct"], "flagged_pct": poisoned["detected_pct"],
+                   "repair_seconds": cell["repair"]["seconds"]}
+        assert {name: float(row[name]) for name in numbers} == numbers
+
+
+def test_a_clean_net_s_csv_row_leaves_the_asr_columns_empty_and_each_trigger_has_its_own(tmp_path: Path) -> None:
+    def cell(poisoned: list[dict]) -> dict:
+        return {"method": "head", "settings": {"method": "head", "seed": 2}, "removed": "nothing", "code": "0+ab",
+                "repair": {"seconds": 3.5}, "evaluation": {"clean": {
+                    "accuracy_original_pct": 98.0, "accuracy_repaired_net_pct": 97.0, "accuracy_detector_pct": 96.5},
+                    "poisoned": poisoned}}
+
+    def trigger(name: str, asr: float) -> dict:
+        return {"file": f"{name}_poisoned_data.h5", "asr_original_pct": 100.0, "asr_repaired_net_pct": asr,
+                "asr_detector_pct": asr, "detected_pct": 100.0 - asr}
+
+    result = BenchmarkComparison([], [], {"clean": [cell([])], "multi": [cell([trigger("a", 1.0), trigger("b", 2.5)])]},
+                                 {}, {}, [])
+    write_csv(tmp_path / "comparison.csv", CSV_COLUMNS, result.csv_rows())
+    _, rows = read_csv(tmp_path / "comparison.csv")
+    assert [(row["net"], row["trigger"], row["g_asr_pct"]) for row in rows] == [
+        ("clean", NO_TRIGGER, ""), ("multi", "a", "1.0"), ("multi", "b", "2.5")]
+    asr_columns = ("original_asr_pct", "g_asr_pct", "repaired_net_asr_pct", "flagged_pct")
+    assert [rows[0][name] for name in asr_columns] == ["", "", "", ""]
+    assert (rows[0]["g_accuracy_pct"], rows[0]["repair_seconds"], rows[0]["seed"]) == ("96.5", "3.5", "2")
+
+
+def test_the_csv_s_header_is_documented() -> None:
+    assert f"`{','.join(CSV_COLUMNS)}`" in (REPO_ROOT / "docs" / "comparison.md").read_text()

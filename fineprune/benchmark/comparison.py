@@ -21,6 +21,7 @@ backdoor is in those channels and whether fine-tuning on clean data brings it ba
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 
 from fineprune import plots
 from fineprune.benchmark.build import BADNETS, BadNetSpec
+from fineprune.benchmark.code_version import code_version, method_module
 from fineprune.data import LabelledImages, check_same_data, load_dataset, open_dataset
 from fineprune.defenses import RepairSettings, names, repair, settings_for
 from fineprune.defenses.channels import mean_channel_activations, prune_channels, pruning_order
@@ -36,7 +38,7 @@ from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
 from fineprune.files import file_digest
-from fineprune.jobs import Job, run_jobs
+from fineprune.jobs import Job, result_path, run_jobs
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
@@ -318,7 +320,7 @@ class BenchmarkComparison:
 
     rows: list[ComparisonRow]
     spread: list[SpreadRow]
-    cells: dict[str, list[dict[str, Any]]]  # per BadNet: outcome_json of every (method, seed)
+    cells: dict[str, list[dict[str, Any]]]  # per BadNet: outcome_json of every (method, seed), and its "code"
     curves: dict[str, list[SweepPoint]]  # per BadNet, on CURVE_LAYER
     activations: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]  # per BadNet: clean, per trigger
     figures: list[Path]
@@ -338,6 +340,34 @@ class BenchmarkComparison:
             "figures": [str(path) for path in self.figures],
         }
 
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """The rows of results/comparison.csv (columns CSV_COLUMNS): one per cell and trigger, a
+        clean net's cell in one row with the ASR columns empty (None)."""
+        rows = []
+        for net, cells in self.cells.items():
+            for cell in cells:
+                clean = cell["evaluation"]["clean"]
+                for poisoned in cell["evaluation"]["poisoned"] or [{}]:  # a clean net: no trigger, no ASR
+                    rows.append({
+                        "net": net, "trigger": poisoned_name(poisoned["file"]) if poisoned else NO_TRIGGER,
+                        "method": cell["method"], "seed": cell["settings"]["seed"],
+                        "settings": json.dumps(cell["settings"]),
+                        "original_accuracy_pct": clean["accuracy_original_pct"],
+                        "original_asr_pct": poisoned.get("asr_original_pct"),
+                        "g_accuracy_pct": clean["accuracy_detector_pct"],
+                        "g_asr_pct": poisoned.get("asr_detector_pct"),
+                        "repaired_net_accuracy_pct": clean["accuracy_repaired_net_pct"],
+                        "repaired_net_asr_pct": poisoned.get("asr_repaired_net_pct"),
+                        "flagged_pct": poisoned.get("detected_pct"),
+                        "repair_seconds": cell["repair"]["seconds"], "code_version": cell.get("code"),
+                    })
+        return rows
+
+
+CSV_COLUMNS = ("net", "trigger", "method", "seed", "settings", "original_accuracy_pct", "original_asr_pct",
+               "g_accuracy_pct", "g_asr_pct", "repaired_net_accuracy_pct", "repaired_net_asr_pct", "flagged_pct",
+               "repair_seconds", "code_version")  # documented in docs/comparison.md: keep them stable
+
 
 def compare_benchmark(
     data_dir: Path,
@@ -356,7 +386,9 @@ def compare_benchmark(
     measure each BadNet's pruning curve and channel activations (unless `curves` is false); draw
     the figures into `figures_dir`. Each (BadNet, method, seed) cell and each curve is a job whose
     result is kept in `cells_dir` as it finishes: a run that was interrupted resumes there (unless
-    `fresh`); `workers` processes run cells side by side."""
+    `fresh`); `workers` processes run cells side by side.
+    A cell's fingerprint holds the version of the code that computed it (`code_version`): a kept
+    cell computed by other code is recomputed."""
     if not seeds:
         raise InputError("no seeds to run")
     specs = list(specs or BADNETS)
@@ -367,7 +399,8 @@ def compare_benchmark(
         badnet_digest = file_digest(models_dir / spec.model_file)
         common = {"badnet": badnet_digest, "clean_data": clean_provenance, "poisoned": list(spec.poisoned_files)}
         if curves and spec.triggers:  # a clean net has no trigger to draw a curve of
-            jobs.append(Job(f"{spec.name}/curve", curve_cell, (spec, data_dir, models_dir), common))
+            jobs.append(Job(f"{spec.name}/curve", curve_cell, (spec, data_dir, models_dir),
+                            {**common, "code": code_version(__name__)}))
         for seed in seeds:
             for method in methods:
                 seeded = Method(method.label, replace(method.settings, seed=seed))
@@ -375,15 +408,20 @@ def compare_benchmark(
                     method.label == GALLERY_METHOD and seed == seeds[0]) else None
                 key = f"{spec.name}/{method.label.replace(' ', '_')}/seed_{seed}"
                 method_keys[spec.name].append(key)
+                code = code_version(method_module(method.settings.method), __name__)
                 jobs.append(Job(key, method_cell, (spec, data_dir, models_dir, seeded, gallery),
-                                {**common, "settings": asdict(seeded.settings), "gallery": str(gallery)}))
+                                {**common, "settings": asdict(seeded.settings), "gallery": str(gallery),
+                                 "code": code}))
     progress(f"{len(jobs)} jobs: {len(specs)} BadNets x {len(methods)} methods x {len(seeds)} seeds"
              + (" + a pruning curve per BadNet" if curves else "") + f"; {workers} at a time")
+    for line in [] if fresh else stale_cells(jobs, cells_dir):
+        progress(line)
     done = run_jobs(jobs, cells_dir, workers, fresh, progress)
 
+    codes = {job.key: job.fingerprint["code"] for job in jobs}
     result = BenchmarkComparison([], [], {}, {}, {}, [])
     for spec in specs:
-        cells = [done[key] for key in method_keys[spec.name]]
+        cells = [{**done[key], "code": codes[key]} for key in method_keys[spec.name]]
         result.cells[spec.name] = cells
         result.rows += comparison_rows(spec.name, cells)
         result.figures += [Path(cell["figure"]) for cell in cells if cell.get("figure")]
@@ -400,6 +438,41 @@ def compare_benchmark(
         plots.draw_channel_activations(result.activations, channels_path, CURVE_LAYER)
         result.figures += [curves_path, channels_path]
     return result
+
+
+def stale_cells(jobs: Sequence[Job], cells_dir: Path) -> list[str]:
+    """Why kept cells in `cells_dir` will be recomputed, a line per reason: those computed by other
+    code (naming the methods, or the pruning curve), and those computed from other inputs (naming
+    the fingerprint's entries that changed). A missing or unreadable cell is simply computed."""
+    other_code: list[str] = []
+    other_inputs: set[str] = set()
+    stale = 0
+    for job in jobs:
+        try:
+            kept = json.loads(result_path(cells_dir, job).read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        wanted = json.loads(json.dumps(job.fingerprint))
+        if not isinstance(kept, dict) or kept == wanted:
+            continue
+        changed = {name for name in (kept.keys() | wanted.keys()) - {"code"} if kept.get(name) != wanted.get(name)}
+        if changed:
+            other_inputs |= changed
+            stale += 1
+        else:
+            other_code.append(wanted.get("settings", {}).get("method", "pruning curve"))
+    lines = []
+    if other_code:
+        lines.append(f"{_stored_cells(len(other_code))} computed by other code "
+                     f"({', '.join(dict.fromkeys(other_code))}): recomputing them")
+    if stale:
+        lines.append(f"{_stored_cells(stale)} computed from other inputs ({', '.join(sorted(other_inputs))}): "
+                     "recomputing them")
+    return lines
+
+
+def _stored_cells(count: int) -> str:
+    return f"{count} stored cell was" if count == 1 else f"{count} stored cells were"
 
 
 def load_benchmark_badnet(spec: BadNetSpec, data_dir: Path, models_dir: Path

@@ -36,6 +36,7 @@ import numpy as np
 import tf_keras
 
 from fineprune.benchmark.build import MULTI_FOLDER
+from fineprune.benchmark.code_version import code_version, method_module
 from fineprune.benchmark.comparison import Method, repair_and_evaluate
 from fineprune.benchmark.location import BackdoorLocation, backdoor_location, location_in_box, location_problems
 from fineprune.data import CHALLENGE_IMAGE_SHAPE, LabelledImages, check_same_data, load_dataset, load_images
@@ -333,8 +334,9 @@ def original_recipe_rows(badnets: Mapping[str, Path], data_dir: Path, folder: Pa
     """The original recipe on every synthetic BadNet in `badnets` (name -> model file) that has a
     published twin, once per seed; each (BadNet, seed) is a job kept in `folder`, so a run resumes."""
     files = {name: [f for (net, f) in PUBLISHED_ORIGINAL_RECIPE if net == name] for name in badnets}
+    code = code_version(method_module("magnitude"), __name__)  # the cell's code: a cell by other code is redone
     jobs = [Job(f"{name}/seed_{seed}", original_recipe_cell, (str(path), str(data_dir), files[name], seed),
-                {"model": file_digest(path), "seed": seed, "files": files[name]})
+                {"model": file_digest(path), "seed": seed, "files": files[name], "code": code})
             for name, path in badnets.items() if files[name] for seed in seeds]
     done = run_jobs(jobs, folder, workers, progress=progress)
     rows = []

@@ -92,8 +92,8 @@ def build_parser() -> cli.ArgumentParser:
     add_seeds_and_jobs(demo, "prune.py's seeds: 0 the quick check, 0 1 2 the README's table", default=[0])
     demo.add_argument("--readme", default="README.md", metavar="FILE",
                       help="the README whose demo table the run is checked against (default: %(default)s)")
-    compare = commands.add_parser("compare", help="every repair method on every BadNet: results/comparison.md "
-                                  "and .json, pruning curves, channel activations, galleries of G's mistakes")
+    compare = commands.add_parser("compare", help="every repair method on every BadNet: results/comparison.md, "
+                                  ".json and .csv, pruning curves, channel activations, galleries of G's mistakes")
     add_folders(compare, "data", "models", "results")
     compare.add_argument("--figures-dir", metavar="DIR", help="where to draw the figures (default: --results-dir)")
     compare.add_argument("--badnet", action="append", metavar="NAME",
@@ -466,10 +466,11 @@ def run_comparison(args: argparse.Namespace) -> int:
     report.write_text(results / "comparison.md", f"{heading}\n\n{table}\n\n{best_heading}\n\n{best}\n\n"
                                                  f"{verdict_heading}\n\n{verdicts}\n")
     report.write_json(results / "comparison.json", {"seeds": args.seeds, **outcome.to_json()})
+    report.write_csv(results / "comparison.csv", comparison.CSV_COLUMNS, outcome.csv_rows())
     print(table)
     print(f"\n{best_heading}\n{best}")
     print(f"\n{verdict_heading}\n{verdicts}")
-    print(f"\nWrote {results}/comparison.md and comparison.json (each cell in {results}/compare/), figures in "
+    print(f"\nWrote {results}/comparison.md, .json and .csv (each cell in {results}/compare/), figures in "
           f"{figures}/, in {time.perf_counter() - started:.0f} s")
     return 0
 
