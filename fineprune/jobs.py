@@ -1,31 +1,38 @@
-"""Independent jobs whose results are kept as they finish: a long run that resumes and spreads.
+"""Independent jobs whose results are kept as they finish: a long run that resumes, on one machine
+or on a cluster.
 
 A job is a picklable call (a module-level function and its arguments) with a key, the name of its
 result file, and a fingerprint, everything its result depends on. `run_jobs` skips every job
-whose result file already holds the same fingerprint, runs the others, in this process or in
-`workers` spawned processes, and writes each result the moment it arrives (atomically, see
-`files.replacing`), so an interrupted run loses only the jobs still running. It reports jobs done,
-left and the time to go.
+whose result file already holds the same fingerprint, runs the others, and writes each result the
+moment it arrives (atomically, see `files.replacing`), so an interrupted run loses only the jobs
+still running. It reports jobs done, left and the time to go.
 
-A long run never stays in one process: TensorFlow gives back only part of the memory each model
-took until its process ends (one process running the comparison's cells grew by about 240 MB a
-cell and was killed for lack of memory after 102 cells on a 24 GiB machine), so a worker process
-is replaced after `jobs_per_process` jobs (a new pool for each batch of them), and only a run of
-that many jobs or fewer, with one worker, stays in the calling process.
+The jobs run on Dask's distributed engine (`dask.distributed`): by default a local cluster of
+`workers` processes started for the run, each with an equal share of the cores and of the memory;
+with `scheduler`, a running cluster at that address (`dask scheduler` and `dask worker ADDRESS`
+on the machines; every worker needs the package installed and the data and models at the paths
+the jobs name). A worker that dies, or that its nanny restarts for growing past its memory limit,
+has its job run again elsewhere. That limit matters here: TensorFlow gives back only part of the
+memory each model took until its process ends (one process running the comparison's cells grew
+by about 240 MB a cell and was killed for lack of memory after 102 cells on a 24 GiB machine).
+
+A run of a few jobs with one worker and no scheduler stays in the calling process.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
+import logging
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from fineprune.errors import InputError
 from fineprune.files import replacing
+from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -42,19 +49,26 @@ def result_path(folder: Path, job: Job) -> Path:
     return folder / f"{job.key}.json"
 
 
-def stored_result(folder: Path, job: Job) -> Any | None:
-    """The job's stored result if its file exists and has the job's fingerprint, else None."""
-    path = result_path(folder, job)
+def stored_record(folder: Path, job: Job) -> dict[str, Any] | None:
+    """What the job's result file holds ("fingerprint", "result", "seconds"), or None if it is
+    missing or unreadable."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(result_path(folder, job).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("fingerprint") != json.loads(json.dumps(job.fingerprint)):
+    return record if isinstance(record, dict) else None
+
+
+def stored_result(folder: Path, job: Job) -> Any | None:
+    """The job's stored result if its file exists and has the job's fingerprint, else None."""
+    record = stored_record(folder, job)
+    if record is None or record.get("fingerprint") != json.loads(json.dumps(job.fingerprint)):
         return None
     return record.get("result")
 
 
-JOBS_PER_PROCESS = 10  # a worker process is replaced after this many jobs (see the module's docstring)
+IN_PROCESS_JOBS = 10  # at most this many jobs, with one worker and no scheduler, run in the calling process
+MEMORY_SHARE = 0.75  # of the machine's memory, split between the local workers; a worker past it is restarted
 
 
 def default_workers() -> int:
@@ -62,16 +76,13 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = False,
-             progress: Callable[[str], None] = lambda message: None,
-             jobs_per_process: int = JOBS_PER_PROCESS) -> dict[str, Any]:
-    """Every job's result by key: stored ones read back (unless `fresh`), the others run with
-    `workers` processes, each replaced after `jobs_per_process` jobs (one worker and no more jobs
-    than that: in this process), and stored as each finishes."""
+def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = False, progress: Progress = silent,
+             scheduler: str | None = None) -> dict[str, Any]:
+    """Every job's result by key: stored ones read back (unless `fresh`), the others run on a local
+    cluster of `workers` processes, or on the cluster whose scheduler is at `scheduler` (a few jobs
+    with one worker: in this process), and stored as each finishes."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if jobs_per_process < 1:
-        raise ValueError(f"jobs_per_process must be at least 1, got {jobs_per_process}")
     results: dict[str, Any] = {}
     pending = []
     for job in jobs:
@@ -91,47 +102,121 @@ def run_jobs(jobs: list[Job], folder: Path, workers: int = 1, fresh: bool = Fals
         results[job.key] = result
         progress(clock.finished(job.key, seconds))
 
-    if (workers == 1 and len(pending) <= jobs_per_process) or len(pending) <= 1:
+    if scheduler is None and (len(pending) <= 1 or (workers == 1 and len(pending) <= IN_PROCESS_JOBS)):
         for job in pending:
-            started = time.perf_counter()
-            keep(job, job.function(*job.args), time.perf_counter() - started)
-        return results
-    threads = max(1, (os.cpu_count() or 2) // workers)
-    batch = workers * jobs_per_process  # a fresh pool for each batch: its processes end with it
-    for start in range(0, len(pending), batch):
-        _run_in_pool(pending[start:start + batch], workers, threads, keep)
+            keep(job, *_timed(job.function, job.args))
+    elif pending:
+        _run_on_cluster(pending, workers, scheduler, keep, progress)
     return results
 
 
-def _run_in_pool(jobs: list[Job], workers: int, threads: int, keep: Callable[[Job, Any, float], None]) -> None:
-    """`jobs` in `workers` new processes, each result kept as it arrives. (The pool's own
-    `max_tasks_per_child` would replace processes too, but hangs on Python 3.11: CPython issue 115634.)"""
-    context = multiprocessing.get_context("spawn")  # a fresh TensorFlow per worker, never a forked one
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
-        running: dict[Future, Job] = {pool.submit(_timed, job.function, job.args): job for job in jobs}
+def _run_on_cluster(jobs: list[Job], workers: int, scheduler: str | None,
+                    keep: Callable[[Job, Any, float], None], progress: Progress) -> None:
+    """`jobs` on a Dask cluster (a local one of `workers` processes, or the one at `scheduler`),
+    each result kept as it arrives; a job's error is raised here."""
+    from distributed import as_completed
+
+    with ExitStack() as stack:
+        stack.enter_context(_quiet_logger("distributed"))  # its log lines are not the user's progress
+        client = stack.enter_context(_client(workers, scheduler))
+        if client.dashboard_link and _has_dashboard():
+            progress(f"Dask dashboard: {client.dashboard_link}")
+        futures = {client.submit(_timed, job.function, job.args, key=f"{job.key}-{id(job)}", pure=False): job
+                   for job in jobs}
         try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result, seconds = future.result()
-                    keep(running.pop(future), result, seconds)
+            for future in as_completed(futures):
+                result, seconds = future.result()
+                keep(futures[future], result, seconds)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            client.cancel(list(futures))
             raise
 
 
-def _start_worker(threads: int) -> None:
-    """A worker's TensorFlow uses `threads` threads, so that the workers share the cores."""
+def _client(workers: int, scheduler: str | None):
+    """A Dask client: of the scheduler at `scheduler`, or of a new local cluster of `workers`
+    processes (one thread each, TensorFlow's threads and the memory split between them)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(f"--scheduler {scheduler}: no Dask scheduler answers there ({reason})") from None
+    from distributed.system import MEMORY_LIMIT  # the machine's memory, or its container's limit
+
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    memory = int(MEMORY_LIMIT * MEMORY_SHARE / workers)
+    with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                          "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95,
+                          "distributed.scheduler.allowed-failures": 3}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory,
+                               dashboard_address=":0" if _has_dashboard() else None, silence_logs=logging.ERROR,
+                               env={"OMP_NUM_THREADS": str(threads), "FINEPRUNE_WORKER_THREADS": str(threads),
+                                    "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return _ClusterClient(Client(cluster), cluster)
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Only critical messages from the logger `name` (and below it) within the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _ClusterClient:
+    """A client and the local cluster it owns, closed together."""
+
+    def __init__(self, client, cluster) -> None:
+        self.client, self.cluster = client, cluster
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+def _has_dashboard() -> bool:
+    """Whether Dask can serve its dashboard here (it needs bokeh, which this project does not install)."""
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_threads_set = False  # whether this process has set TensorFlow's threads for its jobs
+
+
+def _tensorflow_threads() -> None:
+    """In a local worker, before its first job: its TensorFlow uses its share of the cores
+    (FINEPRUNE_WORKER_THREADS, set by `_client`), so that the workers share the machine. Elsewhere
+    TensorFlow keeps its own default."""
+    global _threads_set
+    threads = os.environ.get("FINEPRUNE_WORKER_THREADS")
+    if threads is None or _threads_set:
+        return
+    _threads_set = True
     from fineprune import cli
 
     cli.quiet_tensorflow()
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    tf.config.threading.set_inter_op_parallelism_threads(int(threads))
 
 
 def _timed(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
+    """`function(*args)` and the seconds it took (in a worker, its threads set first)."""
+    _tensorflow_threads()
     started = time.perf_counter()
     return function(*args), time.perf_counter() - started
 

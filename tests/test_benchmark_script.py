@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import assert_bad_input, file_digests
 from fineprune.data import load_dataset
@@ -162,3 +163,15 @@ def test_the_demo_names_each_number_outside_the_readmes_range_and_still_exits_0(
     assert "2 of 3 numbers inside the README's ranges; a seed repeats a run exactly only" in result.out
     assert not models.exists()
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["demo", "results.json", "results.md"]
+
+
+@pytest.mark.slow  # waits for a scheduler that never answers
+def test_a_scheduler_where_nothing_listens_is_refused_in_one_line(run_cli, tmp_path: Path, monkeypatch) -> None:
+    from fineprune.benchmark import build
+
+    monkeypatch.setattr(build, "BADNETS", [build.BadNetSpec("tiny", {"trigger": 0}, ("trigger_poisoned_data.h5",))])
+    monkeypatch.setattr(build, "ensure_data", lambda data, progress=None: None)
+    result = run_cli("benchmark", "demo", "--scheduler", "tcp://127.0.0.1:9", "--results-dir", tmp_path / "results")
+    assert_bad_input(result, "benchmark.py", "--scheduler tcp://127.0.0.1:9: no Dask scheduler answers there")
+    assert not (tmp_path / "results" / "results.md").exists()
+

@@ -3,6 +3,7 @@ the table and summary they make, and the margins kept so that a run resumes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from fineprune.benchmark.detection_check import (NetToJudge, check_detection, de
                                                  judge, net_margins)
 from fineprune.detection.input_margins import InputMarginSettings
 from fineprune.detection.margins import MarginTestSettings
+from fineprune.models import save_model
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def ordinary() -> np.ndarray:
 
 
 def as_net(name: str, kind: str, targets: tuple[int, ...]) -> NetToJudge:
-    return NetToJudge(name, kind, None, targets, np.zeros((5, 55, 47, 3), np.float32))  # margins given: no net needed
+    return NetToJudge(name, kind, Path("unused.h5"), None, targets, np.zeros((5, 55, 47, 3), np.float32))  # margins given
 
 
 def test_judging_counts_each_test_s_flags_and_ranks_the_targets(ordinary: np.ndarray) -> None:
@@ -54,17 +56,18 @@ def test_the_table_and_summary_say_what_was_flagged(ordinary: np.ndarray) -> Non
 
 
 def test_margins_are_kept_and_a_run_resumes_from_them(wide: TintedBadNet, tmp_path: Path) -> None:
-    net = NetToJudge("wide", "synthetic", wide.badnet, (TARGET,), wide.clean.x[:5])
+    model = tmp_path / "wide_bd_net.h5"
+    save_model(wide.badnet.model, model, {"input_scale": "unit"})
+    net = NetToJudge("wide", "synthetic", model, None, (TARGET,), wide.clean.x[:5])
     quick, brief = MarginTestSettings(margin_steps=50, significance=0.01), InputMarginSettings(input_steps=100)
-    (first,) = check_detection([net], quick, brief, tmp_path)
-    (kept,) = tmp_path.glob("synthetic_wide_*.npz")
-    assert first.targets_flagged("both") == [TARGET]
-    margins = net_margins(net, quick, brief, tmp_path)
-    with np.load(kept) as stored:
-        np.testing.assert_array_equal(stored["input"], margins["input"])
-    kept.write_bytes(b"")  # a resumed run reads the file, not the net: a damaged one shows
-    with pytest.raises(Exception):
-        net_margins(net, quick, brief, tmp_path)
-    assert len(list(tmp_path.glob("*.npz"))) == 1
-    net_margins(net, quick, InputMarginSettings(input_steps=5), tmp_path)  # other settings: their own file
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    said: list[str] = []
+    (first,) = check_detection([net], tmp_path / "kept", quick, brief, said.append)
+    kept = tmp_path / "kept" / "synthetic_wide.json"
+    assert first.targets_flagged("both") == [TARGET] and said[-1].startswith("1/1 done")
+    stored = json.loads(kept.read_text())
+    np.testing.assert_allclose(stored["result"]["input"], net_margins(net, quick, brief)["input"], rtol=1e-6)
+    said.clear()
+    (again,) = check_detection([net], tmp_path / "kept", quick, brief, said.append)  # read back, not measured
+    assert again == first and said == [f"1 of 1 jobs already done in {tmp_path / 'kept'}/; 0 to run"]
+    check_detection([net], tmp_path / "kept", quick, InputMarginSettings(input_steps=5), said.append)
+    assert said[-1].startswith("1/1 done")  # other settings: measured again

@@ -1,6 +1,7 @@
 """Tests for fineprune.jobs: results are kept as they finish, read back on the next run unless
-their fingerprint changed, an interrupted run resumes, worker processes give the same results, and
-a long run does not stay in one process."""
+their fingerprint changed, an interrupted run resumes, a local Dask cluster gives the same results,
+a long run does not stay in one process, a worker that dies has its job run again, and a scheduler
+that does not answer is refused in one line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fineprune import jobs as jobs_module
+from fineprune.errors import InputError
 from fineprune.jobs import Job, default_workers, run_jobs, stored_result
 
 CALLS: list[str] = []
@@ -82,17 +85,39 @@ def test_worker_processes_give_the_same_results(tmp_path: Path) -> None:
     assert stored_result(tmp_path, adds[2]) == 12
 
 
+def die_once(marker: str) -> int:
+    """A job whose first try kills the process running it, as a crash or an out-of-memory kill would."""
+    if not Path(marker).exists():
+        Path(marker).write_text("tried")
+        os._exit(1)
+    return os.getpid()
+
+
 @pytest.mark.slow  # starts worker processes
-def test_a_long_run_replaces_its_worker_process(tmp_path: Path) -> None:
-    """More jobs than `jobs_per_process`: they run outside this process, in a new one after every
-    `jobs_per_process` of them, so that the memory a job's TensorFlow kept goes with its process."""
-    pids = run_jobs([Job(f"pid/{n}", os.getpid, (), {"n": n}) for n in range(3)], tmp_path, jobs_per_process=2)
-    assert pids["pid/0"] == pids["pid/1"] != pids["pid/2"] and os.getpid() not in pids.values()
+def test_a_long_run_leaves_this_process_and_a_killed_worker_has_its_job_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More jobs than run in this process go to a local Dask cluster; a worker that dies mid-job
+    (here on purpose; in a long run, killed for memory or restarted by its nanny past its memory
+    limit) is replaced, and its job run again."""
+    monkeypatch.setattr(jobs_module, "IN_PROCESS_JOBS", 1)
+    marker = tmp_path / "tried"
+    found = run_jobs([Job("pid/0", os.getpid, (), {"n": 0}), Job("pid/1", die_once, (str(marker),), {"n": 1})],
+                     tmp_path / "cells", workers=1)
+    assert marker.read_text() == "tried" and os.getpid() not in found.values()
+    assert stored_result(tmp_path / "cells", Job("pid/1", die_once, (), {"n": 1})) == found["pid/1"]
+
+
+@pytest.mark.slow  # waits for a scheduler that never answers
+def test_a_scheduler_where_nothing_listens_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as refused:
+        run_jobs(jobs(1, 2), tmp_path, scheduler="tcp://127.0.0.1:9")
+    message = str(refused.value)
+    assert message.startswith("--scheduler tcp://127.0.0.1:9: no Dask scheduler answers there") and "\n" not in message
+    assert CALLS == [] and not (tmp_path / "cell").exists()
 
 
 def test_workers_are_checked() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         run_jobs([], Path("."), workers=0)
-    with pytest.raises(ValueError, match="jobs_per_process must be at least 1, got 0"):
-        run_jobs([], Path("."), jobs_per_process=0)
     assert default_workers() >= 1

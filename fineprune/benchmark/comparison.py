@@ -381,12 +381,13 @@ def compare_benchmark(
     fresh: bool = False,
     progress: Callable[[str], None] = lambda message: None,
     curves: bool = True,
+    scheduler: str | None = None,
 ) -> BenchmarkComparison:
     """Run every method with every seed on every benchmark BadNet (or those in `specs`), and
     measure each BadNet's pruning curve and channel activations (unless `curves` is false); draw
     the figures into `figures_dir`. Each (BadNet, method, seed) cell and each curve is a job whose
     result is kept in `cells_dir` as it finishes: a run that was interrupted resumes there (unless
-    `fresh`); `workers` processes run cells side by side.
+    `fresh`); `workers` local processes run cells side by side, or the Dask cluster at `scheduler`.
     A cell's fingerprint holds the version of the code that computed it (`code_version`): a kept
     cell computed by other code is recomputed."""
     if not seeds:
@@ -416,7 +417,7 @@ def compare_benchmark(
              + (" + a pruning curve per BadNet" if curves else "") + f"; {workers} at a time")
     for line in [] if fresh else stale_cells(jobs, cells_dir):
         progress(line)
-    done = run_jobs(jobs, cells_dir, workers, fresh, progress)
+    done = run_jobs(jobs, cells_dir, workers, fresh, progress, scheduler)
 
     codes = {job.key: job.fingerprint["code"] for job in jobs}
     result = BenchmarkComparison([], [], {}, {}, {}, [])

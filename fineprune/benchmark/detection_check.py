@@ -4,8 +4,9 @@
 - over the input space (MM-BD's own form, no clean data);
 - over the clean feature range, from 5 clean faces and their fixed augmentations (the protocol of
   `location.box_faces`, since the real nets come with only 5 clean faces);
-and a class counts as flagged by `both` when either test flags it. Each net's margins are kept in
-a folder, so an interrupted run resumes.
+and a class counts as flagged by `both` when either test flags it. Each net's margins are a job
+of `fineprune.jobs` (a local Dask cluster, or a running one), kept in a folder as it finishes, so
+an interrupted run resumes.
 
 Measured on the five real BadNets (their 7 targets: sunglasses 0, anonymous_1 0, anonymous_2 4,
 multi-trigger 1, 5 and 8, lab3 0), on every benchmark BadNet, and on the clean benchmark nets,
@@ -14,16 +15,20 @@ where every flag is a false alarm.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from fineprune.benchmark.code_version import code_version
 from fineprune.benchmark.location import box_faces
 from fineprune.detection.input_margins import InputMarginSettings, input_margins
 from fineprune.detection.margins import MarginTestSettings, flag_classes, gamma_test, scan_margins
-from fineprune.models import LoadedModel
+from fineprune.files import file_digest
+from fineprune.jobs import Job, run_jobs
+from fineprune.models import load_model
 from fineprune.report import markdown_table
 
 TESTS = ("input", "features")
@@ -40,11 +45,13 @@ REAL_TARGETS: dict[str, tuple[tuple[int, ...], str]] = {
 
 @dataclass(frozen=True)
 class NetToJudge:
-    """A net, its true targets (none for a clean net), and the 5 clean faces of its own data."""
+    """A net's file, its true targets (none for a clean net), and the 5 clean faces of its own data:
+    what a worker needs to measure its margins."""
 
     name: str
     kind: str  # "real", "synthetic" or "clean"
-    net: LoadedModel
+    model: Path
+    input_scale: str | None  # None: what the file records
     targets: tuple[int, ...]
     clean_faces: np.ndarray
 
@@ -76,21 +83,21 @@ class JudgedNet:
         return [c for c in self.targets if c in self.flagged[test]]
 
 
-def net_margins(net: NetToJudge, settings: MarginTestSettings, input_settings: InputMarginSettings,
-                folder: Path | None) -> dict[str, np.ndarray]:
-    """Both tests' margins for every class of `net`, read from `folder` when a run already kept them."""
-    key = (f"in{input_settings.input_steps}x{input_settings.input_starts}r{input_settings.input_rate:g}"
-           f"_fe{settings.margin_steps}")  # the settings the margins depend on
-    kept = None if folder is None else folder / f"{net.kind}_{net.name}_{key}.npz"
-    if kept is not None and kept.exists():
-        with np.load(kept) as stored:
-            return {test: stored[test] for test in TESTS}
-    margins = {"input": input_margins(net.net, input_settings)[0],
-               "features": scan_margins(net.net, box_faces(net.clean_faces), settings).margins}
-    if kept is not None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(kept, **margins)
-    return margins
+def net_margins(net: NetToJudge, settings: MarginTestSettings,
+                input_settings: InputMarginSettings) -> dict[str, list[float]]:
+    """Both tests' margins for every class of `net` (a job: it loads the net itself)."""
+    loaded = load_model(net.model, net.input_scale)
+    return {"input": input_margins(loaded, input_settings)[0].tolist(),
+            "features": scan_margins(loaded, box_faces(net.clean_faces), settings).margins.tolist()}
+
+
+def margins_job(net: NetToJudge, settings: MarginTestSettings, input_settings: InputMarginSettings) -> Job:
+    """`net_margins` as a job, redone when the net's file, its faces, the settings or the code
+    that measures them change."""
+    return Job(f"{net.kind}_{net.name}", net_margins, (net, settings, input_settings), {
+        "model": file_digest(net.model), "input_scale": net.input_scale,
+        "faces": hashlib.sha256(np.ascontiguousarray(net.clean_faces, np.float32).tobytes()).hexdigest(),
+        "settings": asdict(settings), "input_settings": asdict(input_settings), "code": code_version(__name__)})
 
 
 def judge(net: NetToJudge, margins: dict[str, np.ndarray], settings: MarginTestSettings) -> JudgedNet:
@@ -107,15 +114,16 @@ def judge(net: NetToJudge, margins: dict[str, np.ndarray], settings: MarginTestS
     return JudgedNet(net.name, net.kind, net.targets, flagged, found)
 
 
-def check_detection(nets: Sequence[NetToJudge], settings: MarginTestSettings = MarginTestSettings(),
-                    input_settings: InputMarginSettings = InputMarginSettings(), folder: Path | None = None,
-                    say: Callable[[str], None] = lambda message: None) -> list[JudgedNet]:
-    """Both margin tests on every net (margins kept in `folder`, so a run resumes)."""
-    judged = []
-    for number, net in enumerate(nets):
-        say(f"detection: {net.kind} {net.name} ({number + 1}/{len(nets)})")
-        judged.append(judge(net, net_margins(net, settings, input_settings, folder), settings))
-    return judged
+def check_detection(nets: Sequence[NetToJudge], folder: Path, settings: MarginTestSettings = MarginTestSettings(),
+                    input_settings: InputMarginSettings = InputMarginSettings(),
+                    say: Callable[[str], None] = lambda message: None, workers: int = 1,
+                    scheduler: str | None = None) -> list[JudgedNet]:
+    """Both margin tests on every net, a job per net (kept in `folder`, so a run resumes) on
+    `workers` local processes or the Dask cluster at `scheduler`."""
+    jobs = [margins_job(net, settings, input_settings) for net in nets]
+    done = run_jobs(jobs, folder, workers, progress=say, scheduler=scheduler)
+    return [judge(net, {test: np.array(values) for test, values in done[job.key].items()}, settings)
+            for net, job in zip(nets, jobs)]
 
 
 def detection_table(judged: Sequence[JudgedNet]) -> str:

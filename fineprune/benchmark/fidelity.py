@@ -217,10 +217,15 @@ def load_real_samples(csaw: Path) -> RealSamples:
     return RealSamples(images.pop("clean"), images)
 
 
+def real_badnet_file(csaw: Path, name: str) -> Path:
+    """The weights file of the real challenge BadNet `name` in `csaw/weights`."""
+    return csaw / "weights" / f"{name}_bd_weights.h5"
+
+
 def real_badnet(csaw: Path, name: str, input_scale: str = "unit") -> LoadedModel:
     """A real challenge BadNet from `csaw/weights` (the four challenge nets take x/255 input, lab3
     raw pixels)."""
-    return load_model(csaw / "weights" / f"{name}_bd_weights.h5", input_scale=input_scale)
+    return load_model(real_badnet_file(csaw, name), input_scale=input_scale)
 
 
 def real_signatures(csaw: Path) -> dict[str, dict[str, object]]:
@@ -330,7 +335,7 @@ def original_recipe_cell(model_path: str, data_dir: str, poisoned_files: list[st
 
 def original_recipe_rows(badnets: Mapping[str, Path], data_dir: Path, folder: Path, seeds: Sequence[int] = RECIPE_SEEDS,
                          workers: int = 1, progress: Callable[[str], None] = lambda message: None,
-                         ) -> list[OriginalRecipeRow]:
+                         scheduler: str | None = None) -> list[OriginalRecipeRow]:
     """The original recipe on every synthetic BadNet in `badnets` (name -> model file) that has a
     published twin, once per seed; each (BadNet, seed) is a job kept in `folder`, so a run resumes."""
     files = {name: [f for (net, f) in PUBLISHED_ORIGINAL_RECIPE if net == name] for name in badnets}
@@ -338,7 +343,7 @@ def original_recipe_rows(badnets: Mapping[str, Path], data_dir: Path, folder: Pa
     jobs = [Job(f"{name}/seed_{seed}", original_recipe_cell, (str(path), str(data_dir), files[name], seed),
                 {"model": file_digest(path), "seed": seed, "files": files[name], "code": code})
             for name, path in badnets.items() if files[name] for seed in seeds]
-    done = run_jobs(jobs, folder, workers, progress=progress)
+    done = run_jobs(jobs, folder, workers, progress=progress, scheduler=scheduler)
     rows = []
     for (name, file), (accuracy, asr) in PUBLISHED_ORIGINAL_RECIPE.items():
         if name in badnets:
@@ -502,10 +507,12 @@ class FidelityReport:
 
 def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[LoadedModel, Sequence[str]]],
                      recipe_folder: Path | None, seeds: Sequence[int] = RECIPE_SEEDS, workers: int = 1,
-                     say: Callable[[str], None] = lambda message: None) -> FidelityReport:
+                     say: Callable[[str], None] = lambda message: None, scheduler: str | None = None
+                     ) -> FidelityReport:
     """Measure the synthetic `badnets` (name -> net and its poisoned files) beside the real ones in
     `csaw`, with the same protocol for both; the original recipe's repairs are kept in
-    `recipe_folder` (None: not run) and run by `workers` processes."""
+    `recipe_folder` (None: not run) and run by `workers` local processes, or on the Dask cluster
+    at `scheduler`."""
     say(f"measuring the real BadNets in {csaw}/ on the real sample faces")
     real = real_signatures(csaw)
     synthetic = {}
@@ -515,7 +522,7 @@ def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[Loa
     say("the real BadNets judging the synthetic triggers")
     verdicts = judge_triggers(csaw, data_dir)
     recipe = [] if recipe_folder is None else original_recipe_rows(
-        {name: net.path for name, (net, _) in badnets.items()}, data_dir, recipe_folder, seeds, workers, say)
+        {name: net.path for name, (net, _) in badnets.items()}, data_dir, recipe_folder, seeds, workers, say, scheduler)
     say("where each backdoor lives: the real ones from the 5 real clean samples")
     real_located = real_locations(csaw)
     located = []

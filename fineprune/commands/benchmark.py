@@ -74,6 +74,7 @@ def build_parser() -> cli.ArgumentParser:
     add_folders(detection, "data", "models", "results")
     detection.add_argument("--csaw-dir", default="../shared/csaw", metavar="DIR",
                            help="the real challenge files: weights/, samples/ (default: %(default)s)")
+    add_jobs(detection)
     sweep = commands.add_parser("sweep", help="prune conv_3 channels by mean activation and measure the curve")
     sweep.add_argument("--badnet", default="sunglasses", metavar="NAME", help="which BadNet (default: %(default)s)")
     add_folders(sweep, "data", "models", "results")
@@ -135,21 +136,31 @@ def add_folders(parser: argparse.ArgumentParser, *folders: str) -> None:
 
 
 def add_seeds_and_jobs(parser: argparse.ArgumentParser, seeds_help: str, default: list[int] | None = None) -> None:
-    """--seeds N [N ...] (by default 0, 1, 2) and --jobs N: a command that runs each repair once per
-    seed, in parallel cells."""
-    from fineprune.jobs import default_workers
-
+    """--seeds N [N ...] (by default 0, 1, 2), --jobs N and --scheduler ADDRESS: a command that runs
+    each repair once per seed, in cells on a Dask cluster (`fineprune.jobs`)."""
     parser.add_argument("--seeds", type=cli.seed_number, nargs="+", default=default or [0, 1, 2], metavar="N",
                         help=f"{seeds_help} (default: %(default)s)")
+    add_jobs(parser)
+
+
+def add_jobs(parser: argparse.ArgumentParser) -> None:
+    """--jobs N and --scheduler ADDRESS: where a command's cells run (`fineprune.jobs`)."""
+    from fineprune.jobs import default_workers
+
     parser.add_argument("--jobs", type=int, default=default_workers(), metavar="N",
-                        help="cells run side by side in worker processes, each with its share of the cores "
-                        "(default: one per two cores, here %(default)s)")
+                        help="cells run side by side on a local Dask cluster of N worker processes, each with its "
+                        "share of the cores and of the memory (default: one per two cores, here %(default)s)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the cells on the running Dask cluster whose scheduler is at ADDRESS (e.g. "
+                        "tcp://10.0.0.5:8786) instead of a local one; every worker needs the package and the data "
+                        "and models at the same paths (docs/comparison.md)")
 
 
 def check_seeds_and_jobs(args: argparse.Namespace) -> None:
     from fineprune.errors import InputError
 
-    if len(set(args.seeds)) != len(args.seeds):
+    seeds = getattr(args, "seeds", [])  # `detection` has --jobs but no seeds
+    if len(set(seeds)) != len(seeds):
         raise InputError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
     if args.jobs < 1:
         raise InputError(f"--jobs {args.jobs} must be at least 1")
@@ -269,7 +280,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
 
     badnets = {spec.name: (load_model(models / spec.model_file), spec.poisoned_files) for spec in specs}
     found = fidelity.measure_fidelity(csaw, data, badnets, None if args.no_recipe else results / "fidelity",
-                                      args.seeds, args.jobs, say)
+                                      args.seeds, args.jobs, say, args.scheduler)
     text = found.markdown()
     print(text)
     report.write_text(results / "fidelity.md", text)
@@ -291,19 +302,20 @@ def run_detection(args: argparse.Namespace) -> int:
     from fineprune import report
     from fineprune.benchmark import detection_check, fidelity
     from fineprune.data import load_dataset
-    from fineprune.models import load_model
 
+    check_seeds_and_jobs(args)
     samples = fidelity.load_real_samples(csaw)
     nets = []
     for badnet, (targets, input_scale) in detection_check.REAL_TARGETS.items():
-        nets.append(detection_check.NetToJudge(badnet, "real", fidelity.real_badnet(csaw, badnet, input_scale),
+        nets.append(detection_check.NetToJudge(badnet, "real", fidelity.real_badnet_file(csaw, badnet), input_scale,
                                                targets, samples.clean))
     faces = fidelity.five_clean_faces(load_dataset(data / "clean_test_data.h5"))
     for spec in (*build.BADNETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS, *build.CLEAN_NETS):
         nets.append(detection_check.NetToJudge(spec.name, "synthetic" if spec.triggers else "clean",
-                                               load_model(models / spec.model_file),
+                                               models / spec.model_file, None,
                                                tuple(sorted(set(spec.triggers.values()))), faces))
-    judged = detection_check.check_detection(nets, folder=results / "detection", say=say)
+    judged = detection_check.check_detection(nets, results / "detection", say=say, workers=args.jobs,
+                                             scheduler=args.scheduler)
     text = (detection_check.detection_table(judged) + "\n\n" + detection_check.detection_summary(judged) + "\n")
     print(text)
     report.write_text(results / "detection.md", text)
@@ -372,7 +384,7 @@ def run_demo(args: argparse.Namespace) -> int:
             for spec in build.BADNETS for seed in args.seeds]
     say(f"{len(jobs)} jobs: prune.py and eval.py on {len(build.BADNETS)} BadNets x "
                     f"{len(args.seeds)} seeds; {args.jobs} at a time")
-    done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=say)
+    done = run_jobs(jobs, results / "demo", args.jobs, fresh=True, progress=say, scheduler=args.scheduler)
     evaluations = {spec.name: [done[f"{spec.name}/seed_{seed}"] for seed in args.seeds] for spec in build.BADNETS}
     table = report.demo_table(evaluations)
     heading = "All values in percent; \"repaired\" is the detector G. " + (
@@ -449,7 +461,7 @@ def run_comparison(args: argparse.Namespace) -> int:
     try:
         outcome = comparison.compare_benchmark(
             data, models, specs, methods, figures, results / "compare", seeds=args.seeds, workers=args.jobs,
-            fresh=args.fresh, progress=say, curves=not args.no_curves,
+            fresh=args.fresh, progress=say, curves=not args.no_curves, scheduler=args.scheduler,
         )
     except KeyboardInterrupt:
         say(f"interrupted; every cell finished so far is kept in {results}/compare/: "
