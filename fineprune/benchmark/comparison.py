@@ -38,7 +38,7 @@ from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import MISTAKES_PER_KIND, Evaluation, PoisonedFile, evaluate, poisoned_name
 from fineprune.files import file_digest
-from fineprune.jobs import Job, result_path, run_jobs
+from fineprune.jobs import Job, run_jobs, stored_record
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
@@ -449,10 +449,7 @@ def stale_cells(jobs: Sequence[Job], cells_dir: Path) -> list[str]:
     other_inputs: set[str] = set()
     stale = 0
     for job in jobs:
-        try:
-            kept = json.loads(result_path(cells_dir, job).read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        kept = (stored_record(cells_dir, job) or {}).get("fingerprint")
         wanted = json.loads(json.dumps(job.fingerprint))
         if not isinstance(kept, dict) or kept == wanted:
             continue
