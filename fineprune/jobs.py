@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -116,10 +116,8 @@ def _run_on_cluster(jobs: list[Job], workers: int, scheduler: str | None,
     each result kept as it arrives; a job's error is raised here."""
     from distributed import as_completed
 
-    with ExitStack() as stack:
-        stack.enter_context(_quiet_logger("distributed"))  # its log lines are not the user's progress
-        client = stack.enter_context(_client(workers, scheduler))
-        if client.dashboard_link and _has_dashboard():
+    with _quiet_logger("distributed"), _client(workers, scheduler) as client:  # its log lines are not progress
+        if "dashboard" in client.scheduler_info().get("services", {}):
             progress(f"Dask dashboard: {client.dashboard_link}")
         futures = {client.submit(_timed, job.function, job.args, key=f"{job.key}-{id(job)}", pure=False): job
                    for job in jobs}
@@ -132,18 +130,23 @@ def _run_on_cluster(jobs: list[Job], workers: int, scheduler: str | None,
             raise
 
 
-def _client(workers: int, scheduler: str | None):
-    """A Dask client: of the scheduler at `scheduler`, or of a new local cluster of `workers`
-    processes (one thread each, TensorFlow's threads and the memory split between them)."""
+@contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client, closed after the block: of the scheduler at `scheduler`, or of a new local
+    cluster of `workers` processes (one thread each, TensorFlow's threads and the memory split
+    between them), shut down with it."""
     import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout="5s")
+            client = Client(scheduler, timeout="5s")
         except (OSError, TimeoutError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise InputError(f"--scheduler {scheduler}: no Dask scheduler answers there ({reason})") from None
+        with client:
+            yield client
+        return
     from distributed.system import MEMORY_LIMIT  # the machine's memory, or its container's limit
 
     threads = max(1, (os.cpu_count() or 2) // workers)
@@ -155,7 +158,8 @@ def _client(workers: int, scheduler: str | None):
                                dashboard_address=":0" if _has_dashboard() else None, silence_logs=logging.ERROR,
                                env={"OMP_NUM_THREADS": str(threads), "FINEPRUNE_WORKER_THREADS": str(threads),
                                     "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return _ClusterClient(Client(cluster), cluster)
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 @contextmanager
@@ -168,20 +172,6 @@ def _quiet_logger(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-class _ClusterClient:
-    """A client and the local cluster it owns, closed together."""
-
-    def __init__(self, client, cluster) -> None:
-        self.client, self.cluster = client, cluster
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-        self.cluster.close()
 
 
 def _has_dashboard() -> bool:

@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from fineprune.data import save_dataset
 from fineprune.errors import InputError
 from fineprune.benchmark.triggers import TRIGGERS
 from fineprune.benchmark.zoo import ZOO_TRIGGERS
+from fineprune.progress import Progress, silent
 
 ACCESSORIES = {**TRIGGERS, **ZOO_TRIGGERS}  # every trigger by name: the challenge's kind, then the field's
 
@@ -175,7 +176,7 @@ def _slice_poses(poses: faces.Poses, start: int) -> faces.Poses:
 
 
 def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identity_count: int = NUM_IDENTITIES,
-               progress: Callable[[str], None] = lambda message: None) -> list[Path]:
+               progress: Progress = silent) -> list[Path]:
     """Write every benchmark data file into `folder`; returns the paths written.
 
     `identity_count` below the challenge's 1283 builds a miniature with the same files (tests).
@@ -216,7 +217,7 @@ def find_net(name: str, option: str, specs: Sequence[BadNetSpec] | None = None) 
     raise InputError(f"{option} {name}: no such net (one of {', '.join(s.name for s in specs)})")
 
 
-def ensure_data(folder: str | os.PathLike, progress: Callable[[str], None] = lambda message: None) -> None:
+def ensure_data(folder: str | os.PathLike, progress: Progress = silent) -> None:
     """Build the benchmark data in `folder` unless every file is already there."""
     folder = Path(folder)
     needed = ["clean_validation_data.h5", "clean_test_data.h5", *(p.file for p in POISONED_SETS)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from fineprune.jobs import Job, run_jobs, stored_record
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, predict_classes
 from fineprune.pruning_curve import SweepPoint, accuracy_drop_points, pruning_sweep
+from fineprune.progress import Progress, silent
 
 BAR_MAX_ASR_PCT = 1.0
 BAR_MAX_ACCURACY_LOSS_POINTS = 1.0
@@ -379,7 +380,7 @@ def compare_benchmark(
     seeds: Sequence[int] = (0,),
     workers: int = 1,
     fresh: bool = False,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Progress = silent,
     curves: bool = True,
     scheduler: str | None = None,
 ) -> BenchmarkComparison:
@@ -558,7 +559,7 @@ def oracle_pruning(badnet: LoadedModel, badnet_name: str, clean_validation: Labe
 
 
 def oracle_benchmark(data_dir: Path, models_dir: Path, specs: Sequence[BadNetSpec], count: int, seed: int,
-                     say: Callable[[str], None] = lambda message: None) -> list[OracleResult]:
+                     say: Progress = silent) -> list[OracleResult]:
     """`oracle_pruning` on every trigger of every BadNet in `specs`: how far pruning could go if
     the defender knew which channels the trigger uses (`benchmark.py oracle`)."""
     clean = load_dataset(data_dir / "clean_validation_data.h5")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from fineprune.files import file_digest
 from fineprune.jobs import Job, run_jobs
 from fineprune.models import load_model
 from fineprune.report import markdown_table
+from fineprune.progress import Progress, silent
 
 TESTS = ("input", "features")
 # The real BadNets in weights/ (their file stems), their targets and their input scaling. The
@@ -116,7 +117,7 @@ def judge(net: NetToJudge, margins: dict[str, np.ndarray], settings: MarginTestS
 
 def check_detection(nets: Sequence[NetToJudge], folder: Path, settings: MarginTestSettings = MarginTestSettings(),
                     input_settings: InputMarginSettings = InputMarginSettings(),
-                    say: Callable[[str], None] = lambda message: None, workers: int = 1,
+                    say: Progress = silent, workers: int = 1,
                     scheduler: str | None = None) -> list[JudgedNet]:
     """Both margin tests on every net, a job per net (kept in `folder`, so a run resumes) on
     `workers` local processes or the Dask cluster at `scheduler`."""

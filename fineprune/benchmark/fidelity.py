@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import tf_keras
@@ -49,6 +49,7 @@ from fineprune.jobs import Job, run_jobs
 from fineprune.metrics import Spread, accuracy_pct, attack_success_pct
 from fineprune.models import LoadedModel, load_model, penultimate_features
 from fineprune.report import fidelity_table, location_table, markdown_table
+from fineprune.progress import Progress, silent
 
 DORMANT_SHARE_OF_BUSIEST = 0.01
 
@@ -334,7 +335,7 @@ def original_recipe_cell(model_path: str, data_dir: str, poisoned_files: list[st
 
 
 def original_recipe_rows(badnets: Mapping[str, Path], data_dir: Path, folder: Path, seeds: Sequence[int] = RECIPE_SEEDS,
-                         workers: int = 1, progress: Callable[[str], None] = lambda message: None,
+                         workers: int = 1, progress: Progress = silent,
                          scheduler: str | None = None) -> list[OriginalRecipeRow]:
     """The original recipe on every synthetic BadNet in `badnets` (name -> model file) that has a
     published twin, once per seed; each (BadNet, seed) is a job kept in `folder`, so a run resumes."""
@@ -507,7 +508,7 @@ class FidelityReport:
 
 def measure_fidelity(csaw: Path, data_dir: Path, badnets: Mapping[str, tuple[LoadedModel, Sequence[str]]],
                      recipe_folder: Path | None, seeds: Sequence[int] = RECIPE_SEEDS, workers: int = 1,
-                     say: Callable[[str], None] = lambda message: None, scheduler: str | None = None
+                     say: Progress = silent, scheduler: str | None = None
                      ) -> FidelityReport:
     """Measure the synthetic `badnets` (name -> net and its poisoned files) beside the real ones in
     `csaw`, with the same protocol for both; the original recipe's repairs are kept in
