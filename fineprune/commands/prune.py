@@ -72,10 +72,8 @@ def prune(args: argparse.Namespace) -> int:
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.report import prune_summary
 
-    seed = args.seed
-    method = defenses.get(args.method)
     given = {name: getattr(args, name) for name in defenses.option_fields() if hasattr(args, name)}
-    settings = method.settings(**given, seed=seed)
+    settings = defenses.get(args.method).settings(**given, seed=args.seed)  # refuses an option it does not use
     model_path = Path(args.model)
     output = Path(args.output) if args.output else repaired_model_path(model_path)
     cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
@@ -86,7 +84,7 @@ def prune(args: argparse.Namespace) -> int:
     progress = cli.progress_lines("prune.py", args.quiet)
     progress(
         f"{model_path} ({badnet.num_classes} classes, input scale {badnet.input_scale} "
-        f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {seed}"
+        f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {settings.seed}"
     )
     result = defenses.repair(badnet, clean, settings, progress)
     save_model(result.model, output, defenses.repair_record(badnet, args.clean_data, settings, result))
