@@ -101,7 +101,7 @@ def inspect_net(args: argparse.Namespace) -> int:
     proposer = (f"{settings.suspects} proposed" if settings.detector == "reversal"
                 else "the classes the maximum-margin tests flag")
     asked = f", and class {', '.join(map(str, args.classes))} as asked" if args.classes else ""
-    start = f"inspect_net.py: {model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
+    start = f"{model_path} ({net.num_classes} classes, input scale {net.input_scale}); "
     if clean is None:
         start += f"no clean data: the input-space margin test only{asked}"
     elif settings.detector == "reversal" or reverse:
@@ -112,10 +112,9 @@ def inspect_net(args: argparse.Namespace) -> int:
         start += (f"clean data {clean_path} ({len(clean)} images); the maximum-margin tests decide{examined}; trigger "
                   f"reversal skipped (--plots DIR draws each flagged class's reversed trigger beside "
                   f"{settings.ordinary_classes} ordinary classes; --reverse-triggers reverses them without figures)")
-    if not args.quiet:
-        cli.stderr_line(start)
-    found = inspection.inspect(net, clean, settings, progress=cli.progress_lines("inspect_net.py", args.quiet),
-                               asked=args.classes, reverse_triggers=reverse)
+    progress = cli.progress_lines("inspect_net.py", args.quiet)
+    progress(start)
+    found = inspection.inspect(net, clean, settings, progress=progress, asked=args.classes, reverse_triggers=reverse)
     print(report.inspection_report(found))
     if args.json:
         report.write_json(args.json, found.to_json())
