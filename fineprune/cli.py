@@ -68,7 +68,7 @@ def seed_number(text: str) -> int:
 
 
 def add_seed_option(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
-    """--seed N, 0 by default as everywhere in the tool (`settings.SEED_RULE`)."""
+    """--seed N, 0 by default as everywhere in the tool (the rule beside `settings.SEED_HIGH`)."""
     parser.add_argument("--seed", type=seed_number, default=0, metavar="N",
                         help=f"{what}, an integer in [0, {SEED_HIGH}]; the same seed repeats a run exactly "
                         "(default: %(default)s)")

@@ -40,9 +40,9 @@ def check_bounds(name: str, value: Any, bounds: tuple[float | None, float | None
     raise InputError(f"{flag} {value:g} is outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
 
 
-SEED_HIGH = 2**32 - 1  # NumPy's legacy seeding, which Keras's set_random_seed also seeds, takes 0..2**32-1
-SEED_RULE = (f"every command and function starts from seed 0 unless given another, an integer in [0, {SEED_HIGH}]; "
-             "the same seed repeats a run exactly")
+# The one seed rule: every command and function starts from seed 0 unless given another, an integer
+# in [0, SEED_HIGH] (NumPy's legacy seeding, which Keras's set_random_seed also seeds, takes no more).
+SEED_HIGH = 2**32 - 1
 
 
 def check_seed(seed: Any, name: str = "--seed") -> int:
