@@ -6,12 +6,15 @@ layer) a mask m in [0, 1] and multiplicative noise on its weights and bias, (m +
 (m + e) * b with |d|, |e| <= `epsilon`, as the authors advise for nets without batch
 normalisation. Each step on a batch of the clean training part:
 1. the noise starts at random inside the budget and takes one signed-gradient ascent step of size
-   `epsilon` on the clean loss (the reference's single step), clipped back into the budget;
+   `epsilon` on the clean loss (the reference's single step), clipped back into the budget (the
+   reference does not clip after that step, so its noise may reach twice `epsilon`);
 2. the masks take one SGD step (momentum 0.9) on w * loss(masked net) + (1 - w) *
    loss(masked and perturbed net), w = `unperturbed_weight` (the paper's alpha), then are clipped.
 Then neurons are pruned in increasing order of their final mask (kernel slice and bias zeroed),
 `prune_step` more at a time, for as long as held-out accuracy stays within `max_accuracy_drop`
-points of the BadNet's: the reference's pruning by number, chosen on clean held-out data only.
+points of the BadNet's: the reference's pruning by number (its scripts sweep the number and choose
+none; BackdoorBench chooses by attack success, which needs poisoned data), chosen here on clean
+held-out data only.
 (Pruning by mask threshold, its other mode, moves in steps of 0.05 that here already remove more
 neurons at the first step than the budget allows.)
 """
