@@ -143,6 +143,18 @@ class Inspection:
         return strict_json(record)
 
 
+def check_clean_data_needed(settings: DetectionSettings, has_clean_data: bool, reverse_triggers: bool) -> None:
+    """InputError if the detection asked for needs clean data and has none (inspect_net.py checks
+    this before it loads anything)."""
+    if has_clean_data:
+        return
+    if settings.detector not in INPUT_DETECTORS:
+        raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
+                         "--detector input")
+    if reverse_triggers:
+        raise InputError("--reverse-triggers needs clean data: drop --no-clean-data or --reverse-triggers")
+
+
 def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionSettings,
             progress: Progress = silent, asked: Sequence[int] = (),
             reverse_triggers: bool = False) -> Inspection:
@@ -155,11 +167,7 @@ def inspect(net: LoadedModel, clean: LabelledImages | None, settings: DetectionS
     beside `ordinary_classes` drawn at random (their mask size, anomaly index and hit rate, for
     the pictures; it needs clean data, and does not change the verdict). With `detector` reversal
     the reversal is the verdict and always runs."""
-    if clean is None and settings.detector not in INPUT_DETECTORS:
-        raise InputError(f"--detector {settings.detector} needs clean data: drop --no-clean-data, or use "
-                         "--detector input")
-    if clean is None and reverse_triggers:
-        raise InputError("--reverse-triggers needs clean data: drop --no-clean-data or --reverse-triggers")
+    check_clean_data_needed(settings, clean is not None, reverse_triggers)
     with seeded(settings.seed):
         return _inspect(net, clean, settings, progress, asked, reverse_triggers)
 

@@ -73,13 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def inspect_net(args: argparse.Namespace) -> int:
     from fineprune.errors import InputError
-    from fineprune.inspection import DetectionSettings
+    from fineprune.inspection import DetectionSettings, check_clean_data_needed
 
     settings = DetectionSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectionSettings)
                                     if hasattr(args, f.name)})
     model_path, clean_path = Path(args.model), None if args.no_clean_data else Path(args.clean_data)
-    if args.no_clean_data and args.reverse_triggers:
-        raise InputError("--reverse-triggers needs clean data: drop --no-clean-data or --reverse-triggers")
+    check_clean_data_needed(settings, not args.no_clean_data, args.reverse_triggers)
     inputs = [model_path, *([clean_path] if clean_path else [])]
     if args.json:
         cli.refuse_overwriting(Path(args.json), inputs, "--json")
