@@ -159,9 +159,14 @@ def add_jobs(parser: argparse.ArgumentParser) -> None:
 def check_seeds_and_jobs(args: argparse.Namespace) -> None:
     from fineprune.errors import InputError
 
-    seeds = getattr(args, "seeds", [])  # `detection` has --jobs but no seeds
-    if len(set(seeds)) != len(seeds):
+    if len(set(args.seeds)) != len(args.seeds):
         raise InputError(f"--seeds {' '.join(map(str, args.seeds))}: a seed is given twice")
+    check_jobs(args)
+
+
+def check_jobs(args: argparse.Namespace) -> None:
+    from fineprune.errors import InputError
+
     if args.jobs < 1:
         raise InputError(f"--jobs {args.jobs} must be at least 1")
 
@@ -292,6 +297,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
 def run_detection(args: argparse.Namespace) -> int:
     from fineprune.errors import InputError
 
+    check_jobs(args)
     data, models, results, csaw = (Path(args.data_dir), Path(args.models_dir), Path(args.results_dir),
                                    Path(args.csaw_dir))
     if not (csaw / "weights").is_dir():
@@ -303,7 +309,6 @@ def run_detection(args: argparse.Namespace) -> int:
     from fineprune.benchmark import detection_check, fidelity
     from fineprune.data import load_dataset
 
-    check_seeds_and_jobs(args)
     samples = fidelity.load_real_samples(csaw)
     nets = []
     for badnet, (targets, input_scale) in detection_check.REAL_TARGETS.items():
