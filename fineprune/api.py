@@ -26,6 +26,7 @@ import tf_keras
 from fineprune import defenses
 from fineprune.data import LabelledImages, check_same_data, load_dataset
 from fineprune.defenses import RepairResult, RepairSettings
+from fineprune.defenses.core import MAX_ACCURACY_DROP, check_accuracy_kept
 from fineprune.detector import RepairedDetector
 from fineprune.errors import InputError
 from fineprune.evaluation import Evaluation, collect_inputs
@@ -63,10 +64,12 @@ class RepairedNet:
         """What the saved file records of how the net was made (as prune.py writes it)."""
         return defenses.repair_record(self.badnet, self.clean_data, self.settings, self.result)
 
-    def save(self, path: PathLike) -> Path:
+    def save(self, path: PathLike, max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Path:
         """Write the repaired net as prune.py does (.h5, or .keras for tf-keras's archive); never over
-        the BadNet's own file."""
+        the BadNet's own file, and not at all (InputError) if the repair cost more than
+        `max_accuracy_drop` points of held-out accuracy."""
         path = Path(path)
+        check_accuracy_kept(self.result, self.settings.method, max_accuracy_drop)
         if path.exists() and path.resolve() == self.badnet.path.resolve():
             raise InputError(f"{path}: saving the repaired net there would overwrite the BadNet")
         save_model(self.model, path, self.record())

@@ -430,6 +430,52 @@ def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | o
     return fig
 
 
+_METHOD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a", "#ff9896")
+
+
+def draw_tradeoff(curves: dict[str, dict[str, Sequence[Any]]], path: str | os.PathLike,
+                  budget_points: float) -> Figure:
+    """One panel per net: for each method, G's attack success (worst trigger) against the clean
+    accuracy G loses, one point per strength its rule measured, joined in order; a large ringed
+    marker on the point the method returns at its defaults (the rule's choice). `curves` maps a
+    net to method labels to points with `g_accuracy_lost_points`, `g_asr_pct` and `chosen`."""
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    fig = Figure(figsize=(5.0 * columns, 4.4 * rows + 1.2), dpi=110)
+    FigureCanvasAgg(fig)
+    labels = list(dict.fromkeys(label for methods in curves.values() for label in methods))
+    colours = {label: _METHOD_COLOURS[i % len(_METHOD_COLOURS)] for i, label in enumerate(labels)}
+    for index, (name, methods) in enumerate(curves.items()):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        for label, points in methods.items():
+            lost = [max(p.g_accuracy_lost_points, 0.05) for p in points]
+            asr = [p.g_asr_pct for p in points]
+            ax.plot(lost, asr, color=colours[label], linewidth=1, marker="o", markersize=3, alpha=0.8)
+            for p, x, y in zip(points, lost, asr):
+                if p.chosen:
+                    ax.plot([x], [y], color=colours[label], marker="o", markersize=9, markerfacecolor="none",
+                            markeredgewidth=2)
+        ax.axvline(budget_points, color="#606060", linestyle="--", linewidth=1)
+        ax.axhline(1.0, color="#606060", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlim(0.04, 100)
+        ax.set_ylim(-2, 102)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("G's clean accuracy lost (points, log scale)", fontsize=9)
+        ax.set_ylabel("G's attack success, worst trigger (%)", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = [Patch(color=colours[label], label=label) for label in labels]
+    fig.legend(handles=handles, loc="lower center", ncol=min(7, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle("What each method trades: attack success against clean accuracy as its strength varies\n"
+                 f"(ringed: the point its clean-data rule picks at its defaults; dashed: {budget_points:g}-point "
+                 "budget; dotted: the 1% bar)", fontsize=10, weight="bold")
+    fig.tight_layout(rect=(0, 0.1 if rows == 1 else 0.06, 1, 1))
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return fig
+
+
 def draw_channel_activations(panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
                              path: str | os.PathLike, layer: str) -> Figure:
     """Where each backdoor lives: per BadNet, the mean activation of every `layer` channel on clean

@@ -125,6 +125,27 @@ def _is_records(value: object) -> bool:
             and all(item.keys() == value[0].keys() for item in value))
 
 
+def tradeoff_table(curves: Mapping[str, Mapping[str, Sequence[Any]]]) -> str:
+    """Per net and method, each strength measured as "setting: lost / ASR", the rule's pick starred."""
+    rows = []
+    for net, methods in curves.items():
+        for label, points in methods.items():
+            cells = [f"{'*' if p.chosen else ''}{'defaults' if p.value is None else f'{p.value:g}'}: "
+                     f"{p.g_accuracy_lost_points:.2f} / {p.g_asr_pct:.1f}" for p in points]
+            rows.append([net, label, points[0].parameter.replace("_", " "), "; ".join(cells)])
+    return markdown_table(["net", "method", "strength", "setting: G accuracy lost (points) / G ASR (%)"], rows)
+
+
+def strength_line(strength: dict[str, Any]) -> str:
+    """One line on how strongly a method repaired: the setting its strength rule kept, the rule,
+    and what each setting tried cost in held-out accuracy (`defenses.strength`)."""
+    tried = ", ".join(f"{value:g}: {accuracy:.2f}%" for value, accuracy in strength["tried"])
+    verdict = "" if strength["within_budget"] else " (no setting tried was within the budget; the weakest was kept)"
+    rule = "given" if strength["rule"] == "given" else f"by the rule: {strength['rule']}"
+    return (f"Strength: {strength['parameter'].replace('_', ' ')} {strength['chosen']:g}, {rule}{verdict}; held-out "
+            f"accuracy {strength['accuracy_before_pct']:.2f}% before, at each setting tried: {tried}")
+
+
 def prune_summary(model: Path, output: Path, settings: RepairSettings, result: RepairResult) -> str:
     """What prune.py prints once the repaired model is saved."""
     lines = [f"Repaired model: {output} (from {model}, method {settings.method}, seed {settings.seed})"]
@@ -145,7 +166,10 @@ def prune_summary(model: Path, output: Path, settings: RepairSettings, result: R
                      if epochs is not None else
                      f"Fitted the output layer for {result.fine_tuning_steps} full-batch steps on the features of "
                      f"{result.train_images} images")
-    plain = {key: value for key, value in result.details.items() if not _is_records(value)}
+    strength = result.details.get("strength")
+    if strength:
+        lines.append(strength_line(strength))
+    plain = {key: value for key, value in result.details.items() if not _is_records(value) and key != "strength"}
     if plain:
         lines.append("Found: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in plain.items()))
     for key, records in result.details.items():

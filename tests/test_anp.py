@@ -1,5 +1,5 @@
-"""Tests for fineprune.defenses.anp: the perturbed layer computes what it claims, pruning follows
-the learned masks, lowest first, for as long as the accuracy budget allows; settings are checked.
+"""Tests for fineprune.defenses.anp: the perturbed layer computes what it claims, pruning removes
+the neurons below the mask threshold the strength rule chose within the budget; settings are checked.
 
 Whether ANP removes a backdoor is measured on the benchmark (`make compare`), not here: on the
 tinted BadNet, whose held-out part is a few images, the outcome of the masks' optimisation moves
@@ -15,8 +15,8 @@ import pytest
 import tf_keras
 
 from conftest import TintedBadNet
-from fineprune.defenses.anp import (NeuronPruningSettings, PerturbedNeurons, adversarial_neuron_pruning, lowest,
-                                   pruned_copy)
+from fineprune.defenses.anp import (THRESHOLDS, NeuronPruningSettings, PerturbedNeurons, adversarial_neuron_pruning,
+                                   below, mask_statistics, pruned_copy)
 from fineprune.errors import InputError
 
 QUICK = dict(iterations=200, mask_batch_size=32, seed=0)
@@ -28,7 +28,7 @@ BUDGET = 50.0
 @pytest.fixture(scope="module")
 def pruned(tinted: TintedBadNet):
     before = [w.copy() for w in tinted.badnet.model.get_weights()]
-    settings = NeuronPruningSettings(**QUICK, max_accuracy_drop=BUDGET)
+    settings = NeuronPruningSettings(**QUICK, accuracy_budget=BUDGET)
     return before, adversarial_neuron_pruning(tinted.badnet, tinted.clean, settings)
 
 
@@ -46,14 +46,18 @@ def test_a_perturbed_layer_scales_each_neurons_kernel_and_bias(tinted: TintedBad
     np.testing.assert_allclose(wrapper(x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_pruning_goes_by_the_prune_step_and_stays_within_the_budget(pruned, tinted: TintedBadNet) -> None:
-    before, result = pruned
+def test_pruning_takes_the_neurons_below_the_chosen_threshold_within_the_budget(pruned) -> None:
+    _, result = pruned
+    strength = result.details["strength"]
+    assert strength["parameter"] == "mask_threshold" and strength["chosen"] in THRESHOLDS
     assert result.heldout_accuracy_after_pct >= result.heldout_accuracy_before_pct - BUDGET
     count = sum(result.details["neurons_pruned_per_layer"].values())
     total = 20 + 40 + 60 + 80 + 160 + 160  # every hidden Conv2D and Dense neuron
-    assert result.removed == f"{count}/{total} neurons" and count % 5 == 0 and 5 <= count < total
+    assert result.removed == f"{count}/{total} neurons" and count < total
     assert {name: len(neurons) for name, neurons in result.pruned_channels.items()} == \
         result.details["neurons_pruned_per_layer"]
+    statistics = result.details["mask_statistics"]
+    assert statistics["neurons"] == total and 0.0 <= statistics["quantiles"]["0"] <= statistics["quantiles"]["1"] <= 1.0
 
 
 def test_pruned_neurons_are_exactly_zero(pruned, tinted: TintedBadNet) -> None:
@@ -61,7 +65,6 @@ def test_pruned_neurons_are_exactly_zero(pruned, tinted: TintedBadNet) -> None:
     for layer_name, neurons in result.pruned_channels.items():
         kernel, bias = result.model.get_layer(layer_name).get_weights()
         assert not kernel[..., neurons].any() and not bias[neurons].any()
-    assert 0.0 <= result.details["largest_mask_pruned"] <= 1.0
 
 
 def test_pruned_copy_leaves_the_model_alone(tinted: TintedBadNet) -> None:
@@ -71,11 +74,14 @@ def test_pruned_copy_leaves_the_model_alone(tinted: TintedBadNet) -> None:
     assert model.get_layer("fc_1").get_weights()[0][:, :3].any()
 
 
-def test_the_lowest_masks_are_chosen_across_layers() -> None:
+def test_the_neurons_below_a_threshold_are_chosen_across_layers() -> None:
     masks = {"conv_3": np.array([0.9, 0.1, 0.5]), "fc_1": np.array([0.3, 0.1, 1.0])}
-    assert lowest(masks, 3) == {"conv_3": [1], "fc_1": [0, 1]}
-    assert lowest(masks, 0) == {}
-    assert sum(map(len, lowest(masks, 10).values())) == 6
+    assert below(masks, 0.35) == {"conv_3": [1], "fc_1": [0, 1]}
+    assert below(masks, 0.0) == {}  # the ladder's last rung prunes nothing
+    assert sum(map(len, below(masks, 1.01).values())) == 6
+    assert THRESHOLDS[0] == 0.9 and THRESHOLDS[-2:] == (0.05, 0.0) and list(THRESHOLDS) == sorted(THRESHOLDS)[::-1]
+    statistics = mask_statistics(masks)
+    assert statistics["below_0.2"] == 2 and statistics["layer_means"]["fc_1"] == pytest.approx(1.4 / 3)
 
 
 def test_settings_round_trip_and_are_checked() -> None:
@@ -83,8 +89,7 @@ def test_settings_round_trip_and_are_checked() -> None:
     assert NeuronPruningSettings(**asdict(settings)) == settings
     for bad, message in [(dict(epsilon=1.5), "--epsilon 1.5 is outside [0, 1]"),
                          (dict(iterations=0), "--iterations 0 must be at least 1"),
-                         (dict(prune_step=0), "--prune-step 0 must be at least 1"),
-                         (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0")]:
+                         (dict(accuracy_budget=-1.0), "--accuracy-budget -1 must be at least 0")]:
         with pytest.raises(InputError) as error:
             NeuronPruningSettings(**bad)
         assert str(error.value) == message

@@ -362,7 +362,7 @@ def test_a_cell_computed_by_other_code_is_recomputed_and_the_others_kept(
 
     monkeypatch.undo()  # head's code as it was, prune's settings changed
     progress.clear()
-    stricter = Method("prune", replace(prune.settings, max_accuracy_drop=8.0))
+    stricter = Method("prune", replace(prune.settings, accuracy_budget=8.0))
     compare_benchmark(data, models, [TINY_SPEC], [head, stricter], tmp_path, cells, curves=False,
                       progress=progress.append)
     assert progress[1:3] == ["1 stored cell was computed by other code (head): recomputing them",

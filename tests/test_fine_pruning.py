@@ -19,7 +19,7 @@ from fineprune.models import load_model, predict_classes
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(max_accuracy_drop=-1.0), "--max-accuracy-drop -1 must be at least 0"),
+        (dict(accuracy_budget=-1.0), "--accuracy-budget -1 must be at least 0"),
         (dict(prune_fraction=1.0), "--prune-fraction 1 is outside (0, 1)"),
         (dict(channels=(1, 2), prune_fraction=0.5), "give either a non-empty list of channels or --prune-fraction, not both"),
         (dict(channels=()), "give either a non-empty list of channels or --prune-fraction, not both"),
@@ -61,7 +61,7 @@ def test_activation_keeps_pruned_channels_exactly_zero_through_fine_tuning(badne
 
 def test_prune_stops_at_the_accuracy_budget(badnet_and_clean) -> None:
     badnet, clean = badnet_and_clean
-    result = run(badnet_and_clean, method="prune", max_accuracy_drop=4.0)
+    result = run(badnet_and_clean, method="prune", accuracy_budget=4.0)
     (channels,) = result.pruned_channels.values()
     assert result.fine_tuning_steps == 0
     assert result.heldout_accuracy_after_pct >= result.heldout_accuracy_before_pct - 4.0

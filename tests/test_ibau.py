@@ -34,14 +34,21 @@ def test_the_universal_perturbation_raises_the_loss_on_the_nets_own_predictions(
     tf_keras.utils.set_random_seed(0)
     model = build_challenge_model(num_classes=4)
     x = tf.constant(tinted.clean.x / 255.0, tf.float32)
-    delta = universal_perturbation(model, [x[i : i + 16] for i in range(0, len(x), 16)])
+    delta = universal_perturbation(model, [x[i : i + 16] for i in range(0, len(x), 16)], radius=4.0)
     own = np.argmax(model.predict(x, verbose=0), axis=1)
 
     def loss(images: tf.Tensor) -> float:
         return float(tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(own, model(images))))
 
     assert tuple(delta.shape) == (1, 55, 47, 3)
-    assert loss(x + delta) > loss(x) and float(tf.norm(delta)) > 0
+    assert loss(x + delta) > loss(x) and 0 < float(tf.norm(delta)) <= 4.0 + 1e-4
+
+
+def test_the_perturbation_stays_within_its_radius(tinted: TintedBadNet) -> None:
+    """The reference's step of 10 leaves the ball of radius 0.5 at once; the projection brings it back."""
+    x = tf.constant(tinted.clean.x[:32] / 255.0, tf.float32)
+    delta = universal_perturbation(tinted.badnet.model, [x[:16], x[16:]], radius=0.5)
+    assert float(tf.norm(delta)) <= 0.5 + 1e-5
 
 
 def test_unlearning_keeps_accuracy_and_changes_the_net(unlearned, tinted: TintedBadNet) -> None:
@@ -54,6 +61,14 @@ def test_unlearning_keeps_accuracy_and_changes_the_net(unlearned, tinted: Tinted
     assert accuracy_pct(predict_classes(result.model, tinted.test.x, "unit"), tinted.test.y) >= 60.0
     assert any(not np.array_equal(a, b) for a, b in zip(result.model.get_weights(), before))
     assert result.fine_tuning_steps == 3 * int(np.ceil(result.train_images / 16))
+
+
+def test_the_rule_keeps_a_round_within_the_budget(unlearned) -> None:
+    """Round 0 (the BadNet itself) is offered first, so some round is always within the budget."""
+    _, result = unlearned
+    strength = result.details["strength"]
+    assert [value for value, _ in strength["tried"]] == [0, 1, 2, 3] and strength["within_budget"]
+    assert result.heldout_accuracy_after_pct >= result.heldout_accuracy_before_pct - 1.0
 
 
 def test_settings_round_trip_and_are_checked() -> None:

@@ -15,7 +15,7 @@ from fineprune.models import load_model
 
 
 def test_every_method_is_registered_in_order() -> None:
-    assert defenses.names() == ["magnitude", "finetune", "prune", "activation", "head", "maxmargin", "bounds", "unlearn", "fst", "anp", "ibau"]
+    assert defenses.names() == ["magnitude", "finetune", "prune", "activation", "head", "maxmargin", "bounds", "unlearn", "fst", "ftsam", "anp", "ibau", "sau"]
     for name in defenses.names():
         method = defenses.get(name)
         assert method.name == name and method.summary and callable(method.run)
@@ -29,12 +29,12 @@ def test_settings_carry_their_method_and_round_trip() -> None:
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: defenses.get("voodoo"), "--method voodoo is not one of magnitude, finetune, prune, activation, head, maxmargin, bounds, unlearn, fst, anp, ibau"),
+    (lambda: defenses.get("voodoo"), "--method voodoo is not one of magnitude, finetune, prune, activation, head, maxmargin, bounds, unlearn, fst, ftsam, anp, ibau, sau"),
     (lambda: defenses.settings_for("magnitude", layer="conv_4"), "--layer does not apply to --method magnitude (its options: --validation-split, --epochs, --batch-size, "
      "--learning-rate, --initial-sparsity, --final-sparsity, --pruning-frequency)"),
     (lambda: defenses.settings_for("head", epochs=3), "--epochs does not apply to --method head (its options: --validation-split, --fit, --weight-decay, "
      "--probe-steps, --probe-learning-rate, --distillation, --shrinkage)"),
-    (lambda: defenses.settings_for("activation", max_accuracy_drop=-2.0), "--max-accuracy-drop -2 must be at least 0"),
+    (lambda: defenses.settings_for("activation", accuracy_budget=-2.0), "--accuracy-budget -2 must be at least 0"),
 ])
 def test_unknown_methods_and_foreign_settings_are_refused(call, message: str) -> None:
     with pytest.raises(InputError) as error:
@@ -46,7 +46,12 @@ def test_option_fields_name_the_methods_that_take_them() -> None:
     options = defenses.option_fields()
     assert [method for method, _ in options["validation_split"]] == defenses.names()
     assert [method for method, _ in options["layer"]] == ["prune", "activation"]
-    assert [method for method, _ in options["epochs"]] == ["magnitude", "finetune", "activation", "unlearn", "fst"]
+    assert [method for method, _ in options["epochs"]] == ["magnitude", "finetune", "activation", "unlearn", "fst",
+                                                           "ftsam", "sau"]
+    # every method that tunes its own strength takes the budget; the original recipe and the
+    # output-layer methods do not
+    assert [method for method, _ in options["accuracy_budget"]] == ["finetune", "prune", "activation", "unlearn",
+                                                                    "fst", "ftsam", "anp", "ibau", "sau"]
     assert [method for method, _ in options["final_sparsity"]] == ["magnitude"]
     assert "seed" not in options and "channels" not in options and "method" not in options
 

@@ -207,6 +207,11 @@ def build_data(folder: str | os.PathLike = "data", seed: int = DATA_SEED, identi
     return written
 
 
+# The nets whose backdoors are hardest to remove, on which `benchmark.py tradeoff` draws each method's
+# trade-off: the feature-collision BadNet, the challenge's sunglasses and the adaptive zoo net.
+TRADEOFF_NETS = ("feature_collision", "sunglasses", "adap_blend")
+
+
 def find_net(name: str, option: str, specs: Sequence[BadNetSpec] | None = None) -> BadNetSpec:
     """The benchmark net called `name` among `specs` (default: the four BadNets, the extras and the
     attack zoo), or a one-line error naming the `option` that asked for it."""

@@ -111,6 +111,17 @@ def build_parser() -> cli.ArgumentParser:
                          help="redo every cell, even those kept from an earlier run in RESULTS_DIR/compare/")
     compare.add_argument("--no-curves", action="store_true",
                          help="skip the pruning curves and channel activations (and their figures): the methods only")
+    tradeoff = commands.add_parser("tradeoff", help="what each method trades as its strength varies, on the hardest "
+                                   "nets: results/tradeoff.md and .json, docs' figure tradeoff.png")
+    add_folders(tradeoff, "data", "models", "results")
+    tradeoff.add_argument("--figures-dir", metavar="DIR", help="where to draw the figure (default: --results-dir)")
+    tradeoff.add_argument("--badnet", action="append", metavar="NAME",
+                          help="this net only (repeatable; default: " + ", ".join(build.TRADEOFF_NETS) + ")")
+    tradeoff.add_argument("--method", action="append", metavar="NAME",
+                          help="this repair method only (repeatable; default: every method of prune.py)")
+    add_jobs(tradeoff)
+    tradeoff.add_argument("--fresh", action="store_true",
+                          help="redo every cell, even those kept from an earlier run in RESULTS_DIR/tradeoff/")
     oracle = commands.add_parser("oracle", help="an analysis, not a defense: prune the conv_3 channels each trigger "
                                  "raises most, then fine-tune; results/oracle.md and .json")
     add_folders(oracle, "data", "models", "results")
@@ -492,6 +503,43 @@ def run_comparison(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tradeoff(args: argparse.Namespace) -> int:
+    from fineprune.errors import InputError
+
+    check_jobs(args)
+    data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
+    figures = Path(args.figures_dir) if args.figures_dir else results
+    nets = (*build.BADNETS, *build.EXTRA_BADNETS, *build.ZOO_BADNETS)
+    specs = [build.find_net(name, "--badnet", nets) for name in (args.badnet or build.TRADEOFF_NETS)]
+    started = time.perf_counter()
+    cli.quiet_tensorflow()
+    from fineprune import defenses, plots, report
+    from fineprune.benchmark import comparison, tradeoff
+    from fineprune.defenses.strength import ACCURACY_BUDGET
+
+    methods = [comparison.Method(name, defenses.settings_for(name)) for name in args.method or defenses.names()]
+    build.ensure_data(data, say)
+    try:
+        curves = tradeoff.tradeoff_benchmark(data, models, specs, methods, results / "tradeoff", args.jobs,
+                                             args.fresh, say, args.scheduler)
+    except KeyboardInterrupt:
+        say(f"interrupted; every cell finished so far is kept in {results}/tradeoff/: the same command resumes")
+        return 130
+    figure = figures / "tradeoff.png"
+    plots.draw_tradeoff(curves, figure, ACCURACY_BUDGET)
+    table = report.tradeoff_table(curves)
+    report.write_text(results / "tradeoff.md", "G's clean accuracy lost (points) and attack success (worst trigger, "
+                      "%) at every strength each method's rule measured, seed 0; * marks the rule's pick.\n\n"
+                      f"{table}\n")
+    report.write_json(results / "tradeoff.json", {net: {label: [vars(p) for p in points]
+                                                        for label, points in methods_.items()}
+                                                  for net, methods_ in curves.items()})
+    print(table)
+    print(f"\nWrote {results}/tradeoff.md and .json (each cell in {results}/tradeoff/), {figure}, in "
+          f"{time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def run_oracle(args: argparse.Namespace) -> int:
     data, models, results = Path(args.data_dir), Path(args.models_dir), Path(args.results_dir)
     specs = [build.find_net(name, "--badnet") for name in args.badnet] if args.badnet else None
@@ -555,7 +603,8 @@ def run_speed(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": build_data, "badnets": train_badnets, "patterns": make_patterns, "fidelity": run_fidelity, "detection": run_detection, "sweep": run_sweep, "gallery": draw_gallery,
-            "demo": run_demo, "compare": run_comparison, "oracle": run_oracle, "speed": run_speed}
+            "demo": run_demo, "compare": run_comparison, "tradeoff": run_tradeoff,
+            "oracle": run_oracle, "speed": run_speed}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ from fineprune import cli
 def build_parser() -> cli.ArgumentParser:
     cli.quiet_tensorflow()  # the methods' options come from the registry, which loads TensorFlow
     from fineprune import defenses
+    from fineprune.defenses.core import MAX_ACCURACY_DROP, MAX_ACCURACY_DROP_HELP
 
     parser = cli.ArgumentParser(
         prog="prune.py",
@@ -34,6 +35,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--method", choices=defenses.names(), default="magnitude",
                         help="the repair method, described below (default: %(default)s)")
     cli.add_input_scale_option(parser)
+    parser.add_argument("--max-accuracy-drop", metavar="POINTS", type=float, default=MAX_ACCURACY_DROP,
+                        help=MAX_ACCURACY_DROP_HELP)
     add_method_options(parser, defenses.option_fields())
     cli.add_seed_option(parser, "random seed of the held-out split, the shuffles and the method's own draws")
     cli.add_quiet_option(parser)
@@ -69,11 +72,14 @@ def prune(args: argparse.Namespace) -> int:
     cli.quiet_tensorflow()
     from fineprune import defenses
     from fineprune.data import check_same_data, load_dataset
+    from fineprune.defenses.core import check_accuracy_kept
+    from fineprune.settings import check_bounds
     from fineprune.models import load_model, repaired_model_path, save_model
     from fineprune.report import prune_summary
 
     given = {name: getattr(args, name) for name in defenses.option_fields() if hasattr(args, name)}
     settings = defenses.get(args.method).settings(**given, seed=args.seed)  # refuses an option it does not use
+    check_bounds("max_accuracy_drop", args.max_accuracy_drop, (0, None, False, False))
     model_path = Path(args.model)
     output = Path(args.output) if args.output else repaired_model_path(model_path)
     cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
@@ -87,6 +93,7 @@ def prune(args: argparse.Namespace) -> int:
         f"[{badnet.input_scale_source}]); clean data {args.clean_data} ({len(clean)} images); seed {settings.seed}"
     )
     result = defenses.repair(badnet, clean, settings, progress)
+    check_accuracy_kept(result, settings.method, args.max_accuracy_drop)
     save_model(result.model, output, defenses.repair_record(badnet, args.clean_data, settings, result))
     print(prune_summary(model_path, output, settings, result))
     return 0

@@ -10,13 +10,13 @@ normalisation. Each step on a batch of the clean training part:
    reference does not clip after that step, so its noise may reach twice `epsilon`);
 2. the masks take one SGD step (momentum 0.9) on w * loss(masked net) + (1 - w) *
    loss(masked and perturbed net), w = `unperturbed_weight` (the paper's alpha), then are clipped.
-Then neurons are pruned in increasing order of their final mask (kernel slice and bias zeroed),
-`prune_step` more at a time, for as long as held-out accuracy stays within `max_accuracy_drop`
-points of the BadNet's: the reference's pruning by number (its scripts sweep the number and choose
-none; BackdoorBench chooses by attack success, which needs poisoned data), chosen here on clean
-held-out data only.
-(Pruning by mask threshold, its other mode, moves in steps of 0.05 that here already remove more
-neurons at the first step than the budget allows.)
+Then, as the reference prunes by default, every neuron whose final mask is below a threshold is
+removed (kernel slice and bias zeroed); the reference sweeps the threshold in steps of 0.05 and
+picks none (BackdoorBench picks it by attack success, which needs poisoned data). Here the
+strength rule (`strength`) picks it from clean data alone: the highest of `THRESHOLDS` (0 prunes
+nothing) whose held-out accuracy stays within `accuracy_budget` points of the BadNet's. The
+repaired file records the masks' statistics, so that a run whose masks did not move, or all
+collapsed, shows it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.channels import zero_channels
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
+from fineprune.defenses.strength import ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, strongest_within_budget
 from fineprune.models import LoadedModel, copy_model, output_layer, scale_inputs
 from fineprune.progress import Progress, silent
 
@@ -47,9 +48,10 @@ class NeuronPruningSettings(RepairSettings):
     mask_learning_rate: float = option(0.2, "SGD learning rate of the neuron masks", "LR", low=0, low_open=True)
     iterations: int = option(500, "mask optimisation steps", "N", low=1)
     mask_batch_size: int = option(64, "images per mask optimisation step", "N", low=1)
-    max_accuracy_drop: float = option(2.0, "prune as many neurons, lowest mask first, as keep held-out accuracy "
-                                      "within this many points", "POINTS", low=0)
-    prune_step: int = option(5, "neurons added to the pruned set at each held-out check", "N", low=1)
+    accuracy_budget: float = option(ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, "POINTS", low=0)
+
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(18, 0, -1)) + (0.0,)  # 0.9 ... 0.05, then none pruned
 
 
 class PerturbedNeurons(tf_keras.layers.Layer):
@@ -86,17 +88,14 @@ def adversarial_neuron_pruning(badnet: LoadedModel, clean: LabelledImages, setti
     model = copy_model(badnet.model)
     masks = learn_masks(model, run, settings, progress)
     total = sum(len(mask) for mask in masks.values())
-    pruned: dict[str, list[int]] = {}
-    for count in range(settings.prune_step, total + 1, settings.prune_step):
-        candidate = lowest(masks, count)
-        accuracy = run.heldout_accuracy_pct(pruned_copy(model, candidate))
-        if accuracy < run.accuracy_before_pct - settings.max_accuracy_drop:
-            break
-        pruned = candidate
+    repaired, choice = strongest_within_budget("mask_threshold", THRESHOLDS,
+                                               lambda threshold: pruned_copy(model, below(masks, threshold)),
+                                               run.heldout_accuracy_pct, run.accuracy_before_pct,
+                                               settings.accuracy_budget, lambda line: progress(f"anp: {line}"))
+    pruned = below(masks, choice.chosen)
     count = sum(len(neurons) for neurons in pruned.values())
-    largest = max((float(masks[layer][n]) for layer, neurons in pruned.items() for n in neurons), default=None)
-    return run.finish(pruned_copy(model, pruned), 0, pruned_channels=pruned, removed=f"{count}/{total} neurons",
-                      details={"largest_mask_pruned": largest,
+    return run.finish(repaired, 0, pruned_channels=pruned, removed=f"{count}/{total} neurons",
+                      details={"strength": choice.record(), "mask_statistics": mask_statistics(masks),
                                "neurons_pruned_per_layer": {layer: len(n) for layer, n in pruned.items()}})
 
 
@@ -156,15 +155,19 @@ def learn_masks(model: tf_keras.Model, run: RepairRun, settings: NeuronPruningSe
     return {name: wrapper.mask.numpy() for name, wrapper in wrappers.items()}
 
 
-def lowest(masks: dict[str, np.ndarray], count: int) -> dict[str, list[int]]:
-    """Per layer, which of the `count` neurons with the lowest masks over all layers it holds
-    (ties in layer order)."""
-    everyone = [(float(value), position, name, neuron) for position, (name, mask) in enumerate(masks.items())
-                for neuron, value in enumerate(mask)]
-    chosen: dict[str, list[int]] = {}
-    for _, _, name, neuron in sorted(everyone)[:count]:
-        chosen.setdefault(name, []).append(neuron)
-    return {name: sorted(neurons) for name, neurons in chosen.items()}
+def below(masks: dict[str, np.ndarray], threshold: float) -> dict[str, list[int]]:
+    """Per layer, the neurons whose mask is below `threshold` (layers with none left out)."""
+    chosen = {name: [int(n) for n in np.flatnonzero(mask < threshold)] for name, mask in masks.items()}
+    return {name: neurons for name, neurons in chosen.items() if neurons}
+
+
+def mask_statistics(masks: dict[str, np.ndarray]) -> dict[str, object]:
+    """What the learned masks look like: how many fell below 0.2 (the reference's usual threshold),
+    their quantiles over every neuron, and each layer's mean."""
+    everyone = np.concatenate(list(masks.values()))
+    return {"neurons": int(everyone.size), "below_0.2": int(np.sum(everyone < 0.2)),
+            "quantiles": {f"{q:g}": float(np.quantile(everyone, q)) for q in (0.0, 0.1, 0.5, 0.9, 1.0)},
+            "layer_means": {name: float(np.mean(mask)) for name, mask in masks.items()}}
 
 
 def pruned_copy(model: tf_keras.Model, neurons: dict[str, list[int]]) -> tf_keras.Model:

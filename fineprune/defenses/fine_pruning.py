@@ -5,10 +5,12 @@ dormant, so Fine-Pruning removes channels in increasing order of their mean acti
 data, as far as a clean-accuracy budget allows, then fine-tunes on clean data.
 
 - `activation`: prune `layer`'s channels, least active on the clean training part first, until
-  held-out accuracy has fallen by `max_accuracy_drop` points (or exactly `prune_fraction` of
+  held-out accuracy has fallen by `accuracy_budget` points (or exactly `prune_fraction` of
   them), then fine-tune with the pruned channels held at zero;
 - `prune`: the pruning step alone (`ChannelPruningSettings`: no fine-tuning options);
-- `finetune`: the fine-tuning step alone (`FineTuningSettings`: no pruning options).
+- `finetune`: the fine-tuning step alone (`TunedFineTuningSettings`: no pruning options).
+
+Fine-tuning's learning rate is the strength rule's (`strength`): the strongest within the budget.
 
 Each has a settings class with exactly the options it uses, so that an option given to the
 wrong one is refused (`registry.Defense.settings`), not silently ignored.
@@ -30,7 +32,8 @@ from fineprune.defenses.channels import (
     pruning_order,
     zero_channels,
 )
-from fineprune.defenses.core import FineTuningSettings, RepairResult, RepairRun, RepairSettings, option
+from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, TunedFineTuningSettings, option
+from fineprune.defenses.strength import ACCURACY_BUDGET
 from fineprune.defenses.registry import register
 from fineprune.errors import InputError
 from fineprune.models import LoadedModel, copy_model
@@ -43,8 +46,9 @@ class ChannelPruningSettings(RepairSettings):
 
     method: str = "prune"
     layer: str = option("conv_3", "the convolutional layer whose channels are pruned", "NAME")
-    max_accuracy_drop: float = option(4.0, "prune until held-out accuracy has fallen this many points", "POINTS",
-                                      low=0)
+    accuracy_budget: float = option(ACCURACY_BUDGET, "prune (and, with fine-tuning, choose its learning rate) "
+                                    "while held-out accuracy stays within this many points of the BadNet's", "POINTS",
+                                    low=0)
     prune_fraction: float | None = option(None, "prune exactly this share of the channels instead of using the "
                                           "budget", "F", kind=float, low=0, high=1, low_open=True, high_open=True)
     channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
@@ -56,14 +60,14 @@ class ChannelPruningSettings(RepairSettings):
 
 
 @dataclass(frozen=True)
-class ActivationPruningSettings(FineTuningSettings, ChannelPruningSettings):
+class ActivationPruningSettings(TunedFineTuningSettings, ChannelPruningSettings):
     """Fine-Pruning (`activation`): the pruning step's options and the fine-tuning's."""
 
     method: str = "activation"
 
 
 def fine_prune(badnet: LoadedModel, clean: LabelledImages,
-               settings: FineTuningSettings | ChannelPruningSettings, progress: Progress = silent) -> RepairResult:
+               settings: TunedFineTuningSettings | ChannelPruningSettings, progress: Progress = silent) -> RepairResult:
     """Fine-Pruning or one of its halves, as the settings' class says: pruning settings prune,
     fine-tuning settings fine-tune; the BadNet is untouched. Every decision uses the clean data
     alone: channels are ranked on the training part, the budget is checked on the held-out part."""
@@ -72,20 +76,22 @@ def fine_prune(badnet: LoadedModel, clean: LabelledImages,
     pruned: list[int] = []
     if isinstance(settings, ChannelPruningSettings):
         pruned = prune_within_budget(model, run, settings)
-    steps = 0
-    if isinstance(settings, FineTuningSettings):
+    steps, details = 0, {}
+    if isinstance(settings, TunedFineTuningSettings):
         callbacks = [HoldChannelsAtZero(settings.layer, pruned)] if pruned else []
-        steps = run.fine_tune(model, settings, callbacks, progress)
+        pruned_net = model
+        model, steps, choice = run.tuned_fine_tune(lambda: copy_model(pruned_net), settings, callbacks, progress)
+        details["strength"] = choice.record()
     if not isinstance(settings, ChannelPruningSettings):
-        return run.finish(model, steps)
+        return run.finish(model, steps, details=details)
     filters = conv_layer(model, settings.layer).filters
-    return run.finish(model, steps, pruned_channels={settings.layer: pruned},
+    return run.finish(model, steps, pruned_channels={settings.layer: pruned}, details=details,
                       removed=f"{len(pruned)}/{filters} {settings.layer} channels")
 
 
 # The baselines come first in --help and the comparison, then the method they are the halves of.
 for _order, _name, _summary, _settings in (
-    (1, "finetune", "Fine-Pruning's fine-tuning step alone", FineTuningSettings),
+    (1, "finetune", "Fine-Pruning's fine-tuning step alone", TunedFineTuningSettings),
     (2, "prune", "Fine-Pruning's pruning step alone", ChannelPruningSettings),
     (3, "activation", "Fine-Pruning: prune --layer's least active channels on clean data, then fine-tune",
      ActivationPruningSettings),
@@ -109,7 +115,7 @@ def prune_within_budget(model: tf_keras.Model, run: RepairRun, settings: Channel
     for channel in order[:-1]:  # never the last channel: the layer would output nothing at all
         kept = layer.get_weights()
         zero_channels(layer, np.array([channel]))
-        if run.heldout_accuracy_pct(model) < run.accuracy_before_pct - settings.max_accuracy_drop:
+        if run.heldout_accuracy_pct(model) < run.accuracy_before_pct - settings.accuracy_budget:
             layer.set_weights(kept)
             break
         pruned.append(int(channel))

@@ -4,7 +4,7 @@
    random (see `fineprune.detection.reversal`).
 2. Reverse a trigger (mask and pattern) for each, on the clean training part.
 3. Flag every class whose mask is anomalously small: anomaly index above `anomaly_threshold`.
-4. Fine-tune on the clean training part with `stamp_fraction` of the images stamped with a flagged
+4. Fine-tune (learning rate by the strength rule, `strength`) on the clean training part with `stamp_fraction` of the images stamped with a flagged
    class's reversed trigger under their own labels, so the net learns to ignore it. The targets
    are soft: `distillation` of each image's target is the BadNet's own output on the unstamped
    image, the rest its true label, so the net keeps what the BadNet knew about clean faces.
@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras
 
 from fineprune.data import LabelledImages
-from fineprune.defenses.core import DISTILLATION_HELP, FineTuningSettings, RepairResult, RepairRun, option
+from fineprune.defenses.core import DISTILLATION_HELP, TunedFineTuningSettings, RepairResult, RepairRun, option
 from fineprune.defenses.registry import register
 from fineprune.detection import reversal
 from fineprune.detection.reversal import ExaminedClass, ReversalDetectionSettings, ReversalSettings, ReversedTrigger
@@ -29,7 +29,7 @@ from fineprune.progress import Progress, silent
 
 
 @dataclass(frozen=True)
-class UnlearnSettings(FineTuningSettings, ReversalDetectionSettings):
+class UnlearnSettings(TunedFineTuningSettings, ReversalDetectionSettings):
     """`unlearn`: the detection's settings (as inspect_net.py's), then the unlearning mix."""
 
     method: str = "unlearn"
@@ -47,12 +47,13 @@ def unlearn(badnet: LoadedModel, clean: LabelledImages, settings: UnlearnSetting
     triggers, examined = examine_classes(badnet, run, settings, lambda message: progress(f"unlearn: {message}"))
     flagged = [trigger for trigger, record in zip(triggers, examined) if record.flagged]
     x, targets = unlearning_set(badnet, run, flagged, settings)
-    model = copy_model(badnet.model)
-    steps = run.fine_tune(model, settings, progress=progress, x=x, y=targets)
+    model, steps, choice = run.tuned_fine_tune(lambda: copy_model(badnet.model), settings, progress=progress, x=x,
+                                               y=targets)
     return run.finish(model, steps,
                       removed=(f"reversed triggers of class {', '.join(str(t.target) for t in flagged)} unlearned"
                                if flagged else "nothing flagged; fine-tuned"),
-                      details={"flagged": [t.target for t in flagged], "examined": [asdict(e) for e in examined]})
+                      details={"flagged": [t.target for t in flagged], "examined": [asdict(e) for e in examined],
+                               "strength": choice.record()})
 
 
 def examine_classes(badnet: LoadedModel, run: RepairRun,

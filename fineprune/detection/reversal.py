@@ -13,9 +13,11 @@ reached the threshold is kept.
 A net with 1283 classes cannot afford a search per class, so `find_suspects` proposes them: an
 untargeted search finds the smallest stamp that pushes half the images away from their own class
 and from every class already proposed, and the class most of them land in is proposed next. A
-backdoor target is where stamped images land most easily. A few ordinary classes, drawn at random, are reversed beside the
-suspects so that the anomaly index has a population to stand out from: the index of a class is
-how many (MAD-scaled) deviations its mask size lies below the median of all classes examined.
+backdoor target is where stamped images land most easily. Ordinary classes, drawn at random, are
+reversed beside the suspects as the population the anomaly index measures against: the index of a
+class is how many (MAD-scaled) deviations its mask size lies below the median of those drawn classes
+(the reference reverses every class and takes all of them; the proposed suspects, chosen for
+looking suspicious, would skew a population they were part of).
 """
 
 from __future__ import annotations
@@ -167,7 +169,10 @@ def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: n
         landed = predict_classes(model, trigger.stamp(others_x), input_scale)
         trigger.hit_rate_pct = float(100.0 * np.mean(landed == target)) if len(landed) else float("nan")
         triggers.append(trigger)
-    indices = anomaly_indices([t.mask.sum() for t in triggers])
+    # The population is the classes drawn at random: the proposed and asked ones are chosen for
+    # looking suspicious, and would pull the median and spread toward themselves.
+    population = [n >= len(proposed) + len(extra) for n in range(len(classes))]
+    indices = anomaly_indices([t.mask.sum() for t in triggers], population if any(population) else None)
     examined = [ExaminedClass(t.target, n < len(proposed), t.mask_share_pct, t.reached_threshold, float(index),
                               t.hit_rate_pct, bool(index > anomaly_threshold and t.reached_threshold),
                               t.target in asked)
@@ -175,11 +180,13 @@ def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: n
     return triggers, examined
 
 
-def anomaly_indices(mask_l1: Sequence[float]) -> np.ndarray:
-    """How far each mask size lies below the median, in MAD-scaled deviations (negative: above)."""
+def anomaly_indices(mask_l1: Sequence[float], population: Sequence[bool] | None = None) -> np.ndarray:
+    """How far each mask size lies below the median, in MAD-scaled deviations (negative: above);
+    the median and deviation are those of the `population` sizes (default: all of them)."""
     sizes = np.asarray(mask_l1, dtype=np.float64)
-    median = np.median(sizes)
-    mad = MAD_CONSISTENCY * np.median(np.abs(sizes - median))
+    reference = sizes if population is None else sizes[np.asarray(population, dtype=bool)]
+    median = np.median(reference)
+    mad = MAD_CONSISTENCY * np.median(np.abs(reference - median))
     return (median - sizes) / max(mad, 1e-12)
 
 
@@ -255,7 +262,7 @@ class ReversalDetectionSettings(HeldOutSettings):
     hit rate."""
 
     suspects: int = option(5, "classes proposed by untargeted stamp searches", "N", low=1)
-    ordinary_classes: int = option(12, "other classes, drawn at random, reversed as the population the "
+    ordinary_classes: int = option(20, "other classes, drawn at random, reversed as the population the "
                                    "suspects must stand out from", "N", low=2)
     reversal_steps: int = option(300, "optimizer steps of each trigger reversal", "N", low=1)
     anomaly_threshold: float = option(2.0, "flag a class whose mask size lies this many MAD-scaled deviations "
