@@ -204,6 +204,11 @@ def output_layer(model: tf_keras.Model) -> tf_keras.layers.Dense:
     return head
 
 
+def pixel_range(input_scale: str) -> float:
+    """The brightest pixel's value as a net of `input_scale` is fed it: 1 for x/255, 255 for raw."""
+    return 1.0 if input_scale == "unit" else PIXEL_MAX
+
+
 def scale_inputs(x: np.ndarray | tf.Tensor, input_scale: str | None) -> np.ndarray | tf.Tensor:
     """Pixels 0..255 as the model expects them: divided by 255 for "unit", unchanged for "raw" (or
     None, for inputs that are not images). Works on arrays and on tensors inside a graph alike."""

@@ -12,6 +12,8 @@
     python benchmark.py demo        # make demo: prune.py and eval.py on every BadNet, seed 0 (--seeds 0 1 2: the
                                     # README's whole table), checked against the README; results/results.md
     python benchmark.py compare     # make compare: every repair method on every BadNet and seed, with figures
+    python benchmark.py tradeoff    # make tradeoff: each method's attack success against clean accuracy at every
+                                    # strength its rule measures, on the hardest nets; results/tradeoff.md, .json
     python benchmark.py oracle      # (make compare runs it last) where each backdoor lives, and whether fine-tuning
                                     # brings it back
     python benchmark.py speed       # make speed: images per second of one net and of G

@@ -157,6 +157,12 @@ class RepairRun:
     def y_train(self) -> np.ndarray:
         return self.clean.y[self.train]
 
+    def training_sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`count` images of the training part (all, if fewer) drawn by `rng`, scaled for the net as
+        float32, and their labels: what the methods that unlearn on part of the data work on."""
+        chosen = self.train[rng.choice(len(self.train), min(count, len(self.train)), replace=False)]
+        return np.asarray(scale_inputs(self.clean.x[chosen], self.badnet.input_scale), np.float32), self.clean.y[chosen]
+
     def heldout_accuracy_pct(self, model: tf_keras.Model) -> float:
         """`model`'s accuracy on the held-out clean images."""
         return accuracy_pct(predict_classes(model, self.clean.x[self.heldout], self.badnet.input_scale),

@@ -34,7 +34,7 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.defenses.strength import ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, Checkpoints
-from fineprune.models import LoadedModel, copy_model, scale_inputs
+from fineprune.models import LoadedModel, copy_model, pixel_range
 from fineprune.progress import Progress, silent
 
 PERTURBATION_STEP = 10.0  # the reference's SGD rate for the universal perturbation
@@ -68,14 +68,12 @@ def implicit_unlearning(badnet: LoadedModel, clean: LabelledImages, settings: Im
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
     rng = np.random.default_rng(settings.seed)
-    chosen = rng.choice(len(run.train), min(settings.unlearning_images, len(run.train)), replace=False)
-    x = np.asarray(scale_inputs(run.x_train[chosen], badnet.input_scale), np.float32)
-    y = run.y_train[chosen]
+    x, y = run.training_sample(settings.unlearning_images, rng)
     batches = [(tf.constant(x[i : i + settings.unlearning_batch_size]), tf.constant(y[i : i + settings.unlearning_batch_size]))
                for i in range(0, len(x), settings.unlearning_batch_size)]
     optimizer = tf_keras.optimizers.Adam(settings.unlearning_rate)
     step = _unlearning_step(model, optimizer, settings.fixed_point_iterations)
-    radius = settings.perturbation_norm * (255.0 if badnet.input_scale == "raw" else 1.0)
+    radius = settings.perturbation_norm * pixel_range(badnet.input_scale)
     checkpoints = Checkpoints("rounds", run.heldout_accuracy_pct, run.accuracy_before_pct, settings.accuracy_budget,
                               lambda line: progress(f"ibau: {line}"))
     checkpoints.offer(0, model)

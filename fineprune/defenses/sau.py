@@ -39,11 +39,8 @@ from fineprune.data import LabelledImages
 from fineprune.defenses.core import DISTILLATION_HELP, RepairResult, RepairRun, RepairSettings, option
 from fineprune.defenses.registry import register
 from fineprune.defenses.strength import ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, Checkpoints
-from fineprune.models import LoadedModel, copy_model, scale_inputs
+from fineprune.models import LoadedModel, copy_model, pixel_range
 from fineprune.progress import Progress, silent
-
-PIXEL_MAX = 255.0
-
 
 @dataclass(frozen=True)
 class SharedUnlearningSettings(RepairSettings):
@@ -75,15 +72,14 @@ def shared_adversarial_unlearning(badnet: LoadedModel, clean: LabelledImages, se
     run = RepairRun.start(badnet, clean, settings)
     model = copy_model(badnet.model)
     rng = np.random.default_rng(settings.seed)
-    chosen = rng.choice(len(run.train), min(settings.unlearning_images, len(run.train)), replace=False)
-    x = np.asarray(scale_inputs(run.x_train[chosen], badnet.input_scale), np.float32)
-    y = run.y_train[chosen].astype(np.int64)
+    x, y = run.training_sample(settings.unlearning_images, rng)
+    y = y.astype(np.int64)
     reference_scores = badnet.model.predict(x, batch_size=256, verbose=0)
     reference_labels = reference_scores.argmax(axis=1)
     targets = (1.0 - settings.distillation) * tf_keras.utils.to_categorical(y, badnet.num_classes)
     targets = (targets + settings.distillation * reference_scores).astype(np.float32)
-    pixel = PIXEL_MAX if badnet.input_scale == "raw" else 1.0  # the input scale's pixel range
-    step = unlearning_step(model, badnet.model, tf_keras.optimizers.Adam(settings.unlearning_rate), settings, pixel)
+    step = unlearning_step(model, badnet.model, tf_keras.optimizers.Adam(settings.unlearning_rate), settings,
+                           pixel_range(badnet.input_scale))
     checkpoints = Checkpoints("epochs", run.heldout_accuracy_pct, run.accuracy_before_pct, settings.accuracy_budget,
                               lambda line: progress(f"sau: {line}"))
     checkpoints.offer(0, model)
