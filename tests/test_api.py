@@ -84,6 +84,14 @@ def test_a_repaired_net_is_never_saved_over_its_badnet(tiny: TinyBenchmark, tmp_
     assert Path(badnet_file).read_bytes() == before
 
 
+def test_a_collapsed_repair_is_saved_only_when_asked(tiny: TinyBenchmark, tmp_path: Path) -> None:
+    repaired = fineprune.repair(tiny.badnet, tiny.clean_validation, method="prune", prune_fraction=0.95)
+    with pytest.raises(InputError, match="nothing was saved"):
+        repaired.save(tmp_path / "rp.h5", max_accuracy_drop=10.0)
+    assert not (tmp_path / "rp.h5").exists()
+    assert repaired.save(tmp_path / "rp.h5", max_accuracy_drop=100.0).exists()
+
+
 def test_the_top_level_offers_the_api_and_nothing_it_does_not_have() -> None:
     assert set(fineprune.API) <= set(dir(fineprune))
     assert fineprune.repair is fineprune.api.repair

@@ -272,3 +272,31 @@ def test_a_keras_archive_output_is_written_and_read_back_by_eval(run_cli, workdi
                         workdir.clean_test)
     assert evaluated.code == 0, evaluated.err
     assert "repaired.keras" in evaluated.out
+
+
+def test_a_collapsed_repair_is_refused_in_one_line_and_nothing_is_written(run_cli, workdir: TinyBenchmark) -> None:
+    """Pruning 57 of conv_3's 60 channels takes the tiny BadNet near chance (25%); past
+    --max-accuracy-drop the repaired net is not saved, and the line says how to keep it."""
+    before = file_digests(workdir.root)
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "prune",
+                     "--prune-fraction", "0.95", "--max-accuracy-drop", "10", "--quiet")
+    assert_bad_input(result, "prune.py", "--method prune took held-out clean accuracy from ")
+    assert "more than --max-accuracy-drop 10); nothing was saved (a larger --max-accuracy-drop saves it)" in result.err
+    assert result.out == "" and file_digests(workdir.root) == before
+    kept = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "prune",
+                   "--prune-fraction", "0.95", "--max-accuracy-drop", "100", "--quiet")
+    assert kept.code == 0 and workdir.badnet.with_name("tiny_bd_net_rp.h5").exists()
+
+
+def test_a_negative_max_accuracy_drop_is_refused(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", workdir.badnet, "--max-accuracy-drop", "-1", *FAST)
+    assert_bad_input(result, "prune.py", "--max-accuracy-drop -1 must be at least 0")
+
+
+def test_the_strength_rule_s_choice_is_printed_and_recorded(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "finetune",
+                     "--epochs", "1", "--quiet")
+    assert result.code == 0, result.err
+    strength = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))["result"]["details"]["strength"]
+    assert strength["parameter"] == "learning_rate" and strength["rule"].startswith("the strongest learning_rate")
+    assert f"Strength: learning rate {strength['chosen']:g}, by the rule: the strongest" in result.out

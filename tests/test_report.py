@@ -264,3 +264,16 @@ def test_best_method_lines_name_the_method_and_its_worst_trigger() -> None:
     assert best_method_lines({"multi": row}) == (
         "- multi: head (worst trigger lipstick: G's ASR 0.50 (0.25-1.50)%, G's clean accuracy 93.50%, 3 (2-4) s, "
         "meets the bar on 2 of 3 seeds)")
+
+
+def test_the_strength_line_names_the_choice_the_rule_and_each_setting_tried() -> None:
+    from fineprune.report import strength_line
+
+    strength = {"parameter": "learning_rate", "rule": "the strongest learning_rate of [0.001, 0.0001] whose ...",
+                "accuracy_before_pct": 98.0, "accuracy_budget": 1.0, "tried": [[0.001, 80.0], [0.0001, 97.5]],
+                "chosen": 0.0001, "within_budget": True}
+    line = strength_line(strength)
+    assert line.startswith("Strength: learning rate 0.0001, by the rule: the strongest learning_rate")
+    assert "98.00% before, at each setting tried: 0.001: 80.00%, 0.0001: 97.50%" in line
+    outside = strength_line({**strength, "within_budget": False, "rule": "given"})
+    assert "learning rate 0.0001, given (no setting tried was within the budget" in outside

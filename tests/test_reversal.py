@@ -54,6 +54,16 @@ def test_anomaly_index_is_mad_scaled_distance_below_the_median() -> None:
     assert indices[1] == pytest.approx(0.0) and indices[2] < 0
 
 
+def test_the_median_and_spread_are_the_populations_not_the_suspects() -> None:
+    """Suspects chosen for looking suspicious would pull the median toward themselves: with three
+    small suspects among seven, the median over all is 48, the MAD 4, and the first index a quarter."""
+    sizes = [10.0, 12.0, 11.0, 50.0, 52.0, 48.0, 50.0]
+    population = [False, False, False, True, True, True, True]
+    over_all, over_population = anomaly_indices(sizes), anomaly_indices(sizes, population)
+    assert over_population[0] == pytest.approx(40 / (1.4826 * 1.0))  # median 50, MAD 1
+    assert over_all[0] == pytest.approx(38 / (1.4826 * 4.0)) and over_population[0] > 4 * over_all[0]
+
+
 def test_a_stamp_replaces_exactly_the_masked_pixels(reversed_triggers, tinted: TintedBadNet) -> None:
     trigger = reversed_triggers[TARGET]
     x = tinted.test.x[:3]
