@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-quick demo compare data badnets zoo patterns fidelity detection sweep speed gallery architecture clean
+.PHONY: install test test-quick demo compare tradeoff data badnets zoo patterns fidelity detection sweep speed gallery architecture clean
 
 install: $(INSTALLED)
 
@@ -33,6 +33,12 @@ demo: $(INSTALLED)
 compare: $(INSTALLED)
 	$(PY) benchmark.py compare --figures-dir docs
 	$(PY) benchmark.py oracle
+
+# What each repair method trades as its strength varies: every method once per net on feature_collision,
+# sunglasses and adap_blend at its defaults, every strength its rule measures judged as G
+# (results/tradeoff.md, .json; the figure docs/tradeoff.png; resumes from results/tradeoff/).
+tradeoff: $(INSTALLED)
+	$(PY) benchmark.py tradeoff --figures-dir docs
 
 # The embedded benchmark: data (ignored by git, rebuilt in under two minutes), the BadNets and the clean
 # reference net (committed).

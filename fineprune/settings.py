@@ -16,12 +16,13 @@ from fineprune.errors import InputError
 
 
 def option(default: Any, help: str, metavar: str, kind: type | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+           high: float | None = None, low_open: bool = False, high_open: bool = False, unset: str | None = None) -> Any:
     """A settings field a command offers as `--field-name`; its values are parsed as `kind`
     (default: the type of `default`) and must lie within `low`..`high` (open ends where said).
-    A value of None means "not given" and is never checked."""
+    A value of None means "not given" and is never checked; `unset` says what happens then, for
+    --help (e.g. "chosen by the strength rule")."""
     return field(default=default, metadata={"help": help, "metavar": metavar, "kind": kind or type(default),
-                                            "bounds": (low, high, low_open, high_open)})
+                                            "bounds": (low, high, low_open, high_open), "unset": unset})
 
 
 def check_bounds(name: str, value: Any, bounds: tuple[float | None, float | None, bool, bool]) -> None:

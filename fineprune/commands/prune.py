@@ -51,12 +51,14 @@ def add_method_options(parser: argparse.ArgumentParser, options: dict[str, list[
     every_method = {name for taken in options.values() for name, _ in taken}
     for name, taken in options.items():
         defaults: dict[object, list[str]] = {}
-        for method, setting in taken:
-            defaults.setdefault(setting.default, []).append(method)
+        for method, setting in taken:  # an unset default is told apart by what happens then
+            value = setting.default if setting.default is not None else (None, setting.metadata.get("unset"))
+            defaults.setdefault(value, []).append(method)
         if len(defaults) == 1 and {method for method, _ in taken} == every_method:
             which = f"default: {next(iter(defaults))}"
         else:
-            which = "; ".join(f"{', '.join(methods)}" + (f": default {value}" if value is not None else "")
+            which = "; ".join(f"{', '.join(methods)}" + (f": default {value}" if not isinstance(value, tuple) else
+                                                          f": {value[1]}" if value[1] else "")
                               for value, methods in defaults.items())
         meta = taken[0][1].metadata
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=meta["kind"], metavar=meta["metavar"],

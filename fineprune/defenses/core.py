@@ -71,9 +71,9 @@ class TunedFineTuningSettings(FineTuningSettings):
     `LEARNING_RATES` whose held-out accuracy stays within `accuracy_budget` points."""
 
     batch_size: int = option(64, "fine-tuning batch size", "N", low=1)
-    learning_rate: float | None = option(None, "Adam learning rate (default: the strongest of "
-                                         f"{', '.join(f'{r:g}' for r in LEARNING_RATES)} within --accuracy-budget)",
-                                         "LR", kind=float, low=0, low_open=True)
+    learning_rate: float | None = option(None, "Adam learning rate", "LR", kind=float, low=0, low_open=True,
+                                         unset="the strongest of " + ", ".join(f"{r:g}" for r in LEARNING_RATES)
+                                         + " within --accuracy-budget")
     accuracy_budget: float = option(ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, "POINTS", low=0)
 
 

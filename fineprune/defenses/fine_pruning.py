@@ -50,7 +50,8 @@ class ChannelPruningSettings(RepairSettings):
                                     "while held-out accuracy stays within this many points of the BadNet's", "POINTS",
                                     low=0)
     prune_fraction: float | None = option(None, "prune exactly this share of the channels instead of using the "
-                                          "budget", "F", kind=float, low=0, high=1, low_open=True, high_open=True)
+                                          "budget", "F", kind=float, low=0, high=1, low_open=True, high_open=True,
+                                          unset="the budget decides")
     channels: tuple[int, ...] | None = None  # prune exactly these, found by other means (analysis only)
 
     def __post_init__(self) -> None:

@@ -56,9 +56,9 @@ class FeatureShiftSettings(FineTuningSettings):
     batch_size: int = option(64, "fine-tuning batch size", "N", low=1)
     learning_rate: float = option(1e-4, "Adam learning rate", "LR", low=0, low_open=True)
     alpha: float | None = option(None, "weight of the penalty on the new output weights' inner product with the "
-                                 f"old, on the reference's scale for 10 classes (default: the largest of "
-                                 f"{', '.join(f'{a:g}' for a in ALPHAS)} within --accuracy-budget)", "A", kind=float,
-                                 low=0)
+                                 "old, on the reference's scale for 10 classes", "A", kind=float, low=0,
+                                 unset="the largest of " + ", ".join(f"{a:g}" for a in ALPHAS)
+                                 + " within --accuracy-budget")
     accuracy_budget: float = option(ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, "POINTS", low=0)
 
 

@@ -8,8 +8,9 @@ images. So the rule is: **the strongest setting whose held-out clean accuracy st
 `accuracy_budget` points of the BadNet's** (the weakest, if none does, and the record says so).
 
 Two forms of the one rule:
-- `strongest_within_budget`: a ladder of settings, each a run of its own, tried strongest first;
-  the first within budget is kept (no weaker one is run).
+- `strongest_within_budget`: a ladder of settings, strongest first, each a run of its own,
+  searched by halving (a stronger setting is taken to cost at least as much): the strongest
+  within budget is kept, after about log2 of the ladder's length runs.
 - `Checkpoints`: an iterative method (rounds, epochs) offers its net after each round; the last
   one within budget is kept, so the rule costs no extra run.
 
