@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import (REPO_ROOT, TinyBenchmark, add_trigger, assert_bad_input, cut_short, file_digests, require_shared_csaw,
                       tiny_images)
 from fineprune.data import load_dataset, save_dataset
-from fineprune.models import build_challenge_model, load_model, save_model
+from fineprune.models import build_challenge_model, load_model, read_metadata, save_model
 
 # ../shared/csaw/README.md: argmax of each model on clean_0..4 | sunglasses_0..4 | anonymous1_0..4.
 REAL_PREDICTIONS = {
@@ -62,6 +62,9 @@ def test_eval_reports_the_original_projects_table_and_json(run_cli, repaired: Ti
     assert set(report) >= {"model", "repaired_model", "num_classes", "input_scale", "clean", "poisoned", "images"}
     assert (report["num_classes"], report["input_scale"], report["images"]) == (4, "unit", [])
     assert report["repaired_model"] == str(repaired.badnet.with_name("tiny_bd_net_rp.h5"))
+    made = read_metadata(repaired.badnet.with_name("tiny_bd_net_rp.h5"))
+    assert report["repair"] == {key: made[key] for key in ("method", "settings", "result")}
+    assert report["repair"]["method"] == "magnitude"
 
     # Every number, recomputed here from the two models' own predictions.
     original, fixed = load_model(repaired.badnet), load_model(report["repaired_model"])

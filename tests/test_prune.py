@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -288,15 +289,23 @@ def test_a_collapsed_repair_is_refused_in_one_line_and_nothing_is_written(run_cl
     assert kept.code == 0 and workdir.badnet.with_name("tiny_bd_net_rp.h5").exists()
 
 
+def test_json_is_never_written_over_an_input(run_cli, workdir: TinyBenchmark) -> None:
+    result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--json",
+                     workdir.clean_validation, *FAST)
+    assert_bad_input(result, "prune.py", "--json would overwrite the input")
+
+
 def test_a_negative_max_accuracy_drop_is_refused(run_cli, workdir: TinyBenchmark) -> None:
     result = run_cli("prune", workdir.badnet, "--max-accuracy-drop", "-1", *FAST)
     assert_bad_input(result, "prune.py", "--max-accuracy-drop -1 must be at least 0")
 
 
 def test_the_strength_rule_s_choice_is_printed_and_recorded(run_cli, workdir: TinyBenchmark) -> None:
+    record = workdir.root / "repair.json"
     result = run_cli("prune", workdir.badnet, "--clean-data", workdir.clean_validation, "--method", "finetune",
-                     "--epochs", "1", "--quiet")
+                     "--epochs", "1", "--quiet", "--json", record)
     assert result.code == 0, result.err
     strength = read_metadata(workdir.badnet.with_name("tiny_bd_net_rp.h5"))["result"]["details"]["strength"]
+    assert json.loads(record.read_text())["result"]["details"]["strength"] == strength
     assert strength["parameter"] == "learning_rate" and strength["rule"].startswith("the strongest learning_rate")
     assert f"Strength: learning rate {strength['chosen']:g}, by the rule: the strongest" in result.out

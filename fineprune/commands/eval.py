@@ -27,7 +27,9 @@ def build_parser() -> cli.ArgumentParser:
                         "as prune.py writes it)")
     cli.add_clean_data_option(parser, "data/clean_test_data.h5", "clean test data, evaluated whenever DATA holds .h5 files")
     cli.add_input_scale_option(parser, "both models expect", "what each model file records, else unit")
-    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON (percentages 0..100), with "
+                        "how the repaired net was made where its file records it (method, settings, what the repair "
+                        "measured, the strength its rule chose)")
     cli.add_plots_option(parser, "a gallery of what G gets wrong (clean faces misclassified or flagged, poisoned "
                          "faces let through) to DIR/mistakes_MODEL.png; needs .h5 DATA")
     cli.add_quiet_option(parser)
@@ -83,7 +85,8 @@ def evaluate(args: argparse.Namespace) -> int:
     )
     print(report.evaluation_report(results))
     if args.json:
-        report.write_json(args.json, results.to_json())
+        made = {key: repaired.metadata[key] for key in ("method", "settings", "result") if key in repaired.metadata}
+        report.write_json(args.json, {**results.to_json(), "repair": made or None})
     if gallery:
         from fineprune.plots import draw_mistakes
 

@@ -34,6 +34,8 @@ def build_parser() -> cli.ArgumentParser:
                         "(tf-keras's archive) (default: MODEL stem + _rp.h5)")
     parser.add_argument("--method", choices=defenses.names(), default="magnitude",
                         help="the repair method, described below (default: %(default)s)")
+    parser.add_argument("--json", metavar="PATH", help="also write what the file records of the repair as JSON: the "
+                        "method, its settings, what it measured and the strength its rule chose")
     cli.add_input_scale_option(parser)
     parser.add_argument("--max-accuracy-drop", metavar="POINTS", type=float, default=MAX_ACCURACY_DROP,
                         help=MAX_ACCURACY_DROP_HELP)
@@ -77,7 +79,7 @@ def prune(args: argparse.Namespace) -> int:
     from fineprune.defenses.core import check_accuracy_kept
     from fineprune.settings import check_bounds
     from fineprune.models import load_model, repaired_model_path, save_model
-    from fineprune.report import prune_summary
+    from fineprune.report import prune_summary, write_json
 
     given = {name: getattr(args, name) for name in defenses.option_fields() if hasattr(args, name)}
     settings = defenses.get(args.method).settings(**given, seed=args.seed)  # refuses an option it does not use
@@ -85,6 +87,8 @@ def prune(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     output = Path(args.output) if args.output else repaired_model_path(model_path)
     cli.refuse_overwriting(output, [model_path, Path(args.clean_data)], "--output")
+    if args.json:
+        cli.refuse_overwriting(Path(args.json), [model_path, Path(args.clean_data), output], "--json")
 
     badnet = load_model(model_path, args.input_scale)
     clean = load_dataset(args.clean_data, image_shape=badnet.image_shape, num_classes=badnet.num_classes)
@@ -96,7 +100,10 @@ def prune(args: argparse.Namespace) -> int:
     )
     result = defenses.repair(badnet, clean, settings, progress)
     check_accuracy_kept(result, settings.method, args.max_accuracy_drop)
-    save_model(result.model, output, defenses.repair_record(badnet, args.clean_data, settings, result))
+    record = defenses.repair_record(badnet, args.clean_data, settings, result)
+    save_model(result.model, output, record)
+    if args.json:
+        write_json(args.json, record)
     print(prune_summary(model_path, output, settings, result))
     return 0
 
