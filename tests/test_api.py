@@ -50,7 +50,11 @@ def test_repair_and_evaluate_take_loaded_objects_and_match_the_files(tiny: TinyB
     lines: list[str] = []
     repaired = fineprune.repair(badnet, clean, method="finetune", seed=3, epochs=1, progress=lines.append)
     assert repaired.settings.seed == 3 and repaired.settings.epochs == 1
-    assert len(lines) == 1 and lines[0].startswith("fine-tuning epoch 1/1: loss ")
+    # one line per epoch of each learning rate the strength rule tries, then one with its verdict
+    epochs = [line for line in lines if line.startswith("fine-tuning epoch 1/1: loss ")]
+    verdicts = [line for line in lines if line.startswith("fine-tuning: learning_rate ")]
+    assert len(epochs) == len(verdicts) == len(repaired.result.details["strength"]["tried"]) >= 1
+    assert len(lines) == 2 * len(epochs)
     numbers = fineprune.evaluate(badnet, repaired, clean=tiny.clean_test, poisoned=[tiny.poisoned])
     assert numbers.clean.images == len(fineprune.load_dataset(tiny.clean_test).y)
     assert [row.name for row in numbers.poisoned] == ["trigger"]

@@ -34,6 +34,7 @@ from fineprune.models import predict_classes, scale_inputs
 from fineprune.settings import HeldOutSettings, option
 from fineprune.progress import Progress, silent
 
+MIN_POPULATION = 5  # drawn classes needed to measure the anomaly index against them alone
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate a normal distribution's sigma
 LANDING_SAMPLE = 1024  # stamped images whose classes decide the next suspect
 UNTARGETED_SUCCESS = 0.5  # share of images an untargeted stamp must move: the smallest stamp moving half
@@ -171,8 +172,11 @@ def examine_classes(model: tf_keras.Model, input_scale: str, x: np.ndarray, y: n
         triggers.append(trigger)
     # The population is the classes drawn at random: the proposed and asked ones are chosen for
     # looking suspicious, and would pull the median and spread toward themselves.
+    # (With fewer than MIN_POPULATION drawn, as on a net of a few classes, all examined classes are
+    # the population: a median and deviation of two or three values say little.)
     population = [n >= len(proposed) + len(extra) for n in range(len(classes))]
-    indices = anomaly_indices([t.mask.sum() for t in triggers], population if any(population) else None)
+    indices = anomaly_indices([t.mask.sum() for t in triggers],
+                              population if sum(population) >= MIN_POPULATION else None)
     examined = [ExaminedClass(t.target, n < len(proposed), t.mask_share_pct, t.reached_threshold, float(index),
                               t.hit_rate_pct, bool(index > anomaly_threshold and t.reached_threshold),
                               t.target in asked)
