@@ -430,6 +430,7 @@ def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | o
     return fig
 
 
+NOTHING_LOST = 0.05  # points of accuracy lost at or below which the trade-off figure draws at its left edge
 _METHOD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                    "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a", "#ff9896")
 
@@ -438,7 +439,8 @@ def draw_tradeoff(curves: dict[str, dict[str, Sequence[Any]]], path: str | os.Pa
                   budget_points: float) -> Figure:
     """One panel per net: for each method, G's attack success (worst trigger) against the clean
     accuracy G loses, one point per strength its rule measured, joined in order; a large ringed
-    marker on the point the method returns at its defaults (the rule's choice). `curves` maps a
+    marker on the point the method returns at its defaults (the rule's choice); a loss of at most
+    NOTHING_LOST points is drawn at NOTHING_LOST, unjoined. `curves` maps a
     net to method labels to points with `g_accuracy_lost_points`, `g_asr_pct` and `chosen`."""
     columns = min(3, len(curves))
     rows = -(-len(curves) // columns)
@@ -449,9 +451,15 @@ def draw_tradeoff(curves: dict[str, dict[str, Sequence[Any]]], path: str | os.Pa
     for index, (name, methods) in enumerate(curves.items()):
         ax = fig.add_subplot(rows, columns, index + 1)
         for label, points in methods.items():
-            lost = [max(p.g_accuracy_lost_points, 0.05) for p in points]
+            lost = [max(p.g_accuracy_lost_points, NOTHING_LOST) for p in points]
             asr = [p.g_asr_pct for p in points]
-            ax.plot(lost, asr, color=colours[label], linewidth=1, marker="o", markersize=3, alpha=0.8)
+            ax.plot(lost, asr, color=colours[label], linestyle="none", marker="o", markersize=3, alpha=0.8)
+            # Lines join consecutive settings, but not to a net that lost nothing (the BadNet itself,
+            # offered as round 0, or a rung that pruned nothing): that join would cross the panel.
+            for start in range(len(points) - 1):
+                pair = slice(start, start + 2)
+                if min(lost[pair]) > NOTHING_LOST:
+                    ax.plot(lost[pair], asr[pair], color=colours[label], linewidth=1, alpha=0.8)
             for p, x, y in zip(points, lost, asr):
                 if p.chosen:
                     ax.plot([x], [y], color=colours[label], marker="o", markersize=9, markerfacecolor="none",
@@ -459,7 +467,7 @@ def draw_tradeoff(curves: dict[str, dict[str, Sequence[Any]]], path: str | os.Pa
         ax.axvline(budget_points, color="#606060", linestyle="--", linewidth=1)
         ax.axhline(1.0, color="#606060", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_xlim(0.04, 100)
+        ax.set_xlim(0.8 * NOTHING_LOST, 100)
         ax.set_ylim(-2, 102)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("G's clean accuracy lost (points, log scale)", fontsize=9)
