@@ -28,8 +28,7 @@ from fineprune.files import strict_json
 from fineprune.metrics import accuracy_pct
 from fineprune.models import LoadedModel, predict_classes, scale_inputs
 from fineprune.progress import Progress, silent
-from fineprune.defenses.strength import (ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, StrengthChoice, accepted,
-                                         strongest_within_budget)
+from fineprune.defenses.strength import ACCURACY_BUDGET, ACCURACY_BUDGET_HELP, StrengthChoice, strongest_within_budget
 from fineprune.settings import HeldOutSettings, check_bounds, option, split_heldout  # noqa: F401 (re-exported)
 
 DISTILLATION_HELP = ("share of each training image's target that is the BadNet's own output on the clean image "
@@ -210,15 +209,12 @@ class RepairRun:
             return model
 
         steps = fine_tuning_steps(len(self.train) if x is None else len(x), settings)
-        if settings.learning_rate is None:
-            model, choice = strongest_within_budget("learning_rate", LEARNING_RATES, tuned, self.heldout_accuracy_pct,
-                                                    self.accuracy_before_pct, settings.accuracy_budget,
-                                                    lambda line: progress(f"fine-tuning: {line}"))
-            return model, steps, choice
-        model = tuned(settings.learning_rate)
-        choice = StrengthChoice("learning_rate", "given", self.accuracy_before_pct, settings.accuracy_budget)
-        choice.tried, choice.chosen = [(settings.learning_rate, self.heldout_accuracy_pct(model))], settings.learning_rate
-        choice.within_budget = accepted(choice.tried[0][1], self.accuracy_before_pct, settings.accuracy_budget)
+        given = settings.learning_rate is not None
+        model, choice = strongest_within_budget("learning_rate", (settings.learning_rate,) if given else LEARNING_RATES,
+                                                tuned, self.heldout_accuracy_pct, self.accuracy_before_pct,
+                                                settings.accuracy_budget, lambda line: progress(f"fine-tuning: {line}"))
+        if given:
+            choice.rule = "given"
         return model, steps, choice
 
     def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:
