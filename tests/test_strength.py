@@ -82,3 +82,11 @@ def test_an_observer_sees_the_whole_ladder_and_the_choice_does_not_change() -> N
     with observing(lambda parameter, value, net: seen.append((parameter, value))):
         Checkpoints("rounds", lambda _: 98.0, 98.0, 1.0).offer(0, model)
     assert seen[-1] == ("rounds", 0)
+
+
+def test_a_given_setting_is_run_alone_and_recorded_as_given() -> None:
+    made: list[float] = []
+    net, choice = strongest_within_budget("x", LADDER, lambda s: made.append(s) or Net(s), cost_curve(0.2), 98.0,
+                                          1.0, given=16.0)
+    assert made == [16.0] and net.strength == choice.chosen == 16.0
+    assert choice.rule == "given" and not choice.within_budget  # 16 x 0.2 = 3.2 points, outside the budget

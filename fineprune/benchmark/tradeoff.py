@@ -9,7 +9,7 @@ poisoned data; the rule itself never does. A method without a strength rule give
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +27,6 @@ from fineprune.files import file_digest
 from fineprune.jobs import Job, run_jobs
 from fineprune.models import LoadedModel
 from fineprune.progress import Progress, silent
-
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,14 @@ def tradeoff_cell(spec: BadNetSpec, data_dir: Path, models_dir: Path, method: Me
         points.append(judge(badnet, result.model, clean_test, poisoned_files, "defaults", None, True))
     else:
         chosen = float(strength["chosen"])
-        points = [TradeoffPoint(p.parameter, p.value, p.g_accuracy_lost_points, p.g_asr_pct,
-                                p.parameter == strength["parameter"] and p.value == chosen) for p in points]
+        points = [replace(p, chosen=p.parameter == strength["parameter"] and p.value == chosen) for p in points]
     return {"points": [asdict(point) for point in points], "strength": strength,
             "repair_seconds": result.seconds}
+
+
+def cell_key(spec: BadNetSpec, method: Method) -> str:
+    """Where a (net, method) cell is kept, under the cells' folder."""
+    return f"{spec.name}/{method.label.replace(' ', '_')}"
 
 
 def tradeoff_benchmark(data_dir: Path, models_dir: Path, specs: Sequence[BadNetSpec], methods: Sequence[Method],
@@ -79,7 +82,7 @@ def tradeoff_benchmark(data_dir: Path, models_dir: Path, specs: Sequence[BadNetS
     """Every method's trade-off on every net in `specs`: per net, per method label, its points. Each
     (net, method) is a job kept in `cells_dir`, so an interrupted run resumes."""
     clean_provenance = open_dataset(data_dir / "clean_validation_data.h5").provenance
-    jobs = [Job(f"{spec.name}/{method.label.replace(' ', '_')}", tradeoff_cell, (spec, data_dir, models_dir, method),
+    jobs = [Job(cell_key(spec, method), tradeoff_cell, (spec, data_dir, models_dir, method),
                 {"badnet": file_digest(models_dir / spec.model_file), "clean_data": clean_provenance,
                  "poisoned": list(spec.poisoned_files), "settings": asdict(method.settings),
                  "code": code_version(method_module(method.settings.method), __name__)})
@@ -89,6 +92,6 @@ def tradeoff_benchmark(data_dir: Path, models_dir: Path, specs: Sequence[BadNetS
     curves: dict[str, dict[str, list[TradeoffPoint]]] = {spec.name: {} for spec in specs}
     for spec in specs:
         for method in methods:
-            cell = done[f"{spec.name}/{method.label.replace(' ', '_')}"]
+            cell = done[cell_key(spec, method)]
             curves[spec.name][method.label] = [TradeoffPoint(**point) for point in cell["points"]]
     return curves

@@ -209,12 +209,9 @@ class RepairRun:
             return model
 
         steps = fine_tuning_steps(len(self.train) if x is None else len(x), settings)
-        given = settings.learning_rate is not None
-        model, choice = strongest_within_budget("learning_rate", (settings.learning_rate,) if given else LEARNING_RATES,
-                                                tuned, self.heldout_accuracy_pct, self.accuracy_before_pct,
-                                                settings.accuracy_budget, lambda line: progress(f"fine-tuning: {line}"))
-        if given:
-            choice.rule = "given"
+        model, choice = strongest_within_budget("learning_rate", LEARNING_RATES, tuned, self.heldout_accuracy_pct,
+                                                self.accuracy_before_pct, settings.accuracy_budget,
+                                                lambda line: progress(f"fine-tuning: {line}"), settings.learning_rate)
         return model, steps, choice
 
     def finish(self, model: tf_keras.Model, steps: int, **found: Any) -> RepairResult:

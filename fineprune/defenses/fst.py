@@ -102,11 +102,8 @@ def feature_shift_tuning(badnet: LoadedModel, clean: LabelledImages, settings: F
         run.fine_tune(model, settings, [KeepNorm(new_head, float(np.linalg.norm(old_kernel)))], progress)
         return copy_model(model)  # the same weights, without the training-only penalty
 
-    ladder = ALPHAS if settings.alpha is None else (settings.alpha,)
-    model, choice = strongest_within_budget("alpha", ladder, shifted, run.heldout_accuracy_pct,
+    model, choice = strongest_within_budget("alpha", ALPHAS, shifted, run.heldout_accuracy_pct,
                                             run.accuracy_before_pct, settings.accuracy_budget,
-                                            lambda line: progress(f"fst: {line}"))
-    if settings.alpha is not None:
-        choice.rule = "given"
+                                            lambda line: progress(f"fst: {line}"), settings.alpha)
     return run.finish(model, steps, removed=f"the output layer (re-initialised; features shifted, alpha {choice.chosen:g})",
                       details={"strength": choice.record()})

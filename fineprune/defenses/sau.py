@@ -49,7 +49,7 @@ class SharedUnlearningSettings(RepairSettings):
     method: str = "sau"
     pgd_bound: float = option(0.2, "L-infinity bound of the shared adversarial perturbation, as a share of the pixel "
                               "range", "E", low=0, high=1, low_open=True)
-    pgd_steps: int = option(2, "signed-gradient steps of the shared adversarial search, each of size epsilon", "N",
+    pgd_steps: int = option(2, "signed-gradient steps of the shared adversarial search, each of size --pgd-bound", "N",
                             low=1)
     beta_adv: float = option(0.01, "weight of fooling both nets in the search (BackdoorBench's beta_1)", "W", low=0)
     beta_shared: float = option(1.0, "weight of the two nets agreeing in the search (beta_2)", "W", low=0)

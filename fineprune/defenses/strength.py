@@ -16,8 +16,8 @@ Two forms of the one rule:
 
 Neither takes poisoned data or a target: what they see is a held-out accuracy function. (The
 benchmark's trade-off figure watches every net a rule measures through `observing`, and judges
-them with poisoned data there, outside the rule.) The choice and the rule are recorded in the repair's `details["strength"]` (the repaired file and
-`--json`).
+them with poisoned data there, outside the rule.) The choice and the rule are recorded in the
+repair's `details["strength"]` (the repaired file and `--json`).
 """
 
 from __future__ import annotations
@@ -80,16 +80,20 @@ def observing(observer: Observer) -> Iterator[None]:
 def strongest_within_budget(parameter: str, ladder: Sequence[Setting],
                             repair_at: Callable[[Setting], tf_keras.Model],
                             heldout_accuracy_pct: Callable[[tf_keras.Model], float], accuracy_before_pct: float,
-                            budget: float, progress: Progress = silent,
+                            budget: float, progress: Progress = silent, given: Setting | None = None,
                             ) -> tuple[tf_keras.Model, StrengthChoice]:
     """The net `repair_at` makes at the strongest of the `ladder`'s settings (strongest first) whose
     held-out accuracy is within `budget` points of `accuracy_before_pct` (or at the weakest, if
     none is), and the record of the choice. The ladder is searched by halving, as a stronger setting
-    is taken to cost at least as much accuracy: about log2 of its length runs, not one per rung."""
+    is taken to cost at least as much accuracy: about log2 of its length runs, not one per rung.
+    With `given` (the user's own setting), that one alone is run, and recorded as "given"."""
+    if given is not None:
+        ladder = (given,)
     if not ladder:
         raise ValueError("a strength ladder needs at least one setting")
-    choice = StrengthChoice(parameter, f"the strongest {parameter} of {list(ladder)} whose held-out clean accuracy "
-                            f"stays within {budget:g} points of the BadNet's", accuracy_before_pct, budget)
+    rule = "given" if given is not None else (f"the strongest {parameter} of {list(ladder)} whose held-out clean "
+                                              f"accuracy stays within {budget:g} points of the BadNet's")
+    choice = StrengthChoice(parameter, rule, accuracy_before_pct, budget)
     observer = _observer.get()
     measured: dict[int, tuple[tf_keras.Model, float]] = {}
 
