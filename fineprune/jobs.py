@@ -124,7 +124,10 @@ def _run_on_cluster(jobs: list[Job], workers: int, scheduler: str | None,
         try:
             for future in as_completed(futures):
                 result, seconds = future.result()
-                keep(futures[future], result, seconds)
+                keep(futures.pop(future), result, seconds)
+                # Let the result go: while a future is held, a worker that dies or is restarted past
+                # its memory limit has every finished job it holds computed again.
+                future.release()
         except BaseException:
             client.cancel(list(futures))
             raise

@@ -1,13 +1,14 @@
 """Tests for fineprune.jobs: results are kept as they finish, read back on the next run unless
 their fingerprint changed, an interrupted run resumes, a local Dask cluster gives the same results,
-a long run does not stay in one process, a worker that dies has its job run again, and a scheduler
-that does not answer is refused in one line."""
+a long run does not stay in one process, a worker that dies has its job run again (and only that
+one), and a scheduler that does not answer is refused in one line."""
 
 from __future__ import annotations
 
 import json
 import operator
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,41 @@ def test_a_long_run_leaves_this_process_and_a_killed_worker_has_its_job_run_agai
                      tmp_path / "cells", workers=1)
     assert marker.read_text() == "tried" and os.getpid() not in found.values()
     assert stored_result(tmp_path / "cells", Job("pid/1", die_once, (), {"n": 1})) == found["pid/1"]
+
+
+def run_and_die_last(key: str, log: str, cells: str, jobs: int) -> str:
+    """A job that notes in `log` each time it runs; the last of `jobs` to run, on its first try,
+    waits until the others' results are kept (and a little for the client to let them go), then
+    kills the process running it, as a nanny does to a worker past its memory limit."""
+    ran = Path(log).read_text().split() if Path(log).exists() else []
+    with open(log, "a") as file:
+        file.write(key + "\n")
+    marker = Path(cells) / "died"
+    if len(set(ran)) == jobs - 1 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key)
+        while not all((Path(cells) / f"{other}.json").exists() for other in ran):
+            time.sleep(0.05)
+        time.sleep(2)  # the client lets a result go right after writing it; the scheduler hears within ms
+        os._exit(1)
+    return key
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_restarted_worker_does_not_run_finished_jobs_again(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept result is let go at once: a worker replaced later in a run (as its nanny replaces
+    one past its memory limit, every ~60 cells of the comparison) must not compute again every
+    job it had finished, only the one it was running."""
+    monkeypatch.setattr(jobs_module, "IN_PROCESS_JOBS", 1)
+    log, cells = tmp_path / "runs.log", tmp_path / "cells"
+    keys = [f"count/{n}" for n in range(4)]
+    found = run_jobs([Job(key, run_and_die_last, (key, str(log), str(cells), len(keys)), {"key": key})
+                      for key in keys], cells, workers=1)
+    died = (cells / "died").read_text()
+    runs = log.read_text().split()
+    assert found == {key: key for key in keys}
+    assert sorted(runs) == sorted([*keys, died])  # the job that died ran twice, every other once
 
 
 @pytest.mark.slow  # waits for a scheduler that never answers
