@@ -15,7 +15,7 @@ import pytest
 
 from fineprune import jobs as jobs_module
 from fineprune.errors import InputError
-from fineprune.jobs import Job, default_workers, run_jobs, stored_result
+from fineprune.jobs import Job, default_workers, run_jobs, stored_record, stored_result
 
 CALLS: list[str] = []
 
@@ -117,7 +117,7 @@ def run_and_die_last(key: str, log: str, cells: str, jobs: int) -> str:
     with open(log, "a") as file:
         file.write(key + "\n")
     if len(set(ran)) == jobs - 1:
-        while not all((Path(cells) / f"{other}.json").exists() for other in ran):
+        while not all(stored_record(Path(cells), Job(other, record, ())) for other in ran):
             time.sleep(0.05)
         time.sleep(2)  # the client lets a result go right after writing it; the scheduler hears within ms
         die_once(str(Path(log).with_suffix(".died")))
