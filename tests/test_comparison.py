@@ -245,6 +245,15 @@ def test_the_best_method_is_judged_by_its_worst_trigger() -> None:
     assert (best.method, best.trigger) == ("z", "a")  # 12% through + 2 points lost: less than y's 12 + 4
 
 
+def test_a_trigger_missed_on_one_seed_is_the_worst_when_medians_tie() -> None:
+    rows = [ComparisonRow("multi", "a", "none", "nothing", None, 97.0, 100.0, 97.0, 100.0, 0.0, None)]
+    for trigger, asrs in [("a", [0.0, 0.0, 0.0]), ("b", [0.0, 0.0, 100.0])]:
+        rows += [ComparisonRow("multi", trigger, "x", "nothing", 1.0, 97.0, asr, 97.0, asr, 0.0, asr <= 1.0, seed)
+                 for seed, asr in enumerate(asrs)]
+    best = best_methods(spread_rows(rows))["multi"]
+    assert (best.trigger, best.seeds_meeting_bar) == ("b", 2)  # not "a", which meets the bar on every seed
+
+
 def test_stopping_every_trigger_by_breaking_the_net_is_not_the_best() -> None:
     rows = [_row("net", "a", "none", 100.0, 97.0), _row("net", "a", "broken", 0.0, 10.0),
             _row("net", "a", "probe", 0.8, 95.0)]

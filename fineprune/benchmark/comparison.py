@@ -222,11 +222,18 @@ def _own_accuracies(rows: Sequence[SpreadRow]) -> dict[str, float]:
     return {row.badnet: row.accuracy_detector_pct.median for row in rows if row.method == "none"}
 
 
+def _asr_rank(row: SpreadRow) -> tuple[float, float]:
+    """How badly a row's G lets its trigger through: the median over seeds, then the worst seed."""
+    return row.asr_detector_pct.median, row.asr_detector_pct.high
+
+
 def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
     """Per BadNet, the method whose worst trigger scores lowest on G's median ASR plus G's median
     loss of clean accuracy (points against the BadNet's own "none" row): a repair is judged by what
     it lets through and what it costs together, so stopping everything by breaking the net does not
-    win. Returned as that method's row for its worst trigger."""
+    win. Returned as that method's row for its worst trigger: the highest median G ASR, ties going
+    to the trigger that gets through most on some seed (a backdoor missed on one seed of three has
+    median 0.00 too)."""
     own = _own_accuracies(rows)
 
     def cost(row: SpreadRow) -> float:
@@ -237,7 +244,7 @@ def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
         if row.method == "none" or row.trigger == NO_TRIGGER:
             continue
         key = (row.badnet, row.method)
-        if key not in worst or row.asr_detector_pct.median > worst[key].asr_detector_pct.median:
+        if key not in worst or _asr_rank(row) > _asr_rank(worst[key]):
             worst[key] = row
     best: dict[str, SpreadRow] = {}
     for (badnet, _), row in worst.items():
