@@ -396,6 +396,13 @@ def draw_mistakes(evaluation: "Evaluation", path: str | os.PathLike, heading: st
 _CURVE_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b")
 
 
+def _below_title(fig: Figure, lines: int) -> tuple[float, float, float, float]:
+    """The rectangle `tight_layout` may fill so that the panels stay clear of a `lines`-line title,
+    whatever the figure's height (a fixed fraction would overlap on tall figures)."""
+    title_inches = 0.25 * lines + 0.15
+    return (0, 0, 1, 1 - title_inches / fig.get_figheight())
+
+
 def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | os.PathLike, layer: str,
                         marks: dict[str, "SweepPoint"] | None = None) -> Figure:
     """The Fine-Pruning paper's pruning curve, one panel per BadNet: clean accuracy and each
@@ -424,7 +431,7 @@ def draw_pruning_curves(curves: dict[str, Sequence["SweepPoint"]], path: str | o
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Pruning curves\n(channels removed in increasing order of mean activation on clean data)",
                  fontsize=10, weight="bold")
-    fig.tight_layout()
+    fig.tight_layout(rect=_below_title(fig, lines=2))
     with replacing(path) as tmp:
         fig.savefig(tmp, format="png")
     return fig
@@ -506,7 +513,7 @@ def draw_channel_activations(panels: dict[str, tuple[np.ndarray, dict[str, np.nd
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Channel activations on clean and on poisoned data", fontsize=10, weight="bold")
-    fig.tight_layout()
+    fig.tight_layout(rect=_below_title(fig, lines=1))
     with replacing(path) as tmp:
         fig.savefig(tmp, format="png")
     return fig
