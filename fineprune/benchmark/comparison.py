@@ -256,7 +256,8 @@ def best_methods(rows: Sequence[SpreadRow]) -> dict[str, SpreadRow]:
 @dataclass(frozen=True)
 class MethodVerdict:
     """One method against the bar over every net it repaired: where it does worst, and on how many
-    runs (one per net, trigger and seed) it meets the bar. "Worst" is by the median over seeds."""
+    runs (one per net, trigger and seed) it meets the bar. "Worst" is by the median over seeds, ties
+    going to the worst seed."""
 
     method: str
     runs_meeting_bar: int
@@ -287,7 +288,7 @@ def method_verdicts(rows: Sequence[SpreadRow]) -> list[MethodVerdict]:
             method,
             sum(row.seeds_meeting_bar or 0 for row in group),
             sum(len(row.seeds) for row in group),
-            max(backdoored, key=lambda row: row.asr_detector_pct.median, default=None),
+            max(backdoored, key=_asr_rank, default=None),
             max(losses.items(), key=lambda item: item[1].median, default=None),
             max(moves, key=lambda item: item[1], default=None),
             (min(t.low for t in timed), max(t.high for t in timed)) if timed else None,
